@@ -1,0 +1,1 @@
+"""HTTP translation of the registry: routers, auth, schemas, problem responses."""

@@ -1,0 +1,82 @@
+"""The FastAPI application: wiring only. `create_app()` is what uvicorn serves."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import problems
+from api.auth import KeyCache
+from api.routers import audit, ledger, reference
+from registry.clock import Clock, SystemClock
+from registry.config import Settings, get_settings
+from registry.db import database_url, make_engine
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+DESCRIPTION = """
+The pledge registry for environmental-rights credits (CCER, CDCER, and any credit type added as data).
+
+Authenticate with `Authorization: Bearer <api key>`. Errors are RFC 9457 `application/problem+json`
+with a stable `code`. Every state-changing POST accepts `Idempotency-Key`.
+"""
+
+
+class RequestIdMiddleware:
+    """Takes the client's X-Request-ID (or makes one), puts it on request.state and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    owns_engine = engine is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            app.state.engine.dispose()
+
+    app = FastAPI(title="Pledge Registry", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(database_url(settings), pool_size=settings.db_pool_size)
+    app.state.clock = clock or SystemClock()
+    app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    problems.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (reference, ledger, audit):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
+    def healthz() -> dict[str, Any]:
+        with app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app

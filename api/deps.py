@@ -1,0 +1,39 @@
+"""Request-scoped dependencies: one session (one transaction) per request, the clock, the actor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from registry.clock import Clock
+from registry.config import Settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One unit of work: committed before the response is sent, rolled back on any error."""
+    engine: Engine = request.app.state.engine
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]

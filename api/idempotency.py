@@ -1,0 +1,39 @@
+"""`Idempotency-Key` on state-changing POSTs: the same key and body replay the first response."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from registry.errors import InvalidInput
+from registry.idempotency import service as idempotency
+from registry.principal import Actor
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200,
+           description="Any unique string (a UUID is best). A retry with the same key and body returns the "
+                       "first response and does nothing more; with another body it is refused (409)."),
+]
+
+
+def respond(request: Request, session: Session, actor: Actor, key: str | None, body: BaseModel,
+            work: Callable[[], BaseModel], *, status_code: int = 201) -> JSONResponse:
+    if key is None:
+        return JSONResponse(work().model_dump(mode="json"), status_code=status_code)
+    if not key.strip() or not key.isprintable():
+        raise InvalidInput("Idempotency-Key", "the key must be printable text")
+    party_id = actor.principal.party_id
+    assert party_id is not None
+    print_ = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
+    stored = idempotency.claim(session, party_id=party_id, key=key, request_fingerprint=print_, now=actor.at)
+    if stored is not None:
+        return JSONResponse(stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"})
+    payload = work().model_dump(mode="json")
+    idempotency.store(session, party_id=party_id, key=key, status_code=status_code, body=payload)
+    return JSONResponse(payload, status_code=status_code)

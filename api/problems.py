@@ -1,0 +1,116 @@
+"""The one place where errors become RFC 9457 problem+json responses.
+
+Domain errors carry a stable `code`; this maps codes to statuses. Nothing else in the API decides
+a status for an error, and no error reaches the client as a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg.errors
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry.errors import RegistryError
+
+log = logging.getLogger("api.problems")
+
+STATUS_BY_CODE = {
+    "validation_error": 422,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "insufficient_units": 409,
+    "invalid_state": 409,
+    "already_exists": 409,
+    "idempotency_key_reused": 409,
+    "busy": 503,
+}
+
+# Constraint names (see the migrations) that a racing request can still hit after the service's checks.
+CONSTRAINT_CODES = {
+    "uq_party_name": ("already_exists", "a party with this name exists"),
+    "uq_party_credit_code": ("already_exists", "a party with this credit code exists"),
+    "uq_credit_type_code": ("already_exists", "this credit type exists"),
+}
+
+PROBLEM_JSON = "application/problem+json"
+
+
+_RESERVED = frozenset({"type", "title", "status", "detail", "code", "instance", "request_id"})
+
+
+def problem(request: Request, status: int, code: str, title: str, detail: str,
+            extra: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://registry.example/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.url.path,
+        "request_id": getattr(request.state, "request_id", None),
+    }
+    body.update({k: v for k, v in (extra or {}).items() if v is not None and k not in _RESERVED})
+    headers = {"WWW-Authenticate": 'Bearer realm="registry"'} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": "1"}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _registry_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RegistryError)
+    status = STATUS_BY_CODE.get(exc.code, 400)
+    return problem(request, status, exc.code, exc.title, exc.detail, exc.context)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+         "message": err.get("msg", "invalid"), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return problem(request, 422, "validation_error", "Invalid request", detail, {"errors": errors})
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+             413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+    code = codes.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    return problem(request, exc.status_code, code, code.replace("_", " ").capitalize(), detail)
+
+
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    orig = exc.orig
+    if isinstance(orig, psycopg.errors.LockNotAvailable | psycopg.errors.DeadlockDetected
+                  | psycopg.errors.SerializationFailure | psycopg.errors.QueryCanceled):
+        return problem(request, 503, "busy", "Busy, retry", "the registry is busy with the same units; retry")
+    if isinstance(exc, IntegrityError):
+        name = getattr(getattr(orig, "diag", None), "constraint_name", None)
+        if name in CONSTRAINT_CODES:
+            code, detail = CONSTRAINT_CODES[name]
+            return problem(request, STATUS_BY_CODE[code], code, "Conflict", detail)
+    log.exception("database error", extra={"request_id": getattr(request.state, "request_id", None)})
+    return problem(request, 500, "internal_error", "Internal error", "the request could not be completed")
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
+    return problem(request, 500, "internal_error", "Internal error", "the request could not be completed")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RegistryError, _registry_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(Exception, _unexpected)

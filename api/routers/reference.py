@@ -1,0 +1,96 @@
+"""Parties, registry accounts and credit types: the exchange keeps them, others read their own."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.auth import ActorDep, PrincipalDep
+from api.deps import SessionDep
+from api.idempotency import IdempotencyKey, respond
+from api.pagination import Cursor, Limit, next_cursor
+from api.routers.common import READ_ERRORS, WRITE_ERRORS, uuid_cursor
+from api.schemas.common import Page
+from api.schemas.ledger import (
+    AccountCreate,
+    AccountRead,
+    CreditTypeCreate,
+    CreditTypeRead,
+    PartyCreate,
+    PartyRead,
+)
+from registry.ledger import service as ledger
+from registry.ledger.models import Account, CreditType, Party, PartyKind
+
+router = APIRouter(prefix="/v1", tags=["reference data"])
+
+
+def party_read(party: Party) -> PartyRead:
+    return PartyRead.model_validate(party, from_attributes=True)
+
+
+def account_read(account: Account) -> AccountRead:
+    return AccountRead.model_validate(account, from_attributes=True)
+
+
+def credit_type_read(ct: CreditType) -> CreditTypeRead:
+    return CreditTypeRead(code=ct.code, name=ct.name, unit=ct.unit, serials_issued=ct.next_serial - 1,
+                          created_at=ct.created_at)
+
+
+@router.post("/parties", status_code=201, response_model=PartyRead, responses=WRITE_ERRORS,
+             summary="Register a party (exchange)")
+def create_party(request: Request, body: PartyCreate, session: SessionDep, actor: ActorDep,
+                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    return respond(request, session, actor, idempotency_key, body, lambda: party_read(ledger.create_party(
+        session, actor, name=body.name, kind=PartyKind(body.kind), credit_code=body.credit_code)))
+
+
+@router.get("/parties", response_model=Page[PartyRead], responses=READ_ERRORS,
+            summary="Parties (exchange and auditor: all; others: their own)")
+def list_parties(session: SessionDep, principal: PrincipalDep, limit: Limit = 100,
+                 cursor: Cursor = None) -> Page[PartyRead]:
+    items = ledger.list_parties(session, principal, after=uuid_cursor(cursor), limit=limit)
+    return Page(items=[party_read(p) for p in items], next_cursor=next_cursor(items, limit, lambda p: str(p.id)))
+
+
+@router.get("/parties/{party_id}", response_model=PartyRead, responses=READ_ERRORS, summary="One party")
+def read_party(party_id: UUID, session: SessionDep, principal: PrincipalDep) -> PartyRead:
+    return party_read(ledger.require_party(session, principal, party_id))
+
+
+@router.post("/accounts", status_code=201, response_model=AccountRead, responses=WRITE_ERRORS,
+             summary="Open a registry account for a party (exchange)")
+def create_account(request: Request, body: AccountCreate, session: SessionDep, actor: ActorDep,
+                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    return respond(request, session, actor, idempotency_key, body,
+                   lambda: account_read(ledger.create_account(session, actor, party_id=body.party_id)))
+
+
+@router.get("/accounts", response_model=Page[AccountRead], responses=READ_ERRORS,
+            summary="Registry accounts (exchange and auditor: all; others: their own)")
+def list_accounts(session: SessionDep, principal: PrincipalDep, party_id: UUID | None = None,
+                  limit: Limit = 100, cursor: Cursor = None) -> Page[AccountRead]:
+    items = ledger.list_accounts(session, principal, party_id=party_id, after=uuid_cursor(cursor), limit=limit)
+    return Page(items=[account_read(a) for a in items], next_cursor=next_cursor(items, limit, lambda a: str(a.id)))
+
+
+@router.get("/accounts/{account_id}", response_model=AccountRead, responses=READ_ERRORS, summary="One account")
+def read_account(account_id: UUID, session: SessionDep, principal: PrincipalDep) -> AccountRead:
+    return account_read(ledger.require_account(session, principal, account_id))
+
+
+@router.post("/credit-types", status_code=201, response_model=CreditTypeRead, responses=WRITE_ERRORS,
+             summary="Add a kind of environmental right (exchange)")
+def create_credit_type(request: Request, body: CreditTypeCreate, session: SessionDep, actor: ActorDep,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    return respond(request, session, actor, idempotency_key, body, lambda: credit_type_read(
+        ledger.create_credit_type(session, actor, code=body.code, name=body.name, unit=body.unit)))
+
+
+@router.get("/credit-types", response_model=list[CreditTypeRead], responses=READ_ERRORS,
+            summary="Credit types the registry keeps")
+def list_credit_types(session: SessionDep, principal: PrincipalDep) -> list[CreditTypeRead]:
+    return [credit_type_read(ct) for ct in ledger.list_credit_types(session, principal)]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from api.schemas.common import Page
+
+
+class UnitPlace(BaseModel):
+    account_id: UUID | None
+    account_number: str | None
+    party_id: UUID | None
+    status: str | None
+    pledge_id: UUID | None
+
+
+class UnitEventRead(BaseModel):
+    id: int
+    kind: str
+    occurred_at: datetime
+    batch_id: UUID
+    serial_start: int
+    serial_end: int
+    before: UnitPlace
+    after: UnitPlace
+    actor_role: str
+    actor_party_id: UUID | None
+    operator: str | None
+    on_behalf_of: UUID | None
+    request_id: str | None
+    instruction_id: UUID | None
+    reason: str | None
+    chain_account_id: UUID
+    seq: int
+    hash: str
+
+
+class UnitHistoryPage(Page[UnitEventRead]):
+    credit_type: str
+    serial: int
+
+
+class BadEventRead(BaseModel):
+    id: int | None
+    account_id: UUID
+    seq: int
+    problem: str
+
+
+class AuditVerifyRead(BaseModel):
+    events: int
+    chains: int
+    head_hash: str
+    ok: bool
+    first_bad_event: BadEventRead | None = None
+    bad_chains: int = 0

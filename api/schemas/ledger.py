@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Self
+from uuid import UUID
+
+from pydantic import BaseModel, Field, model_validator
+
+from api.schemas.common import CreditTypeCode, Name, Page, Quantity, Reason, Schema, Serial, ShortText
+
+# 统一社会信用代码 (GB 32100-2015): 18 characters; the checksum is verified by the service.
+CreditCode = Field(default=None, pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$",
+                   description="Unified social credit code (统一社会信用代码), 18 characters.")
+
+
+class PartyCreate(Schema):
+    name: Name
+    kind: Literal["bank", "enterprise", "exchange", "auditor"]
+    credit_code: str | None = CreditCode
+
+
+class PartyRead(BaseModel):
+    id: UUID
+    name: str
+    kind: str
+    credit_code: str | None
+    created_at: datetime
+
+
+class AccountCreate(Schema):
+    party_id: UUID
+
+
+class AccountRead(BaseModel):
+    id: UUID
+    number: str
+    party_id: UUID
+    status: str
+    created_at: datetime
+
+
+class CreditTypeCreate(Schema):
+    code: CreditTypeCode
+    name: Name
+    unit: ShortText = "tCO2e"
+
+
+class CreditTypeRead(BaseModel):
+    code: str
+    name: str
+    unit: str
+    serials_issued: int = Field(description="Serials allocated so far (the next batch starts after them).")
+    created_at: datetime
+
+
+class IssuanceCreate(Schema):
+    credit_type: CreditTypeCode
+    project_code: ShortText
+    project_type: ShortText
+    vintage: int = Field(ge=1990, le=2100)
+    quantity: Quantity
+    account_id: UUID
+
+
+class IssuanceRead(BaseModel):
+    id: UUID
+    credit_type: str
+    project_code: str
+    project_type: str
+    vintage: int
+    quantity: int
+    serial_start: int
+    serial_end: int
+    account_id: UUID
+    issued_at: datetime
+
+
+class BlockRef(Schema):
+    credit_type: CreditTypeCode
+    serial_start: Serial
+    serial_end: Serial
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.serial_start > self.serial_end:
+            raise ValueError("serial_start must not be after serial_end")
+        return self
+
+
+class _UnitsSelection(Schema):
+    quantity: Quantity | None = None
+    credit_type: CreditTypeCode | None = None
+    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if (self.quantity is None) == (self.blocks is None):
+            raise ValueError("give either quantity (with credit_type) or blocks")
+        if self.quantity is not None and self.credit_type is None:
+            raise ValueError("a quantity needs its credit_type")
+        return self
+
+
+class TransferCreate(_UnitsSelection):
+    from_account_id: UUID
+    to_account_id: UUID
+
+
+class RetirementCreate(_UnitsSelection):
+    account_id: UUID
+    reason: Reason | None = None
+
+
+class MovedBlockRead(BaseModel):
+    credit_type: str
+    batch_id: UUID
+    serial_start: int
+    serial_end: int
+    quantity: int
+
+
+class MovementRead(BaseModel):
+    quantity: int
+    blocks: list[MovedBlockRead]
+
+
+class TransferRead(MovementRead):
+    from_account_id: UUID
+    to_account_id: UUID
+
+
+class RetirementRead(MovementRead):
+    account_id: UUID
+    reason: str | None
+
+
+class HoldingRead(BaseModel):
+    credit_type: str
+    batch: UUID
+    project_code: str
+    project_type: str
+    vintage: int
+    serial_start: int
+    serial_end: int
+    quantity: int
+    status: Literal["available", "held", "frozen", "retired"]
+    pledge_id: UUID | None
+
+
+class HoldingTotal(BaseModel):
+    credit_type: str
+    status: str
+    quantity: int
+    blocks: int
+
+
+class HoldingsPage(Page[HoldingRead]):
+    account_id: UUID
+    totals: list[HoldingTotal]

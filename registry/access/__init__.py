@@ -1,0 +1,1 @@
+"""API keys: who may call, as which party and role."""

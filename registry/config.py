@@ -1,0 +1,47 @@
+"""All configuration, read from the environment in one place (see docs/operations.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore")
+
+    # The plain DATABASE_URL (no prefix) is what every PostgreSQL tool understands.
+    # Unset: an embedded PostgreSQL (pgserver) is started in `data_dir`.
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    data_dir: Path = Path(".registry-data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Public address used in links (certificate QR codes, console); defaults to http://host:port.
+    public_url: str | None = None
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    # API keys are looked up once per request; a short cache saves a query per call,
+    # at the price of a revoked key working for at most this long.
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, value: str | None) -> str | None:
+        """`postgresql://` and `postgres://` URLs are taken as they are written for every other tool."""
+        if value is None or not value.strip():
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,110 @@
+"""The database: where it is (a given DATABASE_URL, or an embedded PostgreSQL), engines, migrations."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from registry.config import Settings
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+_embedded: dict[Path, Any] = {}
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the pgserver PostgreSQL in `data_dir`; returns its SQLAlchemy URL.
+
+    The server lives as long as some process holds it (pgserver's cleanup_mode='stop')."""
+    if "XDG_RUNTIME_DIR" not in os.environ:  # pgserver keeps its lock file there
+        runtime = Path(f"/tmp/registry-runtime-{os.getuid()}")
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    import pgserver
+
+    data_dir = data_dir.resolve()
+    if data_dir not in _embedded:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _embedded[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")
+    uri: str = _embedded[data_dir].get_uri()
+    return "postgresql+psycopg://" + uri.removeprefix("postgresql://")
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.data_dir)
+
+
+def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> Engine:
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"application_name": "registry"},
+        **kwargs,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _session_defaults(dbapi_conn: Any, _record: Any) -> None:
+        # A ledger write that waits this long for a row lock is stuck behind something wrong:
+        # fail it (mapped to 503 busy, nothing changed) rather than pile up connections.
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '10s'; SET statement_timeout = '120s'; SET TIME ZONE 'UTC'")
+        dbapi_conn.commit()
+
+    return engine
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Session]:
+    """One transaction: committed when the block ends normally, rolled back on any error."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["database_url"] = url
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in `url` if the server does not have it yet."""
+    import psycopg
+
+    target = make_url(url)
+    name = target.database or "postgres"
+    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')  # name comes from configuration, not requests
+

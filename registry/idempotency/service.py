@@ -1,0 +1,75 @@
+"""Claim an idempotency key inside the request's transaction; store the response before commit.
+
+A second request with the same key waits on the first one's uncommitted row (unique index), then
+either replays its stored response (first committed) or does the work itself (first rolled back)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from registry.errors import RegistryError
+
+
+class IdempotencyKeyReused(RegistryError):
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused with a different request"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used before for a different request", key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: Any
+
+
+def fingerprint(method: str, path: str, canonical_body: str) -> bytes:
+    return hashlib.sha256(f"{method} {path}\n{canonical_body}".encode()).digest()
+
+
+def claim(session: Session, *, party_id: UUID, key: str, request_fingerprint: bytes,
+          now: datetime) -> StoredResponse | None:
+    """None: the key is ours, do the work. Otherwise the first request's response, to replay."""
+    inserted = session.execute(
+        text("INSERT INTO idempotency_record (party_id, key, fingerprint, created_at) "
+             "VALUES (:p, :k, :f, :now) ON CONFLICT DO NOTHING RETURNING 1"),
+        {"p": party_id, "k": key, "f": request_fingerprint, "now": now},
+    ).first()
+    if inserted:
+        return None
+    row = session.execute(
+        text("SELECT fingerprint, status_code, response FROM idempotency_record WHERE party_id = :p AND key = :k"),
+        {"p": party_id, "k": key},
+    ).one()
+    if bytes(row.fingerprint) != request_fingerprint:
+        raise IdempotencyKeyReused(key)
+    return StoredResponse(row.status_code, row.response)
+
+
+def store(session: Session, *, party_id: UUID, key: str, status_code: int, body: Any) -> None:
+    session.execute(
+        text("UPDATE idempotency_record SET status_code = :s, response = CAST(:b AS jsonb) "
+             "WHERE party_id = :p AND key = :k"),
+        {"s": status_code, "b": _json(body), "p": party_id, "k": key},
+    )
+
+
+def purge(session: Session, *, older_than: datetime) -> int:
+    result = session.execute(text("DELETE FROM idempotency_record WHERE created_at < :t"), {"t": older_than})
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _json(body: Any) -> str:
+    import json
+
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+

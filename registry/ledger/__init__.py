@@ -1,0 +1,1 @@
+"""The ledger: parties, accounts, credit types, issuance batches and holdings as serial blocks."""

@@ -1,0 +1,386 @@
+"""Ledger use cases. Each runs inside the caller's transaction and locks what it changes:
+the accounts involved (in id order), then their blocks through those locks.
+
+Invariants (checked here first, enforced again by the database, see docs/architecture.md):
+  units(credit type) = issued(credit type), retired units included, at every commit
+  no serial is in two blocks; a held or frozen block names its pledge
+  held and frozen units are not transferred or retired; frozen units leave only by disposal
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from sqlmodel import Session
+
+from registry import authz
+from registry.audit import service as audit
+from registry.audit.models import EventKind
+from registry.errors import AlreadyExists, InvalidInput, NotFound
+from registry.ledger import repository as repo
+from registry.ledger import uscc
+from registry.ledger.blocks import Piece, Segment, normalize_ranges, plan_rewrite, take_lowest, take_ranges
+from registry.ledger.errors import AccountClosed, BlocksNotAvailable, InsufficientUnits, SerialSpaceExhausted
+from registry.ledger.models import (
+    SERIAL_MAX,
+    Account,
+    AccountStatus,
+    BlockStatus,
+    CreditType,
+    Issuance,
+    Party,
+    PartyKind,
+)
+from registry.ledger.repository import LockedAccount, State
+from registry.principal import Actor, Principal
+
+AVAILABLE = BlockStatus.AVAILABLE.value
+HELD = BlockStatus.HELD.value
+FROZEN = BlockStatus.FROZEN.value
+RETIRED = BlockStatus.RETIRED.value
+MAX_QUANTITY = 10**12
+
+
+@dataclass(frozen=True, slots=True)
+class SerialRange:
+    credit_type: str
+    serial_start: int
+    serial_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which units: `quantity` of `credit_type` (lowest serials first), or named `blocks`, or (neither) all."""
+
+    credit_type: str | None = None
+    quantity: int | None = None
+    blocks: Sequence[SerialRange] = ()
+
+    @property
+    def everything(self) -> bool:
+        return self.quantity is None and not self.blocks
+
+
+@dataclass(frozen=True, slots=True)
+class MovedBlock:
+    credit_type: str
+    batch_id: UUID
+    serial_start: int
+    serial_end: int
+
+    @property
+    def quantity(self) -> int:
+        return self.serial_end - self.serial_start + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    kind: EventKind
+    source: State
+    target: State
+    blocks: list[MovedBlock] = field(default_factory=list)
+
+    @property
+    def quantity(self) -> int:
+        return sum(b.quantity for b in self.blocks)
+
+
+# --- reference data -------------------------------------------------------------------------------
+
+def create_party(session: Session, actor: Actor, *, name: str, kind: PartyKind,
+                 credit_code: str | None) -> Party:
+    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    if credit_code is not None and not uscc.is_valid(credit_code):
+        raise InvalidInput("credit_code", f"{credit_code} is not a valid unified social credit code (check character)")
+    if repo.get_party_by_name(session, name) is not None:
+        raise AlreadyExists(f"a party named {name!r} exists", field="name")
+    party = Party(name=name, kind=kind, credit_code=credit_code, created_at=actor.at)
+    session.add(party)
+    session.flush()
+    return party
+
+
+def create_account(session: Session, actor: Actor, *, party_id: UUID) -> Account:
+    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    if repo.get_party(session, party_id) is None:
+        raise NotFound("party", party_id, field="party_id")
+    account = Account(number=repo.next_account_number(session), party_id=party_id, created_at=actor.at)
+    session.add(account)
+    session.flush()
+    return account
+
+
+def create_credit_type(session: Session, actor: Actor, *, code: str, name: str, unit: str) -> CreditType:
+    """Credit types are data: CEA allowances, 排污权 or 用能权 are added here, not in code."""
+    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    if repo.get_credit_type(session, code) is not None:
+        raise AlreadyExists(f"credit type {code} exists", field="code")
+    credit_type = CreditType(code=code, name=name, unit=unit, created_at=actor.at)
+    session.add(credit_type)
+    session.flush()
+    return credit_type
+
+
+def require_credit_type(session: Session, code: str, *, field: str = "credit_type") -> CreditType:
+    credit_type = repo.get_credit_type(session, code)
+    if credit_type is None:
+        raise NotFound("credit type", code, field=field)
+    return credit_type
+
+
+# --- unit operations ------------------------------------------------------------------------------
+
+def issue(session: Session, actor: Actor, *, credit_type: str, project_code: str, project_type: str,
+          vintage: int, quantity: int, account_id: UUID) -> Issuance:
+    """A new batch: `quantity` fresh serials, contiguous, landing in the account as one available block."""
+    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    _check_quantity(quantity)
+    ct = require_credit_type(session, credit_type)
+    account = _lock(session, [account_id])[account_id]
+    _require_active(account)
+    assert ct.id is not None
+    start = repo.allocate_serials(session, ct.id, quantity)
+    if start is None:
+        session.refresh(ct)
+        raise SerialSpaceExhausted(credit_type, quantity, SERIAL_MAX - ct.next_serial + 1)
+    batch = Issuance(credit_type_id=ct.id, project_code=project_code, project_type=project_type, vintage=vintage,
+                     quantity=quantity, serial_start=start, serial_end=start + quantity - 1,
+                     account_id=account_id, issued_at=actor.at)
+    session.add(batch)
+    session.flush()
+    target = State(account_id, AVAILABLE)
+    repo.insert_blocks(session, [(Segment(ct.id, batch.id, batch.serial_start, batch.serial_end, True), target)])
+    audit.record(session, actor, account, EventKind.ISSUE, [audit.Change(
+        ct.id, batch.id, batch.serial_start, batch.serial_end, None, None, None, account_id, AVAILABLE, None)])
+    return batch
+
+
+def transfer(session: Session, actor: Actor, *, from_account_id: UUID, to_account_id: UUID,
+             selection: Selection) -> Movement:
+    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    if from_account_id == to_account_id:
+        raise InvalidInput("to_account_id", "units cannot be transferred to the account they are in")
+    accounts = _lock(session, [from_account_id, to_account_id])
+    _require_active(accounts[from_account_id])
+    _require_active(accounts[to_account_id])
+    return _move(session, actor, EventKind.TRANSFER, accounts[from_account_id],
+                 State(from_account_id, AVAILABLE), State(to_account_id, AVAILABLE), selection)
+
+
+def retire(session: Session, actor: Actor, *, account_id: UUID, selection: Selection,
+           reason: str | None = None) -> Movement:
+    """Retired units stay in their account as `retired` blocks: serials are never reissued."""
+    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    if selection.everything:
+        raise InvalidInput("quantity", "say how many units, or which blocks, to retire")
+    account = _lock(session, [account_id])[account_id]
+    return _move(session, actor, EventKind.RETIRE, account, State(account_id, AVAILABLE),
+                 State(account_id, RETIRED), selection, reason=reason)
+
+
+# --- primitives for the pledge lifecycle (the pledge service authorizes and calls them) -----------
+
+def hold(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, selection: Selection) -> Movement:
+    """Available -> held for the pledge: nobody can transfer, retire or pledge those units meanwhile."""
+    if selection.everything:
+        raise InvalidInput("quantity", "say how many units, or which blocks, to hold")
+    account = _lock(session, [account_id])[account_id]
+    _require_active(account)
+    return _move(session, actor, EventKind.HOLD, account, State(account_id, AVAILABLE),
+                 State(account_id, HELD, pledge_id), selection)
+
+
+def release_hold(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID,
+                 selection: Selection = Selection(), reason: str | None = None) -> Movement:
+    account = _lock(session, [account_id])[account_id]
+    return _move(session, actor, EventKind.RELEASE_HOLD, account, State(account_id, HELD, pledge_id),
+                 State(account_id, AVAILABLE), selection, reason=reason)
+
+
+def freeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID) -> Movement:
+    """Every unit held for the pledge becomes frozen (the exchange confirmed)."""
+    account = _lock(session, [account_id])[account_id]
+    return _move(session, actor, EventKind.FREEZE, account, State(account_id, HELD, pledge_id),
+                 State(account_id, FROZEN, pledge_id), Selection())
+
+
+def unfreeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID,
+             selection: Selection = Selection(), reason: str | None = None) -> Movement:
+    account = _lock(session, [account_id])[account_id]
+    return _move(session, actor, EventKind.UNFREEZE, account, State(account_id, FROZEN, pledge_id),
+                 State(account_id, AVAILABLE), selection, reason=reason)
+
+
+def dispose(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, to_account_id: UUID,
+            selection: Selection = Selection(), reason: str | None = None) -> Movement:
+    """Frozen units move out of the pledgor's account to the lender's, or to a buyer's at auction."""
+    if account_id == to_account_id:
+        raise InvalidInput("to_account_id", "disposal moves units to another account")
+    accounts = _lock(session, [account_id, to_account_id])
+    _require_active(accounts[to_account_id])
+    return _move(session, actor, EventKind.DISPOSE, accounts[account_id], State(account_id, FROZEN, pledge_id),
+                 State(to_account_id, AVAILABLE), selection, reason=reason)
+
+
+# --- the one mechanism behind every operation -----------------------------------------------------
+
+def _move(session: Session, actor: Actor, kind: EventKind, chain: LockedAccount, source: State, target: State,
+          selection: Selection, *, reason: str | None = None) -> Movement:
+    """Take the selected units out of `source` and put them in `target`, splitting and joining blocks.
+    The caller holds the locks of the accounts of both states."""
+    codes = repo.credit_type_codes(session)
+    ids = {code: ct_id for ct_id, code in codes.items()}
+    pieces: list[Piece] = []
+    for ct_id, ranges in _ranges_by_type(selection, ids).items():
+        blocks = repo.blocks_overlapping(session, source, ct_id, ranges)
+        taken, missing = take_ranges(blocks, ranges)
+        if missing:
+            raise BlocksNotAvailable(account_id=source.account_id, credit_type=codes[ct_id], status=source.status,
+                                     missing=missing)
+        pieces += taken
+    if selection.quantity is not None:
+        if selection.credit_type is None:
+            raise InvalidInput("credit_type", "a quantity needs its credit type")
+        if selection.credit_type not in ids:
+            raise NotFound("credit type", selection.credit_type, field="credit_type")
+        _check_quantity(selection.quantity)
+        ct_id = ids[selection.credit_type]
+        blocks = repo.blocks_lowest_first(session, source, ct_id, selection.quantity)
+        taken = take_lowest(blocks, selection.quantity)
+        got = sum(p.quantity for p in taken)
+        if got < selection.quantity:
+            raise InsufficientUnits(account_id=source.account_id, credit_type=selection.credit_type,
+                                    status=source.status, requested=selection.quantity, available=got)
+        pieces += taken
+    if selection.everything:
+        ct_filter = ids.get(selection.credit_type) if selection.credit_type else None
+        if selection.credit_type and ct_filter is None:
+            raise NotFound("credit type", selection.credit_type, field="credit_type")
+        pieces += [Piece(b, b.serial_start, b.serial_end) for b in repo.blocks_in_state(session, source, ct_filter)]
+
+    plan = plan_rewrite(pieces)
+    repo.rewrite_blocks(session, target, plan.updates)
+    repo.insert_blocks(session, [(seg, target) for seg in plan.new_taken]
+                       + [(seg, State(b.account_id, b.status, b.pledge_id)) for b, seg in plan.new_kept])
+    spans: dict[int, tuple[int, int]] = {}
+    for p in pieces:
+        lo, hi = spans.get(p.block.credit_type_id, (p.start, p.end))
+        spans[p.block.credit_type_id] = (min(lo, p.start), max(hi, p.end))
+    for ct_id, (lo, hi) in spans.items():
+        repo.coalesce_blocks(session, target, ct_id, lo, hi)
+
+    ordered = sorted(pieces, key=lambda p: (p.block.credit_type_id, p.start))
+    audit.record(session, actor, chain, kind, [
+        audit.Change(p.block.credit_type_id, p.block.batch_id, p.start, p.end,
+                     p.block.account_id, p.block.status, p.block.pledge_id,
+                     target.account_id, target.status, target.pledge_id) for p in ordered
+    ], reason=reason)
+    return Movement(kind, source, target, [
+        MovedBlock(codes[p.block.credit_type_id], p.block.batch_id, p.start, p.end) for p in ordered
+    ])
+
+
+def _ranges_by_type(selection: Selection, ids: dict[str, int]) -> dict[int, list[tuple[int, int]]]:
+    if selection.blocks and selection.quantity is not None:
+        raise InvalidInput("blocks", "give either a quantity or blocks, not both")
+    grouped: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for n, block in enumerate(selection.blocks):
+        if block.credit_type not in ids:
+            raise NotFound("credit type", block.credit_type, field=f"blocks[{n}].credit_type")
+        if not 1 <= block.serial_start <= block.serial_end <= SERIAL_MAX:
+            raise InvalidInput(f"blocks[{n}]", "need 1 <= serial_start <= serial_end <= 2^40-1")
+        grouped[ids[block.credit_type]].append((block.serial_start, block.serial_end))
+    out = {}
+    for ct_id, ranges in grouped.items():
+        normalized = normalize_ranges(ranges)
+        if sum(e - s + 1 for s, e in normalized) != sum(e - s + 1 for s, e in ranges):
+            raise InvalidInput("blocks", "the blocks overlap each other")
+        out[ct_id] = normalized
+    return out
+
+
+def _lock(session: Session, account_ids: Sequence[UUID]) -> dict[UUID, LockedAccount]:
+    accounts = repo.lock_accounts(session, account_ids)
+    for account_id in account_ids:
+        if account_id not in accounts:
+            raise NotFound("account", account_id)
+    return accounts
+
+
+def _require_active(account: LockedAccount) -> None:
+    if account.status != AccountStatus.ACTIVE.value:
+        raise AccountClosed(account.id)
+
+
+def _check_quantity(quantity: int) -> None:
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise InvalidInput("quantity", f"quantity must be between 1 and {MAX_QUANTITY}")
+
+
+
+# --- reads (tenant-scoped) ------------------------------------------------------------------------
+
+def require_party(session: Session, principal: Principal, party_id: UUID) -> Party:
+    party = repo.get_party(session, party_id)
+    if party is None:
+        raise NotFound("party", party_id)
+    authz.require_party_visible(principal, party.id)
+    return party
+
+
+def require_account(session: Session, principal: Principal, account_id: UUID) -> Account:
+    account = repo.get_account(session, account_id)
+    if account is None:
+        raise NotFound("account", account_id)
+    authz.require_party_visible(principal, account.party_id, kind="account", ident=account_id)
+    return account
+
+
+def list_parties(session: Session, principal: Principal, *, after: UUID | None, limit: int) -> list[Party]:
+    return repo.parties_page(session, party_id=authz.party_scope(principal), after=after, limit=limit)
+
+
+def list_accounts(session: Session, principal: Principal, *, party_id: UUID | None, after: UUID | None,
+                  limit: int) -> list[Account]:
+    scope = authz.party_scope(principal)
+    if scope is not None and party_id is not None and party_id != scope:
+        return []
+    return repo.accounts_page(session, party_id=scope or party_id, after=after, limit=limit)
+
+
+def list_issuances(session: Session, principal: Principal, *, credit_type: str | None, after: UUID | None,
+                   limit: int) -> list[Issuance]:
+    authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
+    ct_id = require_credit_type(session, credit_type).id if credit_type else None
+    return repo.issuances_page(session, credit_type_id=ct_id, after=after, limit=limit)
+
+
+def require_issuance(session: Session, principal: Principal, issuance_id: UUID) -> Issuance:
+    authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
+    batch = repo.get_issuance(session, issuance_id)
+    if batch is None:
+        raise NotFound("issuance", issuance_id)
+    return batch
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    account: Account
+    blocks: list[Any]
+    totals: list[Any]
+
+
+def holdings(session: Session, principal: Principal, account_id: UUID, *, after: tuple[int, int] | None,
+             limit: int) -> Holdings:
+    account = require_account(session, principal, account_id)
+    return Holdings(account, repo.holdings_page(session, account_id, after=after, limit=limit),
+                    repo.holding_totals(session, account_id))
+
+
+def list_credit_types(session: Session, principal: Principal) -> list[CreditType]:
+    """Reference data every authenticated party may read."""
+    return repo.credit_types(session)

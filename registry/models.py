@@ -1,0 +1,8 @@
+"""Imports every table so that SQLModel.metadata is complete (Alembic, tests)."""
+
+from registry.access.models import ApiKey
+from registry.audit.models import AuditEvent
+from registry.idempotency.models import IdempotencyRecord
+from registry.ledger.models import Account, CreditType, Holding, Issuance, Party
+
+__all__ = ["Account", "ApiKey", "AuditEvent", "CreditType", "Holding", "IdempotencyRecord", "Issuance", "Party"]
