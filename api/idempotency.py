@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlmodel import Session
 
@@ -23,9 +23,9 @@ IdempotencyKey = Annotated[
 
 
 def respond(request: Request, session: Session, actor: Actor, key: str | None, body: BaseModel,
-            work: Callable[[], BaseModel], *, status_code: int = 201) -> JSONResponse:
+            work: Callable[[], BaseModel], *, status_code: int = 201) -> Response:
     if key is None:
-        return JSONResponse(work().model_dump(mode="json"), status_code=status_code)
+        return Response(work().model_dump_json(), status_code=status_code, media_type="application/json")
     if not key.strip() or not key.isprintable():
         raise InvalidInput("Idempotency-Key", "the key must be printable text")
     party_id = actor.principal.party_id
@@ -33,7 +33,8 @@ def respond(request: Request, session: Session, actor: Actor, key: str | None, b
     print_ = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
     stored = idempotency.claim(session, party_id=party_id, key=key, request_fingerprint=print_, now=actor.at)
     if stored is not None:
-        return JSONResponse(stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"})
-    payload = work().model_dump(mode="json")
+        return Response(stored.body, status_code=stored.status_code, media_type="application/json",
+                        headers={"Idempotent-Replayed": "true"})
+    payload = work().model_dump_json().encode()
     idempotency.store(session, party_id=party_id, key=key, status_code=status_code, body=payload)
-    return JSONResponse(payload, status_code=status_code)
+    return Response(payload, status_code=status_code, media_type="application/json")

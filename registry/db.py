@@ -33,6 +33,7 @@ def start_embedded(data_dir: Path) -> str:
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     import pgserver
 
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
     data_dir = data_dir.resolve()
     if data_dir not in _embedded:
         data_dir.mkdir(parents=True, exist_ok=True)

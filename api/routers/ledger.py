@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
@@ -52,7 +52,7 @@ def selection(body: TransferCreate | RetirementCreate) -> Selection:
 @router.post("/issuances", status_code=201, response_model=IssuanceRead, responses=WRITE_ERRORS,
              summary="Issue a batch of credits into an account (exchange)")
 def create_issuance(request: Request, body: IssuanceCreate, session: SessionDep, actor: ActorDep,
-                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                    idempotency_key: IdempotencyKey = None) -> Response:
     def work() -> IssuanceRead:
         batch = ledger.issue(session, actor, credit_type=body.credit_type, project_code=body.project_code,
                              project_type=body.project_type, vintage=body.vintage, quantity=body.quantity,
@@ -84,7 +84,7 @@ def read_issuance(issuance_id: UUID, session: SessionDep, principal: PrincipalDe
 @router.post("/transfers", status_code=201, response_model=TransferRead, responses=WRITE_ERRORS,
              summary="Move available units between accounts (exchange)")
 def create_transfer(request: Request, body: TransferCreate, session: SessionDep, actor: ActorDep,
-                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                    idempotency_key: IdempotencyKey = None) -> Response:
     def work() -> TransferRead:
         movement = ledger.transfer(session, actor, from_account_id=body.from_account_id,
                                    to_account_id=body.to_account_id, selection=selection(body))
@@ -97,7 +97,7 @@ def create_transfer(request: Request, body: TransferCreate, session: SessionDep,
 @router.post("/retirements", status_code=201, response_model=RetirementRead, responses=WRITE_ERRORS,
              summary="Retire available units (exchange)")
 def create_retirement(request: Request, body: RetirementCreate, session: SessionDep, actor: ActorDep,
-                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                      idempotency_key: IdempotencyKey = None) -> Response:
     def work() -> RetirementRead:
         movement = ledger.retire(session, actor, account_id=body.account_id, selection=selection(body),
                                  reason=body.reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
@@ -43,7 +43,7 @@ def credit_type_read(ct: CreditType) -> CreditTypeRead:
 @router.post("/parties", status_code=201, response_model=PartyRead, responses=WRITE_ERRORS,
              summary="Register a party (exchange)")
 def create_party(request: Request, body: PartyCreate, session: SessionDep, actor: ActorDep,
-                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                 idempotency_key: IdempotencyKey = None) -> Response:
     return respond(request, session, actor, idempotency_key, body, lambda: party_read(ledger.create_party(
         session, actor, name=body.name, kind=PartyKind(body.kind), credit_code=body.credit_code)))
 
@@ -64,7 +64,7 @@ def read_party(party_id: UUID, session: SessionDep, principal: PrincipalDep) -> 
 @router.post("/accounts", status_code=201, response_model=AccountRead, responses=WRITE_ERRORS,
              summary="Open a registry account for a party (exchange)")
 def create_account(request: Request, body: AccountCreate, session: SessionDep, actor: ActorDep,
-                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                   idempotency_key: IdempotencyKey = None) -> Response:
     return respond(request, session, actor, idempotency_key, body,
                    lambda: account_read(ledger.create_account(session, actor, party_id=body.party_id)))
 
@@ -85,7 +85,7 @@ def read_account(account_id: UUID, session: SessionDep, principal: PrincipalDep)
 @router.post("/credit-types", status_code=201, response_model=CreditTypeRead, responses=WRITE_ERRORS,
              summary="Add a kind of environmental right (exchange)")
 def create_credit_type(request: Request, body: CreditTypeCreate, session: SessionDep, actor: ActorDep,
-                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                       idempotency_key: IdempotencyKey = None) -> Response:
     return respond(request, session, actor, idempotency_key, body, lambda: credit_type_read(
         ledger.create_credit_type(session, actor, code=body.code, name=body.name, unit=body.unit)))
 

@@ -237,7 +237,7 @@ CREATE TABLE idempotency_record (
     key text NOT NULL,
     fingerprint bytea NOT NULL,
     status_code integer,
-    response jsonb,
+    response bytea,  -- the exact bytes first sent, so a replay is byte-identical
     created_at timestamptz NOT NULL,
     CONSTRAINT pk_idempotency_record PRIMARY KEY (party_id, key)
 );

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Column, Integer, LargeBinary, PrimaryKeyConstraint, Text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from registry.base import timestamptz
@@ -21,5 +19,5 @@ class IdempotencyRecord(SQLModel, table=True):
     key: str = Field(sa_column=Column(Text, nullable=False))
     fingerprint: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     status_code: int | None = Field(default=None, sa_column=Column(Integer))
-    response: Any = Field(default=None, sa_column=Column(JSONB))
+    response: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     created_at: datetime = Field(sa_column=timestamptz(index=True))

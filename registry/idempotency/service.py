@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
@@ -28,7 +27,7 @@ class IdempotencyKeyReused(RegistryError):
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     status_code: int
-    body: Any
+    body: bytes
 
 
 def fingerprint(method: str, path: str, canonical_body: str) -> bytes:
@@ -51,14 +50,13 @@ def claim(session: Session, *, party_id: UUID, key: str, request_fingerprint: by
     ).one()
     if bytes(row.fingerprint) != request_fingerprint:
         raise IdempotencyKeyReused(key)
-    return StoredResponse(row.status_code, row.response)
+    return StoredResponse(row.status_code, bytes(row.response))
 
 
-def store(session: Session, *, party_id: UUID, key: str, status_code: int, body: Any) -> None:
+def store(session: Session, *, party_id: UUID, key: str, status_code: int, body: bytes) -> None:
     session.execute(
-        text("UPDATE idempotency_record SET status_code = :s, response = CAST(:b AS jsonb) "
-             "WHERE party_id = :p AND key = :k"),
-        {"s": status_code, "b": _json(body), "p": party_id, "k": key},
+        text("UPDATE idempotency_record SET status_code = :s, response = :b WHERE party_id = :p AND key = :k"),
+        {"s": status_code, "b": body, "p": party_id, "k": key},
     )
 
 
@@ -66,10 +64,5 @@ def purge(session: Session, *, older_than: datetime) -> int:
     result = session.execute(text("DELETE FROM idempotency_record WHERE created_at < :t"), {"t": older_than})
     return int(result.rowcount)  # type: ignore[attr-defined]
 
-
-def _json(body: Any) -> str:
-    import json
-
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -1,0 +1,194 @@
+"""The `registry` command: serve, migrate, demo, keys, audit verify, check."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from uuid import UUID
+
+from registry.clock import SystemClock
+from registry.config import Settings, get_settings
+from registry.db import database_url, describe, make_engine, migrate, unit_of_work
+from registry.principal import SYSTEM, Actor, Role
+
+
+def _actor() -> Actor:
+    return Actor(SYSTEM, SystemClock().now(), request_id="cli")
+
+
+def _url(settings: Settings) -> str:
+    """The database, migrated to head (a no-op when it is): every command works on an empty one."""
+    url = database_url(settings)
+    print(f"database: {describe(url)}", file=sys.stderr)
+    migrate(url)
+    return url
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    _url(settings)
+    print("migrated to head")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from registry import demo
+
+    url = _url(settings)
+    engine = make_engine(url, pool_size=1)
+    actor = _actor()
+    with unit_of_work(engine) as session:
+        loaded = demo.load(session, actor)
+        keys = demo.issue_keys(session, actor)
+    engine.dispose()
+    print("demo data loaded" if loaded else "demo data was already there; new keys below")
+    print("API keys (shown once; send as 'Authorization: Bearer <key>'):")
+    for k in keys:
+        print(f"  {k.role.value:<9} {k.party}\n            {k.key}")
+    if args.serve:
+        return cmd_serve(args, settings, url=url)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings, *, url: str | None = None) -> int:
+    import uvicorn
+
+    url = url or _url(settings)
+    # Worker processes connect to the server this process resolved (and, when embedded, keeps alive).
+    os.environ["DATABASE_URL"] = url
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"registry serving at http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=args.workers,
+                log_level=settings.log_level.lower(), access_log=args.access_log)
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.access import service as access
+    from registry.ledger import repository as repo
+    from registry.ledger import service as ledger
+    from registry.ledger.models import PartyKind
+
+    role = Role(args.role)
+    engine = make_engine(_url(settings), pool_size=1)
+    actor = _actor()
+    with unit_of_work(engine) as session:
+        if args.party_id:
+            party = repo.get_party(session, UUID(args.party_id))
+            if party is None:
+                print(f"no party {args.party_id}", file=sys.stderr)
+                return 2
+        else:
+            party = repo.get_party_by_name(session, args.party_name)
+            if party is None:
+                kind = access.DEFAULT_PARTY_KIND[role]
+                party = ledger.create_party(session, actor, name=args.party_name, kind=PartyKind(kind),
+                                            credit_code=None)
+                print(f"created party {party.name} ({kind.value}) {party.id}", file=sys.stderr)
+        issued = access.create_key(session, party=party, role=role, operator=args.operator, now=actor.at)
+    engine.dispose()
+    print(f"key {issued.record.id} for {party.name} as {role.value}; shown once:", file=sys.stderr)
+    print(issued.key)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.access import service as access
+
+    engine = make_engine(_url(settings), pool_size=1)
+    with unit_of_work(engine) as session:
+        done = access.revoke(session, key_id=UUID(args.key_id), now=_actor().at)
+    engine.dispose()
+    print("revoked" if done else "no such active key")
+    return 0 if done else 1
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.audit.service import verify_chains
+
+    engine = make_engine(_url(settings), pool_size=1)
+    result = verify_chains(engine)
+    engine.dispose()
+    print(f"events: {result.events}  chains: {result.chains}  head_hash: {result.head_hash}")
+    if result.ok:
+        print("ok: every chain verifies")
+        return 0
+    bad = result.first_bad_event
+    assert bad is not None
+    print(f"TAMPERED: first bad event {bad.id} (account {bad.account_id}, seq {bad.seq}): {bad.problem}; "
+          f"{result.bad_events} chain(s) broken")
+    return 1
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.audit.service import verify_chains
+    from registry.ledger.consistency import find_problems
+
+    engine = make_engine(_url(settings), pool_size=1)
+    with unit_of_work(engine) as session:
+        problems = find_problems(session)
+    result = verify_chains(engine)
+    engine.dispose()
+    if not result.ok and result.first_bad_event:
+        bad = result.first_bad_event
+        problems.append(f"audit chain broken at event {bad.id} (account {bad.account_id}): {bad.problem}")
+    for problem in problems:
+        print(f"FAIL {problem}")
+    print(f"{'ok' if not problems else 'inconsistent'}: {result.events} audit events checked")
+    return 1 if problems else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="registry", description="The pledge registry for environmental-rights "
+                                "credits. With no DATABASE_URL an embedded PostgreSQL is started in "
+                                "REGISTRY_DATA_DIR (default ./.registry-data).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def serve_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--host", default=None, help="default REGISTRY_HOST or 127.0.0.1")
+        sp.add_argument("--port", type=int, default=None, help="default REGISTRY_PORT or 8000")
+        sp.add_argument("--workers", type=int, default=1)
+        sp.add_argument("--access-log", action="store_true")
+
+    sp = sub.add_parser("serve", help="migrate, then serve the HTTP API")
+    serve_options(sp)
+    sp.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sp = sub.add_parser("demo", help="load the demo data and print fresh API keys")
+    sp.add_argument("--serve", action="store_true", help="then serve")
+    serve_options(sp)
+    sp.set_defaults(func=cmd_demo)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    sp = keys.add_parser("create", help="make a key; prints it once, alone on the last line")
+    sp.add_argument("--role", required=True, choices=[r.value for r in Role if r is not Role.SYSTEM])
+    who = sp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--party-name", help="created when no party has this name")
+    who.add_argument("--party-id")
+    sp.add_argument("--operator", help="the person using the key (maker-checker, audit trail)")
+    sp.set_defaults(func=cmd_keys_create)
+    sp = keys.add_parser("revoke", help="revoke a key by its id")
+    sp.add_argument("--key-id", required=True)
+    sp.set_defaults(func=cmd_keys_revoke)
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
+    audit.add_parser("verify", help="recompute every hash chain").set_defaults(func=cmd_audit_verify)
+    sub.add_parser("check", help="full consistency check of the ledger and its audit trail").set_defaults(
+        func=cmd_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    result: int = args.func(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""A realistic demo: an exchange, two banks, three enterprises, CCER and CDCER issuances, some trades.
+
+Loading is idempotent (a second run adds nothing); every run prints fresh API keys for the demo parties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from registry.access import service as access
+from registry.ledger import repository as repo
+from registry.ledger import service as ledger
+from registry.ledger.models import Party, PartyKind
+from registry.ledger.service import Selection
+from registry.ledger.uscc import make as uscc
+from registry.principal import Actor, Role
+
+EXCHANGE = ("西南环境权益交易所 Southwest Environmental Rights Exchange", "12510000MB1K2X3Y4")
+BANKS = [
+    ("蜀都银行成都分行 Shudu Bank Chengdu Branch", "91510100MA62A1B2C"),
+    ("锦江绿色商业银行 Jinjiang Green Commercial Bank", "91510100MA6D3E4F5"),
+]
+ENTERPRISES = [
+    ("蜀南林业碳汇有限公司 Shunan Forestry Carbon Sink Co.", "91511500MA6G7H8J9"),
+    ("川西水电开发有限公司 West Sichuan Hydropower Co.", "91513300MA6K1L2M3"),
+    ("成都绿行科技有限公司 Chengdu Lvxing Technology Co.", "91510100MA6N4P5Q6"),
+]
+AUDITOR = "四川省生态环境厅 Sichuan Dept. of Ecology and Environment (auditor)"
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    role: Role
+    party: str
+    key: str
+
+
+def load(session: Session, actor: Actor) -> bool:
+    """Returns False when the demo was loaded before."""
+    if repo.get_party_by_name(session, EXCHANGE[0]) is not None:
+        return False
+    parties: dict[str, Party] = {}
+    for (name, code), kind in [(EXCHANGE, PartyKind.EXCHANGE)] + [(b, PartyKind.BANK) for b in BANKS] + [
+        (e, PartyKind.ENTERPRISE) for e in ENTERPRISES
+    ]:
+        parties[name] = ledger.create_party(session, actor, name=name, kind=kind, credit_code=uscc(code))
+    parties[AUDITOR] = ledger.create_party(session, actor, name=AUDITOR, kind=PartyKind.AUDITOR, credit_code=None)
+    accounts = {name: ledger.create_account(session, actor, party_id=p.id).id
+                for name, p in parties.items() if p.kind != PartyKind.AUDITOR}
+    forestry, hydro, tech = (accounts[e[0]] for e in ENTERPRISES)
+    ledger.issue(session, actor, credit_type="CCER", project_code="CCER-14-2023-0012", project_type="forestry",
+                 vintage=2023, quantity=50_000, account_id=forestry)
+    ledger.issue(session, actor, credit_type="CCER", project_code="CCER-01-2024-0107", project_type="hydropower",
+                 vintage=2024, quantity=120_000, account_id=hydro)
+    ledger.issue(session, actor, credit_type="CDCER", project_code="CDCER-2024-031", project_type="transport",
+                 vintage=2024, quantity=8_000, account_id=tech)
+    # Trades settle as transfers: the affiliated company ends up holding CCER it can pledge for the borrower.
+    ledger.transfer(session, actor, from_account_id=hydro, to_account_id=tech,
+                    selection=Selection(credit_type="CCER", quantity=20_000))
+    ledger.transfer(session, actor, from_account_id=forestry, to_account_id=hydro,
+                    selection=Selection(credit_type="CCER", quantity=5_000))
+    ledger.transfer(session, actor, from_account_id=tech, to_account_id=forestry,
+                    selection=Selection(credit_type="CDCER", quantity=1_500))
+    ledger.retire(session, actor, account_id=hydro, selection=Selection(credit_type="CCER", quantity=2_000),
+                  reason="2025 voluntary offset")
+    return True
+
+
+def issue_keys(session: Session, actor: Actor) -> list[DemoKey]:
+    wanted = [(Role.EXCHANGE, EXCHANGE[0], "demo-operator-1"), (Role.EXCHANGE, EXCHANGE[0], "demo-operator-2"),
+              (Role.BANK, BANKS[0][0], None), (Role.BANK, BANKS[1][0], None),
+              (Role.HOLDER, ENTERPRISES[2][0], None), (Role.AUDITOR, AUDITOR, None)]
+    keys = []
+    for role, name, operator in wanted:
+        party = repo.get_party_by_name(session, name)
+        assert party is not None
+        issued = access.create_key(session, party=party, role=role, operator=operator, now=actor.at)
+        keys.append(DemoKey(role, name + (f" ({operator})" if operator else ""), issued.key))
+    return keys

@@ -1,0 +1,51 @@
+"""Whole-ledger consistency checks in set-based SQL: what `registry check` and every ledger test run.
+
+Each query returns rows only when something is wrong; the message names what."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+CHECKS: dict[str, str] = {
+    "units of a credit type differ from what was issued": """
+        SELECT ct.code || ': blocks hold ' || coalesce(h.units, 0) || ', issued ' || coalesce(i.units, 0)
+          FROM credit_type ct
+          LEFT JOIN (SELECT credit_type_id, sum(quantity) AS units FROM holding GROUP BY 1) h
+                 ON h.credit_type_id = ct.id
+          LEFT JOIN (SELECT credit_type_id, sum(quantity) AS units FROM issuance GROUP BY 1) i
+                 ON i.credit_type_id = ct.id
+         WHERE coalesce(h.units, 0) <> coalesce(i.units, 0)""",
+    "a batch is not exactly tiled by its blocks": """
+        SELECT 'batch ' || i.id || ': ' || coalesce(b.units, 0) || ' units in blocks of ' || i.quantity
+          FROM issuance i
+          LEFT JOIN (SELECT batch_id, sum(quantity) AS units, min(serial_start) AS lo, max(serial_end) AS hi
+                       FROM holding GROUP BY batch_id) b ON b.batch_id = i.id
+         WHERE coalesce(b.units, 0) <> i.quantity OR b.lo <> i.serial_start OR b.hi <> i.serial_end""",
+    "blocks overlap": """
+        SELECT 'blocks ' || prev_id || ' and ' || id || ' overlap'
+          FROM (SELECT id, serial_start, lag(serial_end) OVER w AS prev_end, lag(id) OVER w AS prev_id
+                  FROM holding WINDOW w AS (PARTITION BY credit_type_id ORDER BY serial_start)) x
+         WHERE prev_end >= serial_start""",
+    "a held or frozen block names no pledge, or an available one names one": """
+        SELECT 'block ' || id || ' is ' || status || ' with pledge ' || coalesce(pledge_id::text, 'none')
+          FROM holding WHERE (status IN ('held', 'frozen')) <> (pledge_id IS NOT NULL)""",
+    "an account's chain head disagrees with its events": """
+        SELECT 'account ' || a.number || ': head at ' || a.audit_seq || ', events up to ' || coalesce(e.seq, 0)
+          FROM account a
+          LEFT JOIN (SELECT account_id, max(seq) AS seq FROM audit_event GROUP BY 1) e ON e.account_id = a.id
+         WHERE a.audit_seq <> coalesce(e.seq, 0)""",
+}
+
+
+def find_problems(session: Session, *, limit_per_check: int = 20) -> list[str]:
+    problems: list[str] = []
+    for title, sql in CHECKS.items():
+        rows = session.execute(text(f"{sql} LIMIT {int(limit_per_check)}")).scalars().all()
+        problems += [f"{title}: {row}" for row in rows]
+    return problems
+
+
+def assert_ledger_consistent(session: Session) -> None:
+    problems = find_problems(session)
+    assert not problems, "ledger inconsistent:\n" + "\n".join(problems)

@@ -1,0 +1,82 @@
+"""Tampering done as a superuser, bypassing the append-only triggers, is caught by verification."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import Engine, text
+
+from registry.audit.service import verify_chains
+from registry.db import unit_of_work
+from registry.ledger import service as ledger
+from registry.ledger.models import PartyKind
+from registry.ledger.service import Selection
+from registry.principal import Role
+from tests import factories as f
+
+
+def _history(engine: Engine) -> tuple[str, list[int]]:
+    with unit_of_work(engine) as s:
+        auditor = f.key(s, f.party(s, PartyKind.AUDITOR), Role.AUDITOR)
+        a, b = f.account(s).id, f.account(s).id
+        f.issue(s, a, 1000)
+        for q in (10, 20, 30):
+            ledger.transfer(s, f.system(), from_account_id=a, to_account_id=b,
+                            selection=Selection(credit_type="CCER", quantity=q))
+    with engine.connect() as conn:
+        ids = list(conn.execute(text("SELECT id FROM audit_event ORDER BY id")).scalars())
+    return auditor, ids
+
+
+def _as_superuser(engine: Engine, sql: str, **params: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))  # triggers off: what an intruder does
+        conn.execute(text(sql), params)
+
+
+def test_untouched_history_verifies(committed_engine: Engine) -> None:
+    _, ids = _history(committed_engine)
+    result = verify_chains(committed_engine)
+    assert result.ok and result.events == len(ids) and len(result.head_hash) == 64
+
+
+def test_an_edited_event_is_named(committed_engine: Engine, live_url: str) -> None:
+    auditor, ids = _history(committed_engine)
+    victim = ids[2]
+    _as_superuser(committed_engine, "UPDATE audit_event SET serial_end = serial_end + 5 WHERE id = :id", id=victim)
+    result = verify_chains(committed_engine)
+    assert not result.ok
+    assert result.first_bad_event is not None and result.first_bad_event.id == victim
+    body = httpx.get(f"{live_url}/v1/audit/verify", headers=f.auth(auditor), timeout=30).json()
+    assert body["ok"] is False and body["first_bad_event"]["id"] == victim
+
+
+def test_a_rehashed_event_breaks_the_link_to_the_next(committed_engine: Engine) -> None:
+    _, ids = _history(committed_engine)
+    # The intruder edits an event and recomputes its own hash: the next event no longer links to it.
+    with committed_engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM audit_event WHERE id = :id"), {"id": ids[1]}).one()._asdict()
+    from registry.audit.chain import link
+
+    row["reason"] = "nothing to see"
+    new_hash = link(bytes(row["prev_hash"]), row)
+    _as_superuser(committed_engine, "UPDATE audit_event SET reason = 'nothing to see', hash = :h WHERE id = :id",
+                  h=new_hash, id=ids[1])
+    result = verify_chains(committed_engine)
+    assert not result.ok and result.first_bad_event is not None
+    assert result.first_bad_event.id == ids[2]  # the first event whose prev_hash no longer matches
+
+
+def test_a_removed_last_event_is_noticed(committed_engine: Engine) -> None:
+    _, ids = _history(committed_engine)
+    _as_superuser(committed_engine, "DELETE FROM audit_event WHERE id = :id", id=ids[-1])
+    result = verify_chains(committed_engine)
+    assert not result.ok and result.first_bad_event is not None
+    assert "head" in result.first_bad_event.problem
+
+
+def test_a_removed_middle_event_is_a_gap(committed_engine: Engine) -> None:
+    _, ids = _history(committed_engine)
+    _as_superuser(committed_engine, "DELETE FROM audit_event WHERE id = :id", id=ids[2])
+    result = verify_chains(committed_engine)
+    assert result.first_bad_event is not None and result.first_bad_event.id == ids[3]
+    assert "gap" in result.first_bad_event.problem

@@ -1,0 +1,113 @@
+"""The authorization matrix: every endpoint x every role x own / other tenant, one status code per cell.
+
+A bank or a holder never sees another party's resources (404, so ids cannot be probed) and never uses
+the exchange's endpoints (403). The exchange sees and keeps everything; the auditor reads everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from registry.ledger.models import PartyKind
+from registry.principal import Role
+from tests import factories as f
+
+ROLES = ["anonymous", "exchange", "auditor", "bank", "holder"]
+
+
+@dataclass
+class World:
+    keys: dict[str, dict[str, str]]
+    ids: dict[str, str]
+
+
+@pytest.fixture
+def world(session: Session) -> World:
+    exchange = f.party(session, PartyKind.EXCHANGE)
+    auditor = f.party(session, PartyKind.AUDITOR)
+    bank, other_bank = f.party(session, PartyKind.BANK), f.party(session, PartyKind.BANK)
+    holder, other_holder = f.party(session), f.party(session)
+    own_account = f.account(session, holder)
+    bank_account = f.account(session, bank)
+    other_account = f.account(session, other_holder)
+    batch = f.issue(session, own_account.id, 100)
+    f.issue(session, other_account.id, 100)
+    keys = {"anonymous": {}}
+    for role, party in [("exchange", exchange), ("auditor", auditor), ("bank", bank), ("holder", holder)]:
+        keys[role] = f.auth(f.key(session, party, Role(role)))
+    # "own": the resource belongs to the caller (the holder's, or the bank's own account for the bank).
+    return World(keys, {
+        "holder_party": str(holder.id), "bank_party": str(bank.id), "other_party": str(other_holder.id),
+        "holder_account": str(own_account.id), "bank_account": str(bank_account.id),
+        "other_account": str(other_account.id), "batch": str(batch.id), "serial": str(batch.serial_start),
+    })
+
+
+# (method, path template, body, expected status per role)
+EXCHANGE_WRITE = {"anonymous": 401, "exchange": 201, "auditor": 403, "bank": 403, "holder": 403}
+READ_ALL = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "holder": 200}
+EXCHANGE_AUDITOR_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 403, "holder": 403}
+OWN_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "holder": 200}
+OTHER_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 404, "holder": 404}
+
+CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
+    ("POST", "/v1/parties", {"name": "New Co {role}", "kind": "enterprise"}, EXCHANGE_WRITE),
+    ("POST", "/v1/accounts", {"party_id": "{holder_party}"}, EXCHANGE_WRITE),
+    ("POST", "/v1/credit-types", {"code": "X{ROLE}", "name": "x"}, EXCHANGE_WRITE),
+    ("POST", "/v1/issuances", {"credit_type": "CCER", "project_code": "P", "project_type": "t", "vintage": 2024,
+                               "quantity": 5, "account_id": "{holder_account}"}, EXCHANGE_WRITE),
+    ("POST", "/v1/transfers", {"from_account_id": "{holder_account}", "to_account_id": "{bank_account}",
+                               "credit_type": "CCER", "quantity": 1}, EXCHANGE_WRITE),
+    ("POST", "/v1/retirements", {"account_id": "{holder_account}", "credit_type": "CCER", "quantity": 1},
+     EXCHANGE_WRITE),
+    ("GET", "/v1/parties", None, READ_ALL),
+    ("GET", "/v1/accounts", None, READ_ALL),
+    ("GET", "/v1/credit-types", None, READ_ALL),
+    ("GET", "/v1/parties/{own_party}", None, OWN_READ),
+    ("GET", "/v1/parties/{other_party}", None, OTHER_READ),
+    ("GET", "/v1/accounts/{own_account}", None, OWN_READ),
+    ("GET", "/v1/accounts/{other_account}", None, OTHER_READ),
+    ("GET", "/v1/accounts/{own_account}/holdings", None, OWN_READ),
+    ("GET", "/v1/accounts/{other_account}/holdings", None, OTHER_READ),
+    ("GET", "/v1/issuances", None, EXCHANGE_AUDITOR_READ),
+    ("GET", "/v1/issuances/{batch}", None, EXCHANGE_AUDITOR_READ),
+    ("GET", "/v1/units/CCER/{serial}/history", None, EXCHANGE_AUDITOR_READ),
+    ("GET", "/v1/audit/verify", None, EXCHANGE_AUDITOR_READ),
+]
+
+
+def _fill(template: Any, world: World, role: str) -> Any:
+    own = {"bank": ("bank_party", "bank_account")}.get(role, ("holder_party", "holder_account"))
+    values = {**world.ids, "own_party": world.ids[own[0]], "own_account": world.ids[own[1]],
+              "role": role, "ROLE": role.upper()[:8]}
+    if isinstance(template, str):
+        return template.format(**values)
+    if isinstance(template, dict):
+        return {k: _fill(v, world, role) for k, v in template.items()}
+    return template
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("method", "path", "body", "expected"), CELLS, ids=[f"{m} {p}" for m, p, _, _ in CELLS])
+def test_cell(client: TestClient, world: World, role: str, method: str, path: str, body: Any,
+              expected: dict[str, int]) -> None:
+    response = client.request(method, _fill(path, world, role), headers=world.keys[role],
+                              json=_fill(body, world, role) if body is not None else None)
+    assert response.status_code == expected[role], response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("role", ["bank", "holder"])
+def test_listings_show_only_ones_own(client: TestClient, world: World, role: str) -> None:
+    own_party = world.ids["bank_party" if role == "bank" else "holder_party"]
+    parties = client.get("/v1/parties", headers=world.keys[role]).json()["items"]
+    accounts = client.get("/v1/accounts", headers=world.keys[role]).json()["items"]
+    assert [p["id"] for p in parties] == [own_party]
+    assert {a["party_id"] for a in accounts} == {own_party}
+    other = client.get("/v1/accounts", headers=world.keys[role], params={"party_id": world.ids["other_party"]})
+    assert other.json()["items"] == []
