@@ -51,8 +51,9 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
-               clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None
+) -> FastAPI:
     settings = settings or get_settings()
     owns_engine = engine is None
 
@@ -62,8 +63,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if owns_engine:
             app.state.engine.dispose()
 
-    app = FastAPI(title="Pledge Registry", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="Pledge Registry",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.engine = engine or make_engine(database_url(settings), pool_size=settings.db_pool_size)
     app.state.clock = clock or SystemClock()

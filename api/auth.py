@@ -43,8 +43,12 @@ class KeyCache:
         self._entries[digest] = (principal, time.monotonic() + self.ttl_s)
 
 
-def get_principal(request: Request, session: SessionDep, settings: SettingsDep,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+def get_principal(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send Authorization: Bearer <api key>")
     key = credentials.credentials

@@ -16,14 +16,25 @@ from registry.principal import Actor
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=200,
-           description="Any unique string (a UUID is best). A retry with the same key and body returns the "
-                       "first response and does nothing more; with another body it is refused (409)."),
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Any unique string (a UUID is best). A retry with the same key and body returns the "
+        "first response and does nothing more; with another body it is refused (409).",
+    ),
 ]
 
 
-def respond(request: Request, session: Session, actor: Actor, key: str | None, body: BaseModel,
-            work: Callable[[], BaseModel], *, status_code: int = 201) -> Response:
+def respond(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    key: str | None,
+    body: BaseModel,
+    work: Callable[[], BaseModel],
+    *,
+    status_code: int = 201,
+) -> Response:
     if key is None:
         return Response(work().model_dump_json(), status_code=status_code, media_type="application/json")
     if not key.strip() or not key.isprintable():
@@ -33,8 +44,12 @@ def respond(request: Request, session: Session, actor: Actor, key: str | None, b
     print_ = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
     stored = idempotency.claim(session, party_id=party_id, key=key, request_fingerprint=print_, now=actor.at)
     if stored is not None:
-        return Response(stored.body, status_code=stored.status_code, media_type="application/json",
-                        headers={"Idempotent-Replayed": "true"})
+        return Response(
+            stored.body,
+            status_code=stored.status_code,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
     payload = work().model_dump_json().encode()
     idempotency.store(session, party_id=party_id, key=key, status_code=status_code, body=payload)
     return Response(payload, status_code=status_code, media_type="application/json")

@@ -44,8 +44,9 @@ PROBLEM_JSON = "application/problem+json"
 _RESERVED = frozenset({"type", "title", "status", "detail", "code", "instance", "request_id"})
 
 
-def problem(request: Request, status: int, code: str, title: str, detail: str,
-            extra: dict[str, Any] | None = None) -> JSONResponse:
+def problem(
+    request: Request, status: int, code: str, title: str, detail: str, extra: dict[str, Any] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://registry.example/problems/{code}",
         "title": title,
@@ -71,8 +72,11 @@ def _registry_error(request: Request, exc: Exception) -> JSONResponse:
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
-         "message": err.get("msg", "invalid"), "type": err.get("type")}
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            "message": err.get("msg", "invalid"),
+            "type": err.get("type"),
+        }
         for err in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
@@ -81,8 +85,15 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-             413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+    codes = {
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+        415: "unsupported_media_type",
+        429: "rate_limited",
+    }
     code = codes.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else "request refused"
     return problem(request, exc.status_code, code, code.replace("_", " ").capitalize(), detail)
@@ -91,8 +102,13 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     orig = exc.orig
-    if isinstance(orig, psycopg.errors.LockNotAvailable | psycopg.errors.DeadlockDetected
-                  | psycopg.errors.SerializationFailure | psycopg.errors.QueryCanceled):
+    if isinstance(
+        orig,
+        psycopg.errors.LockNotAvailable
+        | psycopg.errors.DeadlockDetected
+        | psycopg.errors.SerializationFailure
+        | psycopg.errors.QueryCanceled,
+    ):
         return problem(request, 503, "busy", "Busy, retry", "the registry is busy with the same units; retry")
     if isinstance(exc, IntegrityError):
         name = getattr(getattr(orig, "diag", None), "constraint_name", None)

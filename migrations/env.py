@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine, pool
+from sqlmodel import SQLModel
 
 import registry.models  # noqa: F401  (registers every table on the metadata)
 from registry.config import get_settings
 from registry.db import database_url
-from sqlmodel import SQLModel
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -17,12 +17,14 @@ READERS_OF_EVERYTHING = (Role.EXCHANGE, Role.AUDITOR, Role.SYSTEM)
 def require_role(principal: Principal, *roles: Role) -> None:
     if principal.role not in roles:
         allowed = ", ".join(r.value for r in roles if r is not Role.SYSTEM)
-        raise Forbidden(f"role {principal.role.value} may not do this; allowed: {allowed}",
-                        role=principal.role.value)
+        raise Forbidden(
+            f"role {principal.role.value} may not do this; allowed: {allowed}", role=principal.role.value
+        )
 
 
-def require_party_visible(principal: Principal, party_id: UUID, *, kind: str = "party",
-                          ident: object = None) -> None:
+def require_party_visible(
+    principal: Principal, party_id: UUID, *, kind: str = "party", ident: object = None
+) -> None:
     """Banks and holders see only what belongs to their own party."""
     if principal.sees_everything:
         return

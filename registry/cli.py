@@ -61,8 +61,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, *, url: str | None =
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"registry serving at http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=args.workers,
-                log_level=settings.log_level.lower(), access_log=args.access_log)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        access_log=args.access_log,
+    )
     return 0
 
 
@@ -85,8 +92,9 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             party = repo.get_party_by_name(session, args.party_name)
             if party is None:
                 kind = access.DEFAULT_PARTY_KIND[role]
-                party = ledger.create_party(session, actor, name=args.party_name, kind=PartyKind(kind),
-                                            credit_code=None)
+                party = ledger.create_party(
+                    session, actor, name=args.party_name, kind=PartyKind(kind), credit_code=None
+                )
                 print(f"created party {party.name} ({kind.value}) {party.id}", file=sys.stderr)
         issued = access.create_key(session, party=party, role=role, operator=args.operator, now=actor.at)
     engine.dispose()
@@ -118,8 +126,10 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     bad = result.first_bad_event
     assert bad is not None
-    print(f"TAMPERED: first bad event {bad.id} (account {bad.account_id}, seq {bad.seq}): {bad.problem}; "
-          f"{result.bad_events} chain(s) broken")
+    print(
+        f"TAMPERED: first bad event {bad.id} (account {bad.account_id}, seq {bad.seq}): {bad.problem}; "
+        f"{result.bad_events} chain(s) broken"
+    )
     return 1
 
 
@@ -142,9 +152,12 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="registry", description="The pledge registry for environmental-rights "
-                                "credits. With no DATABASE_URL an embedded PostgreSQL is started in "
-                                "REGISTRY_DATA_DIR (default ./.registry-data).")
+    p = argparse.ArgumentParser(
+        prog="registry",
+        description="The pledge registry for environmental-rights "
+        "credits. With no DATABASE_URL an embedded PostgreSQL is started in "
+        "REGISTRY_DATA_DIR (default ./.registry-data).",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def serve_options(sp: argparse.ArgumentParser) -> None:
@@ -174,17 +187,22 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--key-id", required=True)
     sp.set_defaults(func=cmd_keys_revoke)
 
-    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_command", required=True
+    )
     audit.add_parser("verify", help="recompute every hash chain").set_defaults(func=cmd_audit_verify)
     sub.add_parser("check", help="full consistency check of the ledger and its audit trail").set_defaults(
-        func=cmd_check)
+        func=cmd_check
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     result: int = args.func(args, settings)
     return result

@@ -28,7 +28,7 @@ def start_embedded(data_dir: Path) -> str:
 
     The server lives as long as some process holds it (pgserver's cleanup_mode='stop')."""
     if "XDG_RUNTIME_DIR" not in os.environ:  # pgserver keeps its lock file there
-        runtime = Path(f"/tmp/registry-runtime-{os.getuid()}")
+        runtime = Path(f"/tmp/registry-runtime-{os.getuid()}")  # noqa: S108  (private: mode 0700)
         runtime.mkdir(mode=0o700, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     import pgserver
@@ -37,7 +37,7 @@ def start_embedded(data_dir: Path) -> str:
     data_dir = data_dir.resolve()
     if data_dir not in _embedded:
         data_dir.mkdir(parents=True, exist_ok=True)
-        _embedded[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")
+        _embedded[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = _embedded[data_dir].get_uri()
     return "postgresql+psycopg://" + uri.removeprefix("postgresql://")
 
@@ -108,4 +108,3 @@ def ensure_database(url: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')  # name comes from configuration, not requests
-

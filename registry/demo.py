@@ -41,36 +41,92 @@ def load(session: Session, actor: Actor) -> bool:
     if repo.get_party_by_name(session, EXCHANGE[0]) is not None:
         return False
     parties: dict[str, Party] = {}
-    for (name, code), kind in [(EXCHANGE, PartyKind.EXCHANGE)] + [(b, PartyKind.BANK) for b in BANKS] + [
-        (e, PartyKind.ENTERPRISE) for e in ENTERPRISES
-    ]:
+    for (name, code), kind in (
+        [(EXCHANGE, PartyKind.EXCHANGE)]
+        + [(b, PartyKind.BANK) for b in BANKS]
+        + [(e, PartyKind.ENTERPRISE) for e in ENTERPRISES]
+    ):
         parties[name] = ledger.create_party(session, actor, name=name, kind=kind, credit_code=uscc(code))
-    parties[AUDITOR] = ledger.create_party(session, actor, name=AUDITOR, kind=PartyKind.AUDITOR, credit_code=None)
-    accounts = {name: ledger.create_account(session, actor, party_id=p.id).id
-                for name, p in parties.items() if p.kind != PartyKind.AUDITOR}
+    parties[AUDITOR] = ledger.create_party(
+        session, actor, name=AUDITOR, kind=PartyKind.AUDITOR, credit_code=None
+    )
+    accounts = {
+        name: ledger.create_account(session, actor, party_id=p.id).id
+        for name, p in parties.items()
+        if p.kind != PartyKind.AUDITOR
+    }
     forestry, hydro, tech = (accounts[e[0]] for e in ENTERPRISES)
-    ledger.issue(session, actor, credit_type="CCER", project_code="CCER-14-2023-0012", project_type="forestry",
-                 vintage=2023, quantity=50_000, account_id=forestry)
-    ledger.issue(session, actor, credit_type="CCER", project_code="CCER-01-2024-0107", project_type="hydropower",
-                 vintage=2024, quantity=120_000, account_id=hydro)
-    ledger.issue(session, actor, credit_type="CDCER", project_code="CDCER-2024-031", project_type="transport",
-                 vintage=2024, quantity=8_000, account_id=tech)
+    ledger.issue(
+        session,
+        actor,
+        credit_type="CCER",
+        project_code="CCER-14-2023-0012",
+        project_type="forestry",
+        vintage=2023,
+        quantity=50_000,
+        account_id=forestry,
+    )
+    ledger.issue(
+        session,
+        actor,
+        credit_type="CCER",
+        project_code="CCER-01-2024-0107",
+        project_type="hydropower",
+        vintage=2024,
+        quantity=120_000,
+        account_id=hydro,
+    )
+    ledger.issue(
+        session,
+        actor,
+        credit_type="CDCER",
+        project_code="CDCER-2024-031",
+        project_type="transport",
+        vintage=2024,
+        quantity=8_000,
+        account_id=tech,
+    )
     # Trades settle as transfers: the affiliated company ends up holding CCER it can pledge for the borrower.
-    ledger.transfer(session, actor, from_account_id=hydro, to_account_id=tech,
-                    selection=Selection(credit_type="CCER", quantity=20_000))
-    ledger.transfer(session, actor, from_account_id=forestry, to_account_id=hydro,
-                    selection=Selection(credit_type="CCER", quantity=5_000))
-    ledger.transfer(session, actor, from_account_id=tech, to_account_id=forestry,
-                    selection=Selection(credit_type="CDCER", quantity=1_500))
-    ledger.retire(session, actor, account_id=hydro, selection=Selection(credit_type="CCER", quantity=2_000),
-                  reason="2025 voluntary offset")
+    ledger.transfer(
+        session,
+        actor,
+        from_account_id=hydro,
+        to_account_id=tech,
+        selection=Selection(credit_type="CCER", quantity=20_000),
+    )
+    ledger.transfer(
+        session,
+        actor,
+        from_account_id=forestry,
+        to_account_id=hydro,
+        selection=Selection(credit_type="CCER", quantity=5_000),
+    )
+    ledger.transfer(
+        session,
+        actor,
+        from_account_id=tech,
+        to_account_id=forestry,
+        selection=Selection(credit_type="CDCER", quantity=1_500),
+    )
+    ledger.retire(
+        session,
+        actor,
+        account_id=hydro,
+        selection=Selection(credit_type="CCER", quantity=2_000),
+        reason="2025 voluntary offset",
+    )
     return True
 
 
 def issue_keys(session: Session, actor: Actor) -> list[DemoKey]:
-    wanted = [(Role.EXCHANGE, EXCHANGE[0], "demo-operator-1"), (Role.EXCHANGE, EXCHANGE[0], "demo-operator-2"),
-              (Role.BANK, BANKS[0][0], None), (Role.BANK, BANKS[1][0], None),
-              (Role.HOLDER, ENTERPRISES[2][0], None), (Role.AUDITOR, AUDITOR, None)]
+    wanted = [
+        (Role.EXCHANGE, EXCHANGE[0], "demo-operator-1"),
+        (Role.EXCHANGE, EXCHANGE[0], "demo-operator-2"),
+        (Role.BANK, BANKS[0][0], None),
+        (Role.BANK, BANKS[1][0], None),
+        (Role.HOLDER, ENTERPRISES[2][0], None),
+        (Role.AUDITOR, AUDITOR, None),
+    ]
     keys = []
     for role, name, operator in wanted:
         party = repo.get_party_by_name(session, name)

@@ -5,4 +5,13 @@ from registry.audit.models import AuditEvent
 from registry.idempotency.models import IdempotencyRecord
 from registry.ledger.models import Account, CreditType, Holding, Issuance, Party
 
-__all__ = ["Account", "ApiKey", "AuditEvent", "CreditType", "Holding", "IdempotencyRecord", "Issuance", "Party"]
+__all__ = [
+    "Account",
+    "ApiKey",
+    "AuditEvent",
+    "CreditType",
+    "Holding",
+    "IdempotencyRecord",
+    "Issuance",
+    "Party",
+]

@@ -25,18 +25,32 @@ def system(at: datetime = AT) -> Actor:
 
 def party(session: Session, kind: PartyKind = PartyKind.ENTERPRISE, name: str | None = None) -> Party:
     n = next(_n)
-    return ledger.create_party(session, system(), name=name or f"{kind.value} {n} {UUID(int=n).hex[-6:]}",
-                               kind=kind, credit_code=uscc(f"9151010{n:010d}"))
+    return ledger.create_party(
+        session,
+        system(),
+        name=name or f"{kind.value} {n} {UUID(int=n).hex[-6:]}",
+        kind=kind,
+        credit_code=uscc(f"9151010{n:010d}"),
+    )
 
 
 def account(session: Session, owner: Party | None = None) -> Account:
     return ledger.create_account(session, system(), party_id=(owner or party(session)).id)
 
 
-def issue(session: Session, account_id: UUID, quantity: int, credit_type: str = "CCER",
-          vintage: int = 2024) -> Issuance:
-    return ledger.issue(session, system(), credit_type=credit_type, project_code=f"P-{next(_n)}",
-                        project_type="forestry", vintage=vintage, quantity=quantity, account_id=account_id)
+def issue(
+    session: Session, account_id: UUID, quantity: int, credit_type: str = "CCER", vintage: int = 2024
+) -> Issuance:
+    return ledger.issue(
+        session,
+        system(),
+        credit_type=credit_type,
+        project_code=f"P-{next(_n)}",
+        project_type="forestry",
+        vintage=vintage,
+        quantity=quantity,
+        account_id=account_id,
+    )
 
 
 def key(session: Session, owner: Party, role: Role, operator: str | None = None) -> str:

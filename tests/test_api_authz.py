@@ -29,22 +29,31 @@ class World:
 def world(session: Session) -> World:
     exchange = f.party(session, PartyKind.EXCHANGE)
     auditor = f.party(session, PartyKind.AUDITOR)
-    bank, other_bank = f.party(session, PartyKind.BANK), f.party(session, PartyKind.BANK)
+    bank = f.party(session, PartyKind.BANK)
+    f.party(session, PartyKind.BANK)  # another bank exists, and is never seen
     holder, other_holder = f.party(session), f.party(session)
     own_account = f.account(session, holder)
     bank_account = f.account(session, bank)
     other_account = f.account(session, other_holder)
     batch = f.issue(session, own_account.id, 100)
     f.issue(session, other_account.id, 100)
-    keys = {"anonymous": {}}
+    keys: dict[str, dict[str, str]] = {"anonymous": {}}
     for role, party in [("exchange", exchange), ("auditor", auditor), ("bank", bank), ("holder", holder)]:
         keys[role] = f.auth(f.key(session, party, Role(role)))
     # "own": the resource belongs to the caller (the holder's, or the bank's own account for the bank).
-    return World(keys, {
-        "holder_party": str(holder.id), "bank_party": str(bank.id), "other_party": str(other_holder.id),
-        "holder_account": str(own_account.id), "bank_account": str(bank_account.id),
-        "other_account": str(other_account.id), "batch": str(batch.id), "serial": str(batch.serial_start),
-    })
+    return World(
+        keys,
+        {
+            "holder_party": str(holder.id),
+            "bank_party": str(bank.id),
+            "other_party": str(other_holder.id),
+            "holder_account": str(own_account.id),
+            "bank_account": str(bank_account.id),
+            "other_account": str(other_account.id),
+            "batch": str(batch.id),
+            "serial": str(batch.serial_start),
+        },
+    )
 
 
 # (method, path template, body, expected status per role)
@@ -58,12 +67,36 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("POST", "/v1/parties", {"name": "New Co {role}", "kind": "enterprise"}, EXCHANGE_WRITE),
     ("POST", "/v1/accounts", {"party_id": "{holder_party}"}, EXCHANGE_WRITE),
     ("POST", "/v1/credit-types", {"code": "X{ROLE}", "name": "x"}, EXCHANGE_WRITE),
-    ("POST", "/v1/issuances", {"credit_type": "CCER", "project_code": "P", "project_type": "t", "vintage": 2024,
-                               "quantity": 5, "account_id": "{holder_account}"}, EXCHANGE_WRITE),
-    ("POST", "/v1/transfers", {"from_account_id": "{holder_account}", "to_account_id": "{bank_account}",
-                               "credit_type": "CCER", "quantity": 1}, EXCHANGE_WRITE),
-    ("POST", "/v1/retirements", {"account_id": "{holder_account}", "credit_type": "CCER", "quantity": 1},
-     EXCHANGE_WRITE),
+    (
+        "POST",
+        "/v1/issuances",
+        {
+            "credit_type": "CCER",
+            "project_code": "P",
+            "project_type": "t",
+            "vintage": 2024,
+            "quantity": 5,
+            "account_id": "{holder_account}",
+        },
+        EXCHANGE_WRITE,
+    ),
+    (
+        "POST",
+        "/v1/transfers",
+        {
+            "from_account_id": "{holder_account}",
+            "to_account_id": "{bank_account}",
+            "credit_type": "CCER",
+            "quantity": 1,
+        },
+        EXCHANGE_WRITE,
+    ),
+    (
+        "POST",
+        "/v1/retirements",
+        {"account_id": "{holder_account}", "credit_type": "CCER", "quantity": 1},
+        EXCHANGE_WRITE,
+    ),
     ("GET", "/v1/parties", None, READ_ALL),
     ("GET", "/v1/accounts", None, READ_ALL),
     ("GET", "/v1/credit-types", None, READ_ALL),
@@ -82,8 +115,13 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
 
 def _fill(template: Any, world: World, role: str) -> Any:
     own = {"bank": ("bank_party", "bank_account")}.get(role, ("holder_party", "holder_account"))
-    values = {**world.ids, "own_party": world.ids[own[0]], "own_account": world.ids[own[1]],
-              "role": role, "ROLE": role.upper()[:8]}
+    values = {
+        **world.ids,
+        "own_party": world.ids[own[0]],
+        "own_account": world.ids[own[1]],
+        "role": role,
+        "ROLE": role.upper()[:8],
+    }
     if isinstance(template, str):
         return template.format(**values)
     if isinstance(template, dict):
@@ -92,11 +130,18 @@ def _fill(template: Any, world: World, role: str) -> Any:
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(("method", "path", "body", "expected"), CELLS, ids=[f"{m} {p}" for m, p, _, _ in CELLS])
-def test_cell(client: TestClient, world: World, role: str, method: str, path: str, body: Any,
-              expected: dict[str, int]) -> None:
-    response = client.request(method, _fill(path, world, role), headers=world.keys[role],
-                              json=_fill(body, world, role) if body is not None else None)
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"), CELLS, ids=[f"{m} {p}" for m, p, _, _ in CELLS]
+)
+def test_cell(
+    client: TestClient, world: World, role: str, method: str, path: str, body: Any, expected: dict[str, int]
+) -> None:
+    response = client.request(
+        method,
+        _fill(path, world, role),
+        headers=world.keys[role],
+        json=_fill(body, world, role) if body is not None else None,
+    )
     assert response.status_code == expected[role], response.text
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json"
@@ -109,5 +154,7 @@ def test_listings_show_only_ones_own(client: TestClient, world: World, role: str
     accounts = client.get("/v1/accounts", headers=world.keys[role]).json()["items"]
     assert [p["id"] for p in parties] == [own_party]
     assert {a["party_id"] for a in accounts} == {own_party}
-    other = client.get("/v1/accounts", headers=world.keys[role], params={"party_id": world.ids["other_party"]})
+    other = client.get(
+        "/v1/accounts", headers=world.keys[role], params={"party_id": world.ids["other_party"]}
+    )
     assert other.json()["items"] == []

@@ -12,17 +12,21 @@ from sqlmodel import Session
 from registry.errors import Forbidden, InvalidInput, NotFound
 from registry.ledger import service as ledger
 from registry.ledger.errors import BlocksNotAvailable, InsufficientUnits
-from registry.ledger.service import SerialRange, Selection
+from registry.ledger.service import Selection, SerialRange
 from registry.principal import Actor, Principal, Role
 from tests import factories as f
 
 
 def blocks(session: Session, account_id: uuid.UUID, credit_type: str = "CCER") -> list[tuple[int, int, str]]:
-    rows = session.execute(text("SELECT serial_start, serial_end, status FROM holding h "
-                                "JOIN credit_type ct ON ct.id = h.credit_type_id "
-                                "WHERE account_id = :a AND ct.code = :ct ORDER BY serial_start"),
-                           {"a": account_id, "ct": credit_type})
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    rows = session.execute(
+        text(
+            "SELECT serial_start, serial_end, status FROM holding h "
+            "JOIN credit_type ct ON ct.id = h.credit_type_id "
+            "WHERE account_id = :a AND ct.code = :ct ORDER BY serial_start"
+        ),
+        {"a": account_id, "ct": credit_type},
+    )
+    return [tuple(r) for r in rows]
 
 
 def ccer(quantity: int) -> Selection:
@@ -43,25 +47,53 @@ class TestIssue:
         assert second.serial_end - second.serial_start + 1 == 500
         assert other_type.serial_start >= 1  # its own serial space
         # Two batches are two blocks: blocks never merge across batches.
-        assert [b[:2] for b in blocks(session, a.id)] == [(first.serial_start, first.serial_end),
-                                                          (second.serial_start, second.serial_end)]
-        assert blocks(session, a.id, "CDCER") == [(other_type.serial_start, other_type.serial_end, "available")]
+        assert [b[:2] for b in blocks(session, a.id)] == [
+            (first.serial_start, first.serial_end),
+            (second.serial_start, second.serial_end),
+        ]
+        assert blocks(session, a.id, "CDCER") == [
+            (other_type.serial_start, other_type.serial_end, "available")
+        ]
 
     def test_only_the_exchange_issues(self, session: Session) -> None:
         a = f.account(session)
         bank = Actor(Principal(party_id=uuid.uuid4(), role=Role.BANK), f.AT)
         with pytest.raises(Forbidden):
-            ledger.issue(session, bank, credit_type="CCER", project_code="X", project_type="x", vintage=2024,
-                         quantity=1, account_id=a.id)
+            ledger.issue(
+                session,
+                bank,
+                credit_type="CCER",
+                project_code="X",
+                project_type="x",
+                vintage=2024,
+                quantity=1,
+                account_id=a.id,
+            )
 
     def test_unknown_credit_type_and_account(self, session: Session) -> None:
         a = f.account(session)
         with pytest.raises(NotFound):
-            ledger.issue(session, f.system(), credit_type="NOPE", project_code="X", project_type="x",
-                         vintage=2024, quantity=1, account_id=a.id)
+            ledger.issue(
+                session,
+                f.system(),
+                credit_type="NOPE",
+                project_code="X",
+                project_type="x",
+                vintage=2024,
+                quantity=1,
+                account_id=a.id,
+            )
         with pytest.raises(NotFound):
-            ledger.issue(session, f.system(), credit_type="CCER", project_code="X", project_type="x",
-                         vintage=2024, quantity=1, account_id=uuid.uuid4())
+            ledger.issue(
+                session,
+                f.system(),
+                credit_type="CCER",
+                project_code="X",
+                project_type="x",
+                vintage=2024,
+                quantity=1,
+                account_id=uuid.uuid4(),
+            )
 
 
 class TestTransfer:
@@ -69,7 +101,9 @@ class TestTransfer:
         a, b = f.account(session), f.account(session)
         batch = f.issue(session, a.id, 1000)
         s = batch.serial_start
-        moved = ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id, selection=ccer(300))
+        moved = ledger.transfer(
+            session, f.system(), from_account_id=a.id, to_account_id=b.id, selection=ccer(300)
+        )
         assert [(m.serial_start, m.serial_end) for m in moved.blocks] == [(s, s + 299)]
         assert blocks(session, a.id) == [(s + 300, s + 999, "available")]
         assert blocks(session, b.id) == [(s, s + 299, "available")]
@@ -78,33 +112,60 @@ class TestTransfer:
         a, b = f.account(session), f.account(session)
         s = f.issue(session, a.id, 1000).serial_start
         for _ in range(4):
-            ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id, selection=ccer(100))
+            ledger.transfer(
+                session, f.system(), from_account_id=a.id, to_account_id=b.id, selection=ccer(100)
+            )
         assert blocks(session, b.id) == [(s, s + 399, "available")]
-        ledger.transfer(session, f.system(), from_account_id=b.id, to_account_id=a.id,
-                        selection=serials((s + 100, s + 199)))
+        ledger.transfer(
+            session,
+            f.system(),
+            from_account_id=b.id,
+            to_account_id=a.id,
+            selection=serials((s + 100, s + 199)),
+        )
         assert blocks(session, b.id) == [(s, s + 99, "available"), (s + 200, s + 399, "available")]
-        ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id,
-                        selection=serials((s + 100, s + 199)))
+        ledger.transfer(
+            session,
+            f.system(),
+            from_account_id=a.id,
+            to_account_id=b.id,
+            selection=serials((s + 100, s + 199)),
+        )
         assert blocks(session, b.id) == [(s, s + 399, "available")]
 
     def test_by_named_blocks_across_several_blocks(self, session: Session) -> None:
         a, b = f.account(session), f.account(session)
         s = f.issue(session, a.id, 100).serial_start
-        moved = ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id,
-                                selection=serials((s + 10, s + 19), (s + 40, s + 49)))
+        moved = ledger.transfer(
+            session,
+            f.system(),
+            from_account_id=a.id,
+            to_account_id=b.id,
+            selection=serials((s + 10, s + 19), (s + 40, s + 49)),
+        )
         assert moved.quantity == 20
-        assert blocks(session, a.id) == [(s, s + 9, "available"), (s + 20, s + 39, "available"),
-                                         (s + 50, s + 99, "available")]
+        assert blocks(session, a.id) == [
+            (s, s + 9, "available"),
+            (s + 20, s + 39, "available"),
+            (s + 50, s + 99, "available"),
+        ]
 
     def test_not_enough_units_changes_nothing(self, session: Session) -> None:
         a, b = f.account(session), f.account(session)
         s = f.issue(session, a.id, 100).serial_start
         with pytest.raises(InsufficientUnits) as err:
-            ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id, selection=ccer(101))
+            ledger.transfer(
+                session, f.system(), from_account_id=a.id, to_account_id=b.id, selection=ccer(101)
+            )
         assert err.value.context["available"] == 100
         with pytest.raises(BlocksNotAvailable) as err2:
-            ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id,
-                            selection=serials((s + 90, s + 110)))
+            ledger.transfer(
+                session,
+                f.system(),
+                from_account_id=a.id,
+                to_account_id=b.id,
+                selection=serials((s + 90, s + 110)),
+            )
         assert err2.value.context["missing"] == [{"serial_start": s + 100, "serial_end": s + 110}]
         assert blocks(session, a.id) == [(s, s + 99, "available")]
 
@@ -112,8 +173,13 @@ class TestTransfer:
         a, b = f.account(session), f.account(session)
         s = f.issue(session, a.id, 100).serial_start
         with pytest.raises(InvalidInput):
-            ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id,
-                            selection=serials((s, s + 10), (s + 5, s + 20)))
+            ledger.transfer(
+                session,
+                f.system(),
+                from_account_id=a.id,
+                to_account_id=b.id,
+                selection=serials((s, s + 10), (s + 5, s + 20)),
+            )
 
     def test_to_itself_is_refused(self, session: Session) -> None:
         a = f.account(session)
@@ -132,8 +198,11 @@ class TestPledgePrimitives:
         ledger.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
         assert blocks(session, a.id)[0] == (s, s + 399, "frozen")
         ledger.unfreeze(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(100))
-        assert blocks(session, a.id) == [(s, s + 99, "available"), (s + 100, s + 399, "frozen"),
-                                         (s + 400, s + 999, "available")]
+        assert blocks(session, a.id) == [
+            (s, s + 99, "available"),
+            (s + 100, s + 399, "frozen"),
+            (s + 400, s + 999, "available"),
+        ]
         ledger.unfreeze(session, f.system(), account_id=a.id, pledge_id=pledge)
         assert blocks(session, a.id) == [(s, s + 999, "available")]
 
@@ -183,11 +252,17 @@ class TestDatabaseRefuses:
 
     def test_overlapping_blocks(self, session: Session) -> None:
         a, _, s = self._setup(session)
-        batch = session.execute(text("SELECT batch_id FROM holding WHERE account_id = :a"), {"a": a}).scalar_one()
+        batch = session.execute(
+            text("SELECT batch_id FROM holding WHERE account_id = :a"), {"a": a}
+        ).scalar_one()
         with pytest.raises(IntegrityError, match="ex_holding_no_overlap"), session.begin_nested():
-            session.execute(text("INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, "
-                                 "account_id, status) VALUES (1, :b, :s, :s, :a, 'available')"),
-                            {"b": batch, "s": s + 5, "a": a})
+            session.execute(
+                text(
+                    "INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, "
+                    "account_id, status) VALUES (1, :b, :s, :s, :a, 'available')"
+                ),
+                {"b": batch, "s": s + 5, "a": a},
+            )
 
     def test_held_block_without_pledge(self, session: Session) -> None:
         a, _, _ = self._setup(session)
@@ -198,7 +273,9 @@ class TestDatabaseRefuses:
         a, b, _ = self._setup(session)
         ledger.hold(session, f.system(), account_id=a, pledge_id=uuid.uuid4(), selection=ccer(100))
         with pytest.raises(IntegrityError, match="not a ledger transition"), session.begin_nested():
-            session.execute(text("UPDATE holding SET account_id = :b WHERE account_id = :a"), {"a": a, "b": b})
+            session.execute(
+                text("UPDATE holding SET account_id = :b WHERE account_id = :a"), {"a": a, "b": b}
+            )
 
     def test_retiring_pledged_units(self, session: Session) -> None:
         a, _, _ = self._setup(session)
@@ -206,20 +283,28 @@ class TestDatabaseRefuses:
         ledger.hold(session, f.system(), account_id=a, pledge_id=pledge, selection=ccer(100))
         ledger.freeze(session, f.system(), account_id=a, pledge_id=pledge)
         with pytest.raises(IntegrityError, match="not a ledger transition"), session.begin_nested():
-            session.execute(text("UPDATE holding SET status = 'retired', pledge_id = NULL WHERE account_id = :a"),
-                            {"a": a})
+            session.execute(
+                text("UPDATE holding SET status = 'retired', pledge_id = NULL WHERE account_id = :a"),
+                {"a": a},
+            )
 
     def test_destroying_units_is_caught_at_commit(self, session: Session) -> None:
         a, _, _ = self._setup(session)
         with pytest.raises(IntegrityError, match="would be destroyed"), session.begin_nested():
-            session.execute(text("UPDATE holding SET serial_end = serial_end - 1 WHERE account_id = :a"), {"a": a})
+            session.execute(
+                text("UPDATE holding SET serial_end = serial_end - 1 WHERE account_id = :a"), {"a": a}
+            )
             session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
 
     def test_creating_units_outside_a_batch(self, session: Session) -> None:
         a, _, s = self._setup(session)
-        batch = session.execute(text("SELECT batch_id FROM holding WHERE account_id = :a"), {"a": a}).scalar_one()
+        batch = session.execute(
+            text("SELECT batch_id FROM holding WHERE account_id = :a"), {"a": a}
+        ).scalar_one()
         with pytest.raises(IntegrityError, match="outside its batch"), session.begin_nested():
-            session.execute(text("UPDATE holding SET serial_end = serial_end + 1 WHERE account_id = :a"), {"a": a})
+            session.execute(
+                text("UPDATE holding SET serial_end = serial_end + 1 WHERE account_id = :a"), {"a": a}
+            )
             session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
         assert batch is not None and s > 0
 
@@ -237,9 +322,12 @@ class TestDatabaseRefuses:
     def test_an_event_must_extend_its_chain(self, session: Session) -> None:
         a, _, _ = self._setup(session)
         with pytest.raises(IntegrityError, match="does not link"), session.begin_nested():
-            session.execute(text("""
+            session.execute(
+                text("""
                 INSERT INTO audit_event (account_id, seq, kind, credit_type_id, batch_id, serial_start, serial_end,
                                          actor_role, occurred_at, prev_hash, hash)
                 SELECT account_id, seq + 1, kind, credit_type_id, batch_id, serial_start, serial_end, actor_role,
                        occurred_at, decode(repeat('ab', 32), 'hex'), decode(repeat('cd', 32), 'hex')
-                  FROM audit_event WHERE account_id = :a"""), {"a": a})
+                  FROM audit_event WHERE account_id = :a"""),
+                {"a": a},
+            )

@@ -15,7 +15,7 @@ from registry.errors import RegistryError
 from registry.ledger import service as ledger
 from registry.ledger.blocks import normalize_ranges, plan_rewrite, take_lowest, take_ranges
 from registry.ledger.consistency import find_problems
-from registry.ledger.service import SerialRange, Selection
+from registry.ledger.service import Selection, SerialRange
 from tests import factories as f
 from tests.test_blocks import blocks_strategy
 
@@ -24,27 +24,55 @@ TYPES = ["CCER", "CDCER"]
 
 op = st.one_of(
     st.tuples(st.just("issue"), st.integers(0, 2), st.sampled_from(TYPES), st.integers(1, 500)),
-    st.tuples(st.just("transfer"), st.integers(0, 2), st.integers(0, 2), st.sampled_from(TYPES),
-              st.integers(1, 400)),
-    st.tuples(st.just("transfer_blocks"), st.integers(0, 2), st.integers(0, 2), st.sampled_from(TYPES),
-              st.integers(0, 1200), st.integers(0, 200)),
+    st.tuples(
+        st.just("transfer"), st.integers(0, 2), st.integers(0, 2), st.sampled_from(TYPES), st.integers(1, 400)
+    ),
+    st.tuples(
+        st.just("transfer_blocks"),
+        st.integers(0, 2),
+        st.integers(0, 2),
+        st.sampled_from(TYPES),
+        st.integers(0, 1200),
+        st.integers(0, 200),
+    ),
     st.tuples(st.just("retire"), st.integers(0, 2), st.sampled_from(TYPES), st.integers(1, 300)),
-    st.tuples(st.just("hold"), st.integers(0, 2), st.sampled_from(TYPES), st.integers(1, 300),
-              st.sampled_from(PLEDGES)),
-    st.tuples(st.just("release"), st.integers(0, 2), st.sampled_from(PLEDGES), st.none() | st.integers(1, 300)),
+    st.tuples(
+        st.just("hold"),
+        st.integers(0, 2),
+        st.sampled_from(TYPES),
+        st.integers(1, 300),
+        st.sampled_from(PLEDGES),
+    ),
+    st.tuples(
+        st.just("release"), st.integers(0, 2), st.sampled_from(PLEDGES), st.none() | st.integers(1, 300)
+    ),
     st.tuples(st.just("freeze"), st.integers(0, 2), st.sampled_from(PLEDGES)),
-    st.tuples(st.just("unfreeze"), st.integers(0, 2), st.sampled_from(PLEDGES), st.none() | st.integers(1, 300)),
+    st.tuples(
+        st.just("unfreeze"), st.integers(0, 2), st.sampled_from(PLEDGES), st.none() | st.integers(1, 300)
+    ),
     st.tuples(st.just("dispose"), st.integers(0, 2), st.sampled_from(PLEDGES), st.integers(0, 2)),
 )
 
 
 def _state(session: Session, account_ids: list[uuid.UUID]) -> Counter[tuple[int, str, str, str | None]]:
-    rows = session.execute(text("""
+    rows = session.execute(
+        text("""
         SELECT h.account_id, ct.code, h.status, h.pledge_id, sum(h.quantity)::bigint AS q
           FROM holding h JOIN credit_type ct ON ct.id = h.credit_type_id
-         WHERE h.account_id = ANY(:ids) GROUP BY 1, 2, 3, 4"""), {"ids": account_ids})
-    return Counter({(account_ids.index(r.account_id), r.code, r.status, str(r.pledge_id) if r.pledge_id else None): r.q
-                    for r in rows})
+         WHERE h.account_id = ANY(:ids) GROUP BY 1, 2, 3, 4"""),
+        {"ids": account_ids},
+    )
+    return Counter(
+        {
+            (
+                account_ids.index(r.account_id),
+                r.code,
+                r.status,
+                str(r.pledge_id) if r.pledge_id else None,
+            ): r.q
+            for r in rows
+        }
+    )
 
 
 def _run(session: Session, accounts: list[uuid.UUID], operation: tuple) -> None:  # type: ignore[type-arg]
@@ -53,18 +81,37 @@ def _run(session: Session, accounts: list[uuid.UUID], operation: tuple) -> None:
     if kind == "issue":
         f.issue(session, accounts[args[0]], args[2], credit_type=args[1])
     elif kind == "transfer":
-        ledger.transfer(session, actor, from_account_id=accounts[args[0]], to_account_id=accounts[args[1]],
-                        selection=Selection(credit_type=args[2], quantity=args[3]))
+        ledger.transfer(
+            session,
+            actor,
+            from_account_id=accounts[args[0]],
+            to_account_id=accounts[args[1]],
+            selection=Selection(credit_type=args[2], quantity=args[3]),
+        )
     elif kind == "transfer_blocks":
         start = args[3] + 1
-        ledger.transfer(session, actor, from_account_id=accounts[args[0]], to_account_id=accounts[args[1]],
-                        selection=Selection(blocks=[SerialRange(args[2], start, start + args[4])]))
+        ledger.transfer(
+            session,
+            actor,
+            from_account_id=accounts[args[0]],
+            to_account_id=accounts[args[1]],
+            selection=Selection(blocks=[SerialRange(args[2], start, start + args[4])]),
+        )
     elif kind == "retire":
-        ledger.retire(session, actor, account_id=accounts[args[0]],
-                      selection=Selection(credit_type=args[1], quantity=args[2]))
+        ledger.retire(
+            session,
+            actor,
+            account_id=accounts[args[0]],
+            selection=Selection(credit_type=args[1], quantity=args[2]),
+        )
     elif kind == "hold":
-        ledger.hold(session, actor, account_id=accounts[args[0]], pledge_id=args[3],
-                    selection=Selection(credit_type=args[1], quantity=args[2]))
+        ledger.hold(
+            session,
+            actor,
+            account_id=accounts[args[0]],
+            pledge_id=args[3],
+            selection=Selection(credit_type=args[1], quantity=args[2]),
+        )
     elif kind in ("release", "unfreeze"):
         fn = ledger.release_hold if kind == "release" else ledger.unfreeze
         sel = Selection() if args[2] is None else Selection(credit_type="CCER", quantity=args[2])
@@ -72,8 +119,9 @@ def _run(session: Session, accounts: list[uuid.UUID], operation: tuple) -> None:
     elif kind == "freeze":
         ledger.freeze(session, actor, account_id=accounts[args[0]], pledge_id=args[1])
     elif kind == "dispose":
-        ledger.dispose(session, actor, account_id=accounts[args[0]], pledge_id=args[1],
-                       to_account_id=accounts[args[2]])
+        ledger.dispose(
+            session, actor, account_id=accounts[args[0]], pledge_id=args[1], to_account_id=accounts[args[2]]
+        )
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -108,6 +156,7 @@ def test_random_operations_keep_the_ledger_whole(session: Session, operations: l
 
 # --- the pure block arithmetic, without a database ------------------------------------------------
 
+
 @given(blocks=blocks_strategy(), quantity=st.integers(1, 3000))
 def test_take_lowest_takes_exactly_the_lowest(blocks, quantity):  # type: ignore[no-untyped-def]
     pieces = take_lowest(blocks, quantity)
@@ -118,8 +167,10 @@ def test_take_lowest_takes_exactly_the_lowest(blocks, quantity):  # type: ignore
     assert taken == held[: len(taken)]
 
 
-@given(blocks=blocks_strategy(), ranges=st.lists(st.tuples(st.integers(1, 2000), st.integers(0, 300)),
-                                                 min_size=1, max_size=5))
+@given(
+    blocks=blocks_strategy(),
+    ranges=st.lists(st.tuples(st.integers(1, 2000), st.integers(0, 300)), min_size=1, max_size=5),
+)
 def test_take_ranges_takes_exactly_what_is_held(blocks, ranges):  # type: ignore[no-untyped-def]
     wanted = normalize_ranges([(s, s + n) for s, n in ranges])
     pieces, missing = take_ranges(blocks, wanted)
@@ -131,6 +182,9 @@ def test_take_ranges_takes_exactly_what_is_held(blocks, ranges):  # type: ignore
     # Rewriting keeps every serial of every touched block exactly once.
     touched = {p.block.id for p in pieces}
     before = sorted(s for b in blocks if b.id in touched for s in range(b.serial_start, b.serial_end + 1))
-    segments = [(s, e) for _, s, e in plan.updates] + [(g.serial_start, g.serial_end) for g in plan.new_taken] \
+    segments = (
+        [(s, e) for _, s, e in plan.updates]
+        + [(g.serial_start, g.serial_end) for g in plan.new_taken]
         + [(g.serial_start, g.serial_end) for _, g in plan.new_kept]
+    )
     assert sorted(s for lo, hi in segments for s in range(lo, hi + 1)) == before

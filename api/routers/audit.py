@@ -21,11 +21,20 @@ from registry.ledger import service as ledger
 router = APIRouter(prefix="/v1", tags=["audit"])
 
 
-@router.get("/units/{credit_type}/{serial}/history", response_model=UnitHistoryPage, responses=READ_ERRORS,
-            summary="Every ownership and status change of one unit, oldest first (exchange, auditor)")
-def unit_history(credit_type: Annotated[CreditTypeCode, Path()], serial: Annotated[Serial, Path()],
-                 session: SessionDep, principal: PrincipalDep, limit: Limit = 100,
-                 cursor: Cursor = None) -> UnitHistoryPage:
+@router.get(
+    "/units/{credit_type}/{serial}/history",
+    response_model=UnitHistoryPage,
+    responses=READ_ERRORS,
+    summary="Every ownership and status change of one unit, oldest first (exchange, auditor)",
+)
+def unit_history(
+    credit_type: Annotated[CreditTypeCode, Path()],
+    serial: Annotated[Serial, Path()],
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> UnitHistoryPage:
     authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
     ct = ledger.require_credit_type(session, credit_type)
     after = decode(cursor)
@@ -33,30 +42,66 @@ def unit_history(credit_type: Annotated[CreditTypeCode, Path()], serial: Annotat
         raise InvalidInput("cursor", "not a cursor this API returned")
     assert ct.id is not None
     rows = audit.unit_history(session, ct.id, serial, after_id=after, limit=limit)
-    items = [UnitEventRead(
-        id=r.id, kind=r.kind, occurred_at=r.occurred_at, batch_id=r.batch_id, serial_start=r.serial_start,
-        serial_end=r.serial_end,
-        before=UnitPlace(account_id=r.from_account_id, account_number=r.from_account_number,
-                         party_id=r.from_party_id, status=r.from_status, pledge_id=r.from_pledge_id),
-        after=UnitPlace(account_id=r.to_account_id, account_number=r.to_account_number, party_id=r.to_party_id,
-                        status=r.to_status, pledge_id=r.to_pledge_id),
-        actor_role=r.actor_role, actor_party_id=r.actor_party_id, operator=r.operator,
-        on_behalf_of=r.on_behalf_of, request_id=r.request_id, instruction_id=r.instruction_id, reason=r.reason,
-        chain_account_id=r.chain_account_id, seq=r.seq, hash=bytes(r.hash).hex(),
-    ) for r in rows]
-    return UnitHistoryPage(credit_type=credit_type, serial=serial, items=items,
-                           next_cursor=encode(items[-1].id) if len(items) == limit else None)
+    items = [
+        UnitEventRead(
+            id=r.id,
+            kind=r.kind,
+            occurred_at=r.occurred_at,
+            batch_id=r.batch_id,
+            serial_start=r.serial_start,
+            serial_end=r.serial_end,
+            before=UnitPlace(
+                account_id=r.from_account_id,
+                account_number=r.from_account_number,
+                party_id=r.from_party_id,
+                status=r.from_status,
+                pledge_id=r.from_pledge_id,
+            ),
+            after=UnitPlace(
+                account_id=r.to_account_id,
+                account_number=r.to_account_number,
+                party_id=r.to_party_id,
+                status=r.to_status,
+                pledge_id=r.to_pledge_id,
+            ),
+            actor_role=r.actor_role,
+            actor_party_id=r.actor_party_id,
+            operator=r.operator,
+            on_behalf_of=r.on_behalf_of,
+            request_id=r.request_id,
+            instruction_id=r.instruction_id,
+            reason=r.reason,
+            chain_account_id=r.chain_account_id,
+            seq=r.seq,
+            hash=bytes(r.hash).hex(),
+        )
+        for r in rows
+    ]
+    return UnitHistoryPage(
+        credit_type=credit_type,
+        serial=serial,
+        items=items,
+        next_cursor=encode(items[-1].id) if len(items) == limit else None,
+    )
 
 
-@router.get("/audit/verify", response_model=AuditVerifyRead, responses=READ_ERRORS,
-            summary="Recompute every hash chain and name the first bad event (exchange, auditor)")
+@router.get(
+    "/audit/verify",
+    response_model=AuditVerifyRead,
+    responses=READ_ERRORS,
+    summary="Recompute every hash chain and name the first bad event (exchange, auditor)",
+)
 async def verify(request: Request, principal: PrincipalDep) -> AuditVerifyRead:
     authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
     result = await run_in_threadpool(audit.verify_chains, request.app.state.engine)
     bad = result.first_bad_event
     return AuditVerifyRead(
-        events=result.events, chains=result.chains, head_hash=result.head_hash, ok=result.ok,
+        events=result.events,
+        chains=result.chains,
+        head_hash=result.head_hash,
+        ok=result.ok,
         first_bad_event=BadEventRead(id=bad.id, account_id=bad.account_id, seq=bad.seq, problem=bad.problem)
-        if bad else None,
+        if bad
+        else None,
         bad_chains=result.bad_events,
     )

@@ -27,98 +27,199 @@ from api.schemas.ledger import (
 )
 from registry.ledger import service as ledger
 from registry.ledger.models import Issuance
-from registry.ledger.service import Movement, SerialRange, Selection
+from registry.ledger.service import Movement, Selection, SerialRange
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
 
 def issuance_read(batch: Issuance, credit_type: str) -> IssuanceRead:
-    return IssuanceRead(id=batch.id, credit_type=credit_type, project_code=batch.project_code,
-                        project_type=batch.project_type, vintage=batch.vintage, quantity=batch.quantity,
-                        serial_start=batch.serial_start, serial_end=batch.serial_end,
-                        account_id=batch.account_id, issued_at=batch.issued_at)
+    return IssuanceRead(
+        id=batch.id,
+        credit_type=credit_type,
+        project_code=batch.project_code,
+        project_type=batch.project_type,
+        vintage=batch.vintage,
+        quantity=batch.quantity,
+        serial_start=batch.serial_start,
+        serial_end=batch.serial_end,
+        account_id=batch.account_id,
+        issued_at=batch.issued_at,
+    )
 
 
 def moved(movement: Movement) -> list[MovedBlockRead]:
-    return [MovedBlockRead(credit_type=b.credit_type, batch_id=b.batch_id, serial_start=b.serial_start,
-                           serial_end=b.serial_end, quantity=b.quantity) for b in movement.blocks]
+    return [
+        MovedBlockRead(
+            credit_type=b.credit_type,
+            batch_id=b.batch_id,
+            serial_start=b.serial_start,
+            serial_end=b.serial_end,
+            quantity=b.quantity,
+        )
+        for b in movement.blocks
+    ]
 
 
 def selection(body: TransferCreate | RetirementCreate) -> Selection:
-    return Selection(credit_type=body.credit_type, quantity=body.quantity, blocks=[
-        SerialRange(b.credit_type, b.serial_start, b.serial_end) for b in body.blocks or ()])
+    return Selection(
+        credit_type=body.credit_type,
+        quantity=body.quantity,
+        blocks=[SerialRange(b.credit_type, b.serial_start, b.serial_end) for b in body.blocks or ()],
+    )
 
 
-@router.post("/issuances", status_code=201, response_model=IssuanceRead, responses=WRITE_ERRORS,
-             summary="Issue a batch of credits into an account (exchange)")
-def create_issuance(request: Request, body: IssuanceCreate, session: SessionDep, actor: ActorDep,
-                    idempotency_key: IdempotencyKey = None) -> Response:
+@router.post(
+    "/issuances",
+    status_code=201,
+    response_model=IssuanceRead,
+    responses=WRITE_ERRORS,
+    summary="Issue a batch of credits into an account (exchange)",
+)
+def create_issuance(
+    request: Request,
+    body: IssuanceCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     def work() -> IssuanceRead:
-        batch = ledger.issue(session, actor, credit_type=body.credit_type, project_code=body.project_code,
-                             project_type=body.project_type, vintage=body.vintage, quantity=body.quantity,
-                             account_id=body.account_id)
+        batch = ledger.issue(
+            session,
+            actor,
+            credit_type=body.credit_type,
+            project_code=body.project_code,
+            project_type=body.project_type,
+            vintage=body.vintage,
+            quantity=body.quantity,
+            account_id=body.account_id,
+        )
         return issuance_read(batch, body.credit_type)
 
     return respond(request, session, actor, idempotency_key, body, work)
 
 
-@router.get("/issuances", response_model=Page[IssuanceRead], responses=READ_ERRORS,
-            summary="Issuance batches (exchange, auditor)")
-def list_issuances(session: SessionDep, principal: PrincipalDep, credit_type: CreditTypeCode | None = None,
-                   limit: Limit = 100, cursor: Cursor = None) -> Page[IssuanceRead]:
-    items = ledger.list_issuances(session, principal, credit_type=credit_type, after=uuid_cursor(cursor),
-                                  limit=limit)
+@router.get(
+    "/issuances",
+    response_model=Page[IssuanceRead],
+    responses=READ_ERRORS,
+    summary="Issuance batches (exchange, auditor)",
+)
+def list_issuances(
+    session: SessionDep,
+    principal: PrincipalDep,
+    credit_type: CreditTypeCode | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[IssuanceRead]:
+    items = ledger.list_issuances(
+        session, principal, credit_type=credit_type, after=uuid_cursor(cursor), limit=limit
+    )
     codes = {ct.id: ct.code for ct in ledger.list_credit_types(session, principal)}
-    return Page(items=[issuance_read(b, codes[b.credit_type_id]) for b in items],
-                next_cursor=next_cursor(items, limit, lambda b: str(b.id)))
+    return Page(
+        items=[issuance_read(b, codes[b.credit_type_id]) for b in items],
+        next_cursor=next_cursor(items, limit, lambda b: str(b.id)),
+    )
 
 
-@router.get("/issuances/{issuance_id}", response_model=IssuanceRead, responses=READ_ERRORS,
-            summary="One issuance batch (exchange, auditor)")
+@router.get(
+    "/issuances/{issuance_id}",
+    response_model=IssuanceRead,
+    responses=READ_ERRORS,
+    summary="One issuance batch (exchange, auditor)",
+)
 def read_issuance(issuance_id: UUID, session: SessionDep, principal: PrincipalDep) -> IssuanceRead:
     batch = ledger.require_issuance(session, principal, issuance_id)
     codes = {ct.id: ct.code for ct in ledger.list_credit_types(session, principal)}
     return issuance_read(batch, codes[batch.credit_type_id])
 
 
-@router.post("/transfers", status_code=201, response_model=TransferRead, responses=WRITE_ERRORS,
-             summary="Move available units between accounts (exchange)")
-def create_transfer(request: Request, body: TransferCreate, session: SessionDep, actor: ActorDep,
-                    idempotency_key: IdempotencyKey = None) -> Response:
+@router.post(
+    "/transfers",
+    status_code=201,
+    response_model=TransferRead,
+    responses=WRITE_ERRORS,
+    summary="Move available units between accounts (exchange)",
+)
+def create_transfer(
+    request: Request,
+    body: TransferCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     def work() -> TransferRead:
-        movement = ledger.transfer(session, actor, from_account_id=body.from_account_id,
-                                   to_account_id=body.to_account_id, selection=selection(body))
-        return TransferRead(from_account_id=body.from_account_id, to_account_id=body.to_account_id,
-                            quantity=movement.quantity, blocks=moved(movement))
+        movement = ledger.transfer(
+            session,
+            actor,
+            from_account_id=body.from_account_id,
+            to_account_id=body.to_account_id,
+            selection=selection(body),
+        )
+        return TransferRead(
+            from_account_id=body.from_account_id,
+            to_account_id=body.to_account_id,
+            quantity=movement.quantity,
+            blocks=moved(movement),
+        )
 
     return respond(request, session, actor, idempotency_key, body, work)
 
 
-@router.post("/retirements", status_code=201, response_model=RetirementRead, responses=WRITE_ERRORS,
-             summary="Retire available units (exchange)")
-def create_retirement(request: Request, body: RetirementCreate, session: SessionDep, actor: ActorDep,
-                      idempotency_key: IdempotencyKey = None) -> Response:
+@router.post(
+    "/retirements",
+    status_code=201,
+    response_model=RetirementRead,
+    responses=WRITE_ERRORS,
+    summary="Retire available units (exchange)",
+)
+def create_retirement(
+    request: Request,
+    body: RetirementCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     def work() -> RetirementRead:
-        movement = ledger.retire(session, actor, account_id=body.account_id, selection=selection(body),
-                                 reason=body.reason)
-        return RetirementRead(account_id=body.account_id, reason=body.reason, quantity=movement.quantity,
-                              blocks=moved(movement))
+        movement = ledger.retire(
+            session, actor, account_id=body.account_id, selection=selection(body), reason=body.reason
+        )
+        return RetirementRead(
+            account_id=body.account_id, reason=body.reason, quantity=movement.quantity, blocks=moved(movement)
+        )
 
     return respond(request, session, actor, idempotency_key, body, work)
 
 
-@router.get("/accounts/{account_id}/holdings", response_model=HoldingsPage, responses=READ_ERRORS,
-            summary="An account's blocks and totals per credit type and status")
-def read_holdings(account_id: UUID, session: SessionDep, principal: PrincipalDep, limit: Limit = 100,
-                  cursor: Cursor = None) -> HoldingsPage:
+@router.get(
+    "/accounts/{account_id}/holdings",
+    response_model=HoldingsPage,
+    responses=READ_ERRORS,
+    summary="An account's blocks and totals per credit type and status",
+)
+def read_holdings(
+    account_id: UUID, session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
+) -> HoldingsPage:
     result = ledger.holdings(session, principal, account_id, after=pair_cursor(cursor), limit=limit)
     return HoldingsPage(
         account_id=account_id,
-        items=[HoldingRead(credit_type=r.credit_type, batch=r.batch_id, project_code=r.project_code,
-                           project_type=r.project_type, vintage=r.vintage, serial_start=r.serial_start,
-                           serial_end=r.serial_end, quantity=r.quantity, status=r.status, pledge_id=r.pledge_id)
-               for r in result.blocks],
+        items=[
+            HoldingRead(
+                credit_type=r.credit_type,
+                batch=r.batch_id,
+                project_code=r.project_code,
+                project_type=r.project_type,
+                vintage=r.vintage,
+                serial_start=r.serial_start,
+                serial_end=r.serial_end,
+                quantity=r.quantity,
+                status=r.status,
+                pledge_id=r.pledge_id,
+            )
+            for r in result.blocks
+        ],
         next_cursor=next_cursor(result.blocks, limit, lambda r: [r.credit_type_id, r.serial_start]),
-        totals=[HoldingTotal(credit_type=t.credit_type, status=t.status, quantity=t.quantity, blocks=t.blocks)
-                for t in result.totals],
+        totals=[
+            HoldingTotal(credit_type=t.credit_type, status=t.status, quantity=t.quantity, blocks=t.blocks)
+            for t in result.totals
+        ],
     )

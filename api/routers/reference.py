@@ -36,24 +36,52 @@ def account_read(account: Account) -> AccountRead:
 
 
 def credit_type_read(ct: CreditType) -> CreditTypeRead:
-    return CreditTypeRead(code=ct.code, name=ct.name, unit=ct.unit, serials_issued=ct.next_serial - 1,
-                          created_at=ct.created_at)
+    return CreditTypeRead(
+        code=ct.code, name=ct.name, unit=ct.unit, serials_issued=ct.next_serial - 1, created_at=ct.created_at
+    )
 
 
-@router.post("/parties", status_code=201, response_model=PartyRead, responses=WRITE_ERRORS,
-             summary="Register a party (exchange)")
-def create_party(request: Request, body: PartyCreate, session: SessionDep, actor: ActorDep,
-                 idempotency_key: IdempotencyKey = None) -> Response:
-    return respond(request, session, actor, idempotency_key, body, lambda: party_read(ledger.create_party(
-        session, actor, name=body.name, kind=PartyKind(body.kind), credit_code=body.credit_code)))
+@router.post(
+    "/parties",
+    status_code=201,
+    response_model=PartyRead,
+    responses=WRITE_ERRORS,
+    summary="Register a party (exchange)",
+)
+def create_party(
+    request: Request,
+    body: PartyCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return respond(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        body,
+        lambda: party_read(
+            ledger.create_party(
+                session, actor, name=body.name, kind=PartyKind(body.kind), credit_code=body.credit_code
+            )
+        ),
+    )
 
 
-@router.get("/parties", response_model=Page[PartyRead], responses=READ_ERRORS,
-            summary="Parties (exchange and auditor: all; others: their own)")
-def list_parties(session: SessionDep, principal: PrincipalDep, limit: Limit = 100,
-                 cursor: Cursor = None) -> Page[PartyRead]:
+@router.get(
+    "/parties",
+    response_model=Page[PartyRead],
+    responses=READ_ERRORS,
+    summary="Parties (exchange and auditor: all; others: their own)",
+)
+def list_parties(
+    session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
+) -> Page[PartyRead]:
     items = ledger.list_parties(session, principal, after=uuid_cursor(cursor), limit=limit)
-    return Page(items=[party_read(p) for p in items], next_cursor=next_cursor(items, limit, lambda p: str(p.id)))
+    return Page(
+        items=[party_read(p) for p in items], next_cursor=next_cursor(items, limit, lambda p: str(p.id))
+    )
 
 
 @router.get("/parties/{party_id}", response_model=PartyRead, responses=READ_ERRORS, summary="One party")
@@ -61,36 +89,89 @@ def read_party(party_id: UUID, session: SessionDep, principal: PrincipalDep) -> 
     return party_read(ledger.require_party(session, principal, party_id))
 
 
-@router.post("/accounts", status_code=201, response_model=AccountRead, responses=WRITE_ERRORS,
-             summary="Open a registry account for a party (exchange)")
-def create_account(request: Request, body: AccountCreate, session: SessionDep, actor: ActorDep,
-                   idempotency_key: IdempotencyKey = None) -> Response:
-    return respond(request, session, actor, idempotency_key, body,
-                   lambda: account_read(ledger.create_account(session, actor, party_id=body.party_id)))
+@router.post(
+    "/accounts",
+    status_code=201,
+    response_model=AccountRead,
+    responses=WRITE_ERRORS,
+    summary="Open a registry account for a party (exchange)",
+)
+def create_account(
+    request: Request,
+    body: AccountCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return respond(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        body,
+        lambda: account_read(ledger.create_account(session, actor, party_id=body.party_id)),
+    )
 
 
-@router.get("/accounts", response_model=Page[AccountRead], responses=READ_ERRORS,
-            summary="Registry accounts (exchange and auditor: all; others: their own)")
-def list_accounts(session: SessionDep, principal: PrincipalDep, party_id: UUID | None = None,
-                  limit: Limit = 100, cursor: Cursor = None) -> Page[AccountRead]:
-    items = ledger.list_accounts(session, principal, party_id=party_id, after=uuid_cursor(cursor), limit=limit)
-    return Page(items=[account_read(a) for a in items], next_cursor=next_cursor(items, limit, lambda a: str(a.id)))
+@router.get(
+    "/accounts",
+    response_model=Page[AccountRead],
+    responses=READ_ERRORS,
+    summary="Registry accounts (exchange and auditor: all; others: their own)",
+)
+def list_accounts(
+    session: SessionDep,
+    principal: PrincipalDep,
+    party_id: UUID | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[AccountRead]:
+    items = ledger.list_accounts(
+        session, principal, party_id=party_id, after=uuid_cursor(cursor), limit=limit
+    )
+    return Page(
+        items=[account_read(a) for a in items], next_cursor=next_cursor(items, limit, lambda a: str(a.id))
+    )
 
 
-@router.get("/accounts/{account_id}", response_model=AccountRead, responses=READ_ERRORS, summary="One account")
+@router.get(
+    "/accounts/{account_id}", response_model=AccountRead, responses=READ_ERRORS, summary="One account"
+)
 def read_account(account_id: UUID, session: SessionDep, principal: PrincipalDep) -> AccountRead:
     return account_read(ledger.require_account(session, principal, account_id))
 
 
-@router.post("/credit-types", status_code=201, response_model=CreditTypeRead, responses=WRITE_ERRORS,
-             summary="Add a kind of environmental right (exchange)")
-def create_credit_type(request: Request, body: CreditTypeCreate, session: SessionDep, actor: ActorDep,
-                       idempotency_key: IdempotencyKey = None) -> Response:
-    return respond(request, session, actor, idempotency_key, body, lambda: credit_type_read(
-        ledger.create_credit_type(session, actor, code=body.code, name=body.name, unit=body.unit)))
+@router.post(
+    "/credit-types",
+    status_code=201,
+    response_model=CreditTypeRead,
+    responses=WRITE_ERRORS,
+    summary="Add a kind of environmental right (exchange)",
+)
+def create_credit_type(
+    request: Request,
+    body: CreditTypeCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return respond(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        body,
+        lambda: credit_type_read(
+            ledger.create_credit_type(session, actor, code=body.code, name=body.name, unit=body.unit)
+        ),
+    )
 
 
-@router.get("/credit-types", response_model=list[CreditTypeRead], responses=READ_ERRORS,
-            summary="Credit types the registry keeps")
+@router.get(
+    "/credit-types",
+    response_model=list[CreditTypeRead],
+    responses=READ_ERRORS,
+    summary="Credit types the registry keeps",
+)
 def list_credit_types(session: SessionDep, principal: PrincipalDep) -> list[CreditTypeRead]:
     return [credit_type_read(ct) for ct in ledger.list_credit_types(session, principal)]

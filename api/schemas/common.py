@@ -10,9 +10,15 @@ T = TypeVar("T")
 
 # Printable text only: NUL and control characters are refused at the edge (PostgreSQL rejects NUL).
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_PRINTABLE)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=_PRINTABLE)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=_PRINTABLE)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_PRINTABLE)
+]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=_PRINTABLE)
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=_PRINTABLE)
+]
 CreditTypeCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_-]{1,15}$")]
 Quantity = Annotated[int, Field(ge=1, le=10**12, description="Whole units (1 unit = 1 tCO2e for CCER).")]
 Serial = Annotated[int, Field(ge=1, le=(1 << 40) - 1)]

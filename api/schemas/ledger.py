@@ -9,8 +9,11 @@ from pydantic import BaseModel, Field, model_validator
 from api.schemas.common import CreditTypeCode, Name, Page, Quantity, Reason, Schema, Serial, ShortText
 
 # 统一社会信用代码 (GB 32100-2015): 18 characters; the checksum is verified by the service.
-CreditCode = Field(default=None, pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$",
-                   description="Unified social credit code (统一社会信用代码), 18 characters.")
+CreditCode = Field(
+    default=None,
+    pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$",
+    description="Unified social credit code (统一社会信用代码), 18 characters.",
+)
 
 
 class PartyCreate(Schema):

@@ -206,7 +206,7 @@ CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event
 CREATE FUNCTION audit_event_links() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.seq = 1 THEN
-        IF NEW.prev_hash <> '\\x{'00' * 32}'::bytea THEN
+        IF NEW.prev_hash <> '\\x{"00" * 32}'::bytea THEN
             RAISE EXCEPTION 'the first event of a chain links to the genesis hash'
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'audit_event_links';
         END IF;

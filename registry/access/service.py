@@ -27,8 +27,12 @@ ROLE_PARTY_KINDS: dict[Role, tuple[PartyKind, ...]] = {
     Role.HOLDER: (PartyKind.ENTERPRISE,),
     Role.AUDITOR: (PartyKind.AUDITOR, PartyKind.EXCHANGE),
 }
-DEFAULT_PARTY_KIND = {Role.EXCHANGE: PartyKind.EXCHANGE, Role.BANK: PartyKind.BANK,
-                      Role.HOLDER: PartyKind.ENTERPRISE, Role.AUDITOR: PartyKind.AUDITOR}
+DEFAULT_PARTY_KIND = {
+    Role.EXCHANGE: PartyKind.EXCHANGE,
+    Role.BANK: PartyKind.BANK,
+    Role.HOLDER: PartyKind.ENTERPRISE,
+    Role.AUDITOR: PartyKind.AUDITOR,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +45,23 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def create_key(session: Session, *, party: Party, role: Role, operator: str | None, now: datetime) -> IssuedKey:
+def create_key(
+    session: Session, *, party: Party, role: Role, operator: str | None, now: datetime
+) -> IssuedKey:
     if role not in ROLE_PARTY_KINDS:
         raise InvalidInput("role", f"no API keys for role {role.value}")
     if PartyKind(party.kind) not in ROLE_PARTY_KINDS[role]:
         raise InvalidInput("role", f"a {party.kind} party cannot hold a {role.value} key")
     prefix = secrets.token_hex(6)
     key = f"rk_{prefix}_{secrets.token_urlsafe(32)}"
-    record = ApiKey(prefix=prefix, digest=digest(key), party_id=party.id, role=role.value, operator=operator,
-                    created_at=now)
+    record = ApiKey(
+        prefix=prefix,
+        digest=digest(key),
+        party_id=party.id,
+        role=role.value,
+        operator=operator,
+        created_at=now,
+    )
     session.add(record)
     session.flush()
     return IssuedKey(key, record)
@@ -60,7 +72,9 @@ def authenticate(session: Session, key: str) -> Principal | None:
     if len(parts) != 3 or parts[0] != "rk" or not parts[1] or len(key) > 200:
         return None
     row = session.execute(
-        text("SELECT id, digest, party_id, role, operator FROM api_key WHERE prefix = :p AND revoked_at IS NULL"),
+        text(
+            "SELECT id, digest, party_id, role, operator FROM api_key WHERE prefix = :p AND revoked_at IS NULL"
+        ),
         {"p": parts[1]},
     ).first()
     if row is None or not hmac.compare_digest(bytes(row.digest), digest(key)):
@@ -70,6 +84,7 @@ def authenticate(session: Session, key: str) -> Principal | None:
 
 def revoke(session: Session, *, key_id: UUID, now: datetime) -> bool:
     result = session.execute(
-        text("UPDATE api_key SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"), {"now": now, "id": key_id}
+        text("UPDATE api_key SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"),
+        {"now": now, "id": key_id},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

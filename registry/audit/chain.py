@@ -16,10 +16,28 @@ GENESIS = bytes(32)  # the prev_hash of the first event of every chain
 
 # Order matters: it is the canonical order of the hashed fields.
 HASHED_FIELDS = (
-    "account_id", "seq", "kind", "credit_type_id", "batch_id", "serial_start", "serial_end",
-    "from_account_id", "from_status", "from_pledge_id", "to_account_id", "to_status", "to_pledge_id",
-    "actor_role", "actor_party_id", "actor_key_id", "operator", "on_behalf_of", "request_id",
-    "instruction_id", "reason", "occurred_at",
+    "account_id",
+    "seq",
+    "kind",
+    "credit_type_id",
+    "batch_id",
+    "serial_start",
+    "serial_end",
+    "from_account_id",
+    "from_status",
+    "from_pledge_id",
+    "to_account_id",
+    "to_status",
+    "to_pledge_id",
+    "actor_role",
+    "actor_party_id",
+    "actor_key_id",
+    "operator",
+    "on_behalf_of",
+    "request_id",
+    "instruction_id",
+    "reason",
+    "occurred_at",
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -60,6 +60,7 @@ class AuditEvent(SQLModel, table=True):
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
     span: str | None = Field(
         default=None,
-        sa_column=Column(INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)"),
-                         nullable=False),
+        sa_column=Column(
+            INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)"), nullable=False
+        ),
     )

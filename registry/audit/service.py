@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -37,8 +37,15 @@ class Change:
     to_pledge_id: UUID | None
 
 
-def record(session: Session, actor: Actor, chain: LockedAccount, kind: EventKind, changes: Sequence[Change],
-           *, reason: str | None = None) -> None:
+def record(
+    session: Session,
+    actor: Actor,
+    chain: LockedAccount,
+    kind: EventKind,
+    changes: Sequence[Change],
+    *,
+    reason: str | None = None,
+) -> None:
     """Append one event per change to the chain of `chain` (an account the caller holds locked), and move
     the account's head. Same transaction as the change itself: both commit or neither does."""
     if not changes:
@@ -50,16 +57,28 @@ def record(session: Session, actor: Actor, chain: LockedAccount, kind: EventKind
     for change in changes:
         seq += 1
         event: dict[str, Any] = {
-            "account_id": chain.id, "seq": seq, "kind": kind.value,
-            "credit_type_id": change.credit_type_id, "batch_id": change.batch_id,
-            "serial_start": change.serial_start, "serial_end": change.serial_end,
-            "from_account_id": change.from_account_id, "from_status": change.from_status,
-            "from_pledge_id": change.from_pledge_id, "to_account_id": change.to_account_id,
-            "to_status": change.to_status, "to_pledge_id": change.to_pledge_id,
-            "actor_role": principal.role.value, "actor_party_id": principal.party_id,
-            "actor_key_id": principal.key_id, "operator": principal.operator,
-            "on_behalf_of": actor.on_behalf_of, "request_id": actor.request_id,
-            "instruction_id": actor.instruction_id, "reason": reason, "occurred_at": actor.at,
+            "account_id": chain.id,
+            "seq": seq,
+            "kind": kind.value,
+            "credit_type_id": change.credit_type_id,
+            "batch_id": change.batch_id,
+            "serial_start": change.serial_start,
+            "serial_end": change.serial_end,
+            "from_account_id": change.from_account_id,
+            "from_status": change.from_status,
+            "from_pledge_id": change.from_pledge_id,
+            "to_account_id": change.to_account_id,
+            "to_status": change.to_status,
+            "to_pledge_id": change.to_pledge_id,
+            "actor_role": principal.role.value,
+            "actor_party_id": principal.party_id,
+            "actor_key_id": principal.key_id,
+            "operator": principal.operator,
+            "on_behalf_of": actor.on_behalf_of,
+            "request_id": actor.request_id,
+            "instruction_id": actor.instruction_id,
+            "reason": reason,
+            "occurred_at": actor.at,
         }
         event["prev_hash"] = prev
         event["hash"] = prev = link(prev, event)
@@ -71,25 +90,28 @@ def record(session: Session, actor: Actor, chain: LockedAccount, kind: EventKind
     )
 
 
-def unit_history(session: Session, credit_type_id: int, serial: int, *, after_id: int | None,
-                 limit: int) -> list[Any]:
+def unit_history(
+    session: Session, credit_type_id: int, serial: int, *, after_id: int | None, limit: int
+) -> list[Any]:
     """Every event that touched the unit, oldest first."""
-    return session.execute(
-        text("""
-            SELECT e.id, e.kind, e.occurred_at, e.batch_id, e.serial_start, e.serial_end,
-                   e.from_account_id, fa.number AS from_account_number, fa.party_id AS from_party_id,
-                   e.from_status, e.from_pledge_id,
-                   e.to_account_id, ta.number AS to_account_number, ta.party_id AS to_party_id,
-                   e.to_status, e.to_pledge_id,
-                   e.actor_role, e.actor_party_id, e.operator, e.on_behalf_of, e.request_id, e.instruction_id,
-                   e.reason, e.account_id AS chain_account_id, e.seq, e.hash
-              FROM audit_event e
-              LEFT JOIN account fa ON fa.id = e.from_account_id
-              LEFT JOIN account ta ON ta.id = e.to_account_id
-             WHERE e.span @> ((CAST(:ct AS bigint) << 40) + :serial) AND e.id > :after
-             ORDER BY e.id LIMIT :limit"""),
-        {"ct": credit_type_id, "serial": serial, "after": after_id or 0, "limit": limit},
-    ).all()
+    return list(
+        session.execute(
+            text("""
+                SELECT e.id, e.kind, e.occurred_at, e.batch_id, e.serial_start, e.serial_end,
+                       e.from_account_id, fa.number AS from_account_number, fa.party_id AS from_party_id,
+                       e.from_status, e.from_pledge_id,
+                       e.to_account_id, ta.number AS to_account_number, ta.party_id AS to_party_id,
+                       e.to_status, e.to_pledge_id,
+                       e.actor_role, e.actor_party_id, e.operator, e.on_behalf_of, e.request_id, e.instruction_id,
+                       e.reason, e.account_id AS chain_account_id, e.seq, e.hash
+                  FROM audit_event e
+                  LEFT JOIN account fa ON fa.id = e.from_account_id
+                  LEFT JOIN account ta ON ta.id = e.to_account_id
+                 WHERE e.span @> ((CAST(:ct AS bigint) << 40) + :serial) AND e.id > :after
+                 ORDER BY e.id LIMIT :limit"""),
+            {"ct": credit_type_id, "serial": serial, "after": after_id or 0, "limit": limit},
+        ).all()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,20 +144,25 @@ def verify_chains(engine: Engine) -> Verification:
     bad: list[BadEvent] = []
     heads: list[tuple[UUID, int, bytes]] = []
     events = 0
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    with engine.connect() as plain:
+        conn = plain.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            stored = {r.id: (r.audit_seq, r.audit_head) for r in conn.execute(
-                text("SELECT id, audit_seq, audit_head FROM account WHERE audit_seq > 0"))}
+            stored = {
+                r.id: (r.audit_seq, r.audit_head)
+                for r in conn.execute(
+                    text("SELECT id, audit_seq, audit_head FROM account WHERE audit_seq > 0")
+                )
+            }
             result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
-                text(f"SELECT {cols} FROM audit_event ORDER BY account_id, seq"))
+                text(f"SELECT {cols} FROM audit_event ORDER BY account_id, seq")
+            )
             chain: UUID | None = None
             prev = GENESIS
             expected_seq = 1
             last_bad_chain: UUID | None = None
             for row in result:
                 events += 1
-                event = row._mapping
+                event: Mapping[str, Any] = row._mapping  # type: ignore[assignment]
                 if row.account_id != chain:
                     if chain is not None:
                         _close_chain(chain, expected_seq - 1, prev, stored, heads, bad)
@@ -163,11 +190,23 @@ def verify_chains(engine: Engine) -> Verification:
     return Verification(events, len(heads), digest_of_heads(heads), first, len(bad))
 
 
-def _close_chain(chain: UUID, last_seq: int, last_hash: bytes, stored: dict[UUID, tuple[int, bytes]],
-                 heads: list[tuple[UUID, int, bytes]], bad: list[BadEvent]) -> None:
+def _close_chain(
+    chain: UUID,
+    last_seq: int,
+    last_hash: bytes,
+    stored: dict[UUID, tuple[int, bytes]],
+    heads: list[tuple[UUID, int, bytes]],
+    bad: list[BadEvent],
+) -> None:
     heads.append((chain, last_seq, last_hash))
     head = stored.get(chain)
-    if head is None or head[0] != last_seq or bytes(head[1]) != last_hash:
-        if not any(b.account_id == chain for b in bad):
-            bad.append(BadEvent(None, chain, last_seq,
-                                "the chain does not end at its account's recorded head (events removed?)"))
+    moved = head is None or head[0] != last_seq or bytes(head[1]) != last_hash
+    if moved and not any(b.account_id == chain for b in bad):
+        bad.append(
+            BadEvent(
+                None,
+                chain,
+                last_seq,
+                "the chain does not end at its account's recorded head (events removed?)",
+            )
+        )

@@ -34,18 +34,23 @@ def fingerprint(method: str, path: str, canonical_body: str) -> bytes:
     return hashlib.sha256(f"{method} {path}\n{canonical_body}".encode()).digest()
 
 
-def claim(session: Session, *, party_id: UUID, key: str, request_fingerprint: bytes,
-          now: datetime) -> StoredResponse | None:
+def claim(
+    session: Session, *, party_id: UUID, key: str, request_fingerprint: bytes, now: datetime
+) -> StoredResponse | None:
     """None: the key is ours, do the work. Otherwise the first request's response, to replay."""
     inserted = session.execute(
-        text("INSERT INTO idempotency_record (party_id, key, fingerprint, created_at) "
-             "VALUES (:p, :k, :f, :now) ON CONFLICT DO NOTHING RETURNING 1"),
+        text(
+            "INSERT INTO idempotency_record (party_id, key, fingerprint, created_at) "
+            "VALUES (:p, :k, :f, :now) ON CONFLICT DO NOTHING RETURNING 1"
+        ),
         {"p": party_id, "k": key, "f": request_fingerprint, "now": now},
     ).first()
     if inserted:
         return None
     row = session.execute(
-        text("SELECT fingerprint, status_code, response FROM idempotency_record WHERE party_id = :p AND key = :k"),
+        text(
+            "SELECT fingerprint, status_code, response FROM idempotency_record WHERE party_id = :p AND key = :k"
+        ),
         {"p": party_id, "k": key},
     ).one()
     if bytes(row.fingerprint) != request_fingerprint:
@@ -55,7 +60,9 @@ def claim(session: Session, *, party_id: UUID, key: str, request_fingerprint: by
 
 def store(session: Session, *, party_id: UUID, key: str, status_code: int, body: bytes) -> None:
     session.execute(
-        text("UPDATE idempotency_record SET status_code = :s, response = :b WHERE party_id = :p AND key = :k"),
+        text(
+            "UPDATE idempotency_record SET status_code = :s, response = :b WHERE party_id = :p AND key = :k"
+        ),
         {"s": status_code, "b": body, "p": party_id, "k": key},
     )
 
@@ -63,6 +70,3 @@ def store(session: Session, *, party_id: UUID, key: str, status_code: int, body:
 def purge(session: Session, *, older_than: datetime) -> int:
     result = session.execute(text("DELETE FROM idempotency_record WHERE created_at < :t"), {"t": older_than})
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-

@@ -76,7 +76,9 @@ def normalize_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]
     return out
 
 
-def take_ranges(blocks: Sequence[Block], ranges: Sequence[tuple[int, int]]) -> tuple[list[Piece], list[tuple[int, int]]]:
+def take_ranges(
+    blocks: Sequence[Block], ranges: Sequence[tuple[int, int]]
+) -> tuple[list[Piece], list[tuple[int, int]]]:
     """The parts of `blocks` (sorted, non-overlapping) inside the normalized `ranges`, and the
     sub-ranges that no block covers (empty when the blocks hold every requested serial)."""
     pieces: list[Piece] = []

@@ -13,11 +13,16 @@ class InsufficientUnits(LedgerError):
     code = "insufficient_units"
     title = "Not enough units"
 
-    def __init__(self, *, account_id: UUID, credit_type: str, status: str, requested: int, available: int) -> None:
+    def __init__(
+        self, *, account_id: UUID, credit_type: str, status: str, requested: int, available: int
+    ) -> None:
         super().__init__(
             f"account {account_id} has {available} {status} {credit_type} units, {requested} requested",
-            account_id=str(account_id), credit_type=credit_type, unit_status=status,
-            requested=requested, available=available,
+            account_id=str(account_id),
+            credit_type=credit_type,
+            unit_status=status,
+            requested=requested,
+            available=available,
         )
 
 
@@ -27,11 +32,15 @@ class BlocksNotAvailable(LedgerError):
     code = "insufficient_units"
     title = "Not enough units"
 
-    def __init__(self, *, account_id: UUID, credit_type: str, status: str, missing: list[tuple[int, int]]) -> None:
+    def __init__(
+        self, *, account_id: UUID, credit_type: str, status: str, missing: list[tuple[int, int]]
+    ) -> None:
         shown = ", ".join(f"{s}-{e}" for s, e in missing[:5]) + (" …" if len(missing) > 5 else "")
         super().__init__(
             f"account {account_id} does not hold {credit_type} serials {shown} as {status}",
-            account_id=str(account_id), credit_type=credit_type, unit_status=status,
+            account_id=str(account_id),
+            credit_type=credit_type,
+            unit_status=status,
             missing=[{"serial_start": s, "serial_end": e} for s, e in missing],
         )
 
@@ -45,5 +54,7 @@ class SerialSpaceExhausted(InvalidState):
     def __init__(self, credit_type: str, requested: int, left: int) -> None:
         super().__init__(
             f"{credit_type} has {left} serial numbers left, {requested} requested",
-            credit_type=credit_type, requested=requested, left=left,
+            credit_type=credit_type,
+            requested=requested,
+            left=left,
         )

@@ -39,8 +39,14 @@ class AccountStatus(StrEnum):
 
 
 def _enum(e: type[StrEnum], name: str) -> Enum:
-    return Enum(e, name=name, values_callable=lambda cls: [m.value for m in cls], native_enum=False,
-                create_constraint=False, length=16)
+    return Enum(
+        e,
+        name=name,
+        values_callable=lambda cls: [m.value for m in cls],
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+    )
 
 
 class CreditType(SQLModel, table=True):
@@ -114,6 +120,7 @@ class Holding(SQLModel, table=True):
     pledge_id: UUID | None = Field(default=None, index=True)
     span: str | None = Field(
         default=None,
-        sa_column=Column(INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)"),
-                         nullable=False),
+        sa_column=Column(
+            INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)"), nullable=False
+        ),
     )

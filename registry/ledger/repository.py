@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from registry.ledger.blocks import Block, Segment
 from registry.ledger.models import SERIAL_MAX, Account, CreditType, Issuance, Party
@@ -35,8 +35,16 @@ class State:
 
 
 def _block(row: Any) -> Block:
-    return Block(row.id, row.credit_type_id, row.batch_id, row.serial_start, row.serial_end,
-                 row.account_id, row.status, row.pledge_id)
+    return Block(
+        row.id,
+        row.credit_type_id,
+        row.batch_id,
+        row.serial_start,
+        row.serial_end,
+        row.account_id,
+        row.status,
+        row.pledge_id,
+    )
 
 
 def get_credit_type(session: Session, code: str) -> CreditType | None:
@@ -69,7 +77,11 @@ def get_issuance(session: Session, issuance_id: UUID) -> Issuance | None:
 
 
 def next_account_number(session: Session) -> str:
-    return str(session.execute(text("SELECT 'RA' || lpad(nextval('account_number_seq')::text, 10, '0')")).scalar_one())
+    return str(
+        session.execute(
+            text("SELECT 'RA' || lpad(nextval('account_number_seq')::text, 10, '0')")
+        ).scalar_one()
+    )
 
 
 def lock_accounts(session: Session, account_ids: Sequence[UUID]) -> dict[UUID, LockedAccount]:
@@ -78,8 +90,10 @@ def lock_accounts(session: Session, account_ids: Sequence[UUID]) -> dict[UUID, L
     Every change to an account's blocks holds its account's lock: the lock is what makes
     'read the blocks, then rewrite them' safe, and it also guards the account's audit chain head."""
     rows = session.execute(
-        text("SELECT id, party_id, status, audit_seq, audit_head FROM account "
-             "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+        text(
+            "SELECT id, party_id, status, audit_seq, audit_head FROM account "
+            "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
+        ),
         {"ids": sorted(set(account_ids))},
     )
     return {r.id: LockedAccount(r.id, r.party_id, r.status, r.audit_seq, r.audit_head) for r in rows}
@@ -89,8 +103,10 @@ def allocate_serials(session: Session, credit_type_id: int, quantity: int) -> in
     """Reserve `quantity` serials of the type; returns the first, or None when too few are left.
     The row lock this takes orders concurrent issuances of one type."""
     start = session.execute(
-        text("UPDATE credit_type SET next_serial = next_serial + :q "
-             "WHERE id = :ct AND next_serial + :q <= :limit RETURNING next_serial - :q"),
+        text(
+            "UPDATE credit_type SET next_serial = next_serial + :q "
+            "WHERE id = :ct AND next_serial + :q <= :limit RETURNING next_serial - :q"
+        ),
         {"q": quantity, "ct": credit_type_id, "limit": SERIAL_MAX + 1},
     ).scalar_one_or_none()
     return None if start is None else int(start)
@@ -106,13 +122,20 @@ def blocks_lowest_first(session: Session, source: State, credit_type_id: int, qu
                  WHERE account_id = :a AND credit_type_id = :ct AND status = :s
                    AND pledge_id IS NOT DISTINCT FROM CAST(:p AS uuid)
             ) b WHERE before < :q ORDER BY serial_start"""),
-        {"a": source.account_id, "ct": credit_type_id, "s": source.status, "p": source.pledge_id, "q": quantity},
+        {
+            "a": source.account_id,
+            "ct": credit_type_id,
+            "s": source.status,
+            "p": source.pledge_id,
+            "q": quantity,
+        },
     )
     return [_block(r) for r in rows]
 
 
-def blocks_overlapping(session: Session, source: State, credit_type_id: int,
-                       ranges: Sequence[tuple[int, int]]) -> list[Block]:
+def blocks_overlapping(
+    session: Session, source: State, credit_type_id: int, ranges: Sequence[tuple[int, int]]
+) -> list[Block]:
     rows = session.execute(
         text(f"""
             SELECT {_BLOCK_COLS} FROM holding
@@ -121,8 +144,14 @@ def blocks_overlapping(session: Session, source: State, credit_type_id: int,
                AND span && ANY(ARRAY(SELECT registry_span(CAST(:ct AS smallint), s, e)
                                        FROM unnest(CAST(:starts AS bigint[]), CAST(:ends AS bigint[])) AS r(s, e)))
              ORDER BY serial_start"""),
-        {"a": source.account_id, "ct": credit_type_id, "s": source.status, "p": source.pledge_id,
-         "starts": [r[0] for r in ranges], "ends": [r[1] for r in ranges]},
+        {
+            "a": source.account_id,
+            "ct": credit_type_id,
+            "s": source.status,
+            "p": source.pledge_id,
+            "starts": [r[0] for r in ranges],
+            "ends": [r[1] for r in ranges],
+        },
     )
     return [_block(r) for r in rows]
 
@@ -149,8 +178,14 @@ def rewrite_blocks(session: Session, target: State, updates: list[tuple[int, int
                    account_id = :a, status = :st, pledge_id = CAST(:p AS uuid)
               FROM unnest(CAST(:ids AS bigint[]), CAST(:ss AS bigint[]), CAST(:es AS bigint[])) AS v(id, s, e)
              WHERE h.id = v.id"""),
-        {"a": target.account_id, "st": target.status, "p": target.pledge_id,
-         "ids": [u[0] for u in updates], "ss": [u[1] for u in updates], "es": [u[2] for u in updates]},
+        {
+            "a": target.account_id,
+            "st": target.status,
+            "p": target.pledge_id,
+            "ids": [u[0] for u in updates],
+            "ss": [u[1] for u in updates],
+            "es": [u[2] for u in updates],
+        },
     )
 
 
@@ -162,10 +197,15 @@ def insert_blocks(session: Session, rows: list[tuple[Segment, State]]) -> None:
             INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id)
             SELECT * FROM unnest(CAST(:ct AS smallint[]), CAST(:b AS uuid[]), CAST(:s AS bigint[]),
                                  CAST(:e AS bigint[]), CAST(:a AS uuid[]), CAST(:st AS text[]), CAST(:p AS uuid[]))"""),
-        {"ct": [seg.credit_type_id for seg, _ in rows], "b": [seg.batch_id for seg, _ in rows],
-         "s": [seg.serial_start for seg, _ in rows], "e": [seg.serial_end for seg, _ in rows],
-         "a": [st.account_id for _, st in rows], "st": [st.status for _, st in rows],
-         "p": [st.pledge_id for _, st in rows]},
+        {
+            "ct": [seg.credit_type_id for seg, _ in rows],
+            "b": [seg.batch_id for seg, _ in rows],
+            "s": [seg.serial_start for seg, _ in rows],
+            "e": [seg.serial_end for seg, _ in rows],
+            "a": [st.account_id for _, st in rows],
+            "st": [st.status for _, st in rows],
+            "p": [st.pledge_id for _, st in rows],
+        },
     )
 
 
@@ -190,7 +230,14 @@ def coalesce_blocks(session: Session, state: State, credit_type_id: int, lo: int
             )
             SELECT array_agg(id ORDER BY serial_start) AS ids, max(serial_end) AS serial_end
               FROM numbered GROUP BY island HAVING count(*) > 1"""),
-        {"a": state.account_id, "ct": credit_type_id, "s": state.status, "p": state.pledge_id, "lo": lo, "hi": hi},
+        {
+            "a": state.account_id,
+            "ct": credit_type_id,
+            "s": state.status,
+            "p": state.pledge_id,
+            "lo": lo,
+            "hi": hi,
+        },
     ).all()
     if not islands:
         return 0
@@ -204,58 +251,72 @@ def coalesce_blocks(session: Session, state: State, credit_type_id: int, lo: int
     return len(absorbed)
 
 
-def holdings_page(session: Session, account_id: UUID, *, after: tuple[int, int] | None, limit: int) -> list[Any]:
-    return session.execute(
-        text("""
-            SELECT h.credit_type_id, ct.code AS credit_type, h.batch_id, i.project_code, i.project_type, i.vintage,
-                   h.serial_start, h.serial_end, h.quantity, h.status, h.pledge_id
-              FROM holding h JOIN credit_type ct ON ct.id = h.credit_type_id JOIN issuance i ON i.id = h.batch_id
-             WHERE h.account_id = :a
-               AND (CAST(:ct AS smallint) IS NULL OR (h.credit_type_id, h.serial_start) > (:ct, :s))
-             ORDER BY h.credit_type_id, h.serial_start
-             LIMIT :limit"""),
-        {"a": account_id, "ct": after[0] if after else None, "s": after[1] if after else None, "limit": limit},
-    ).all()
+def holdings_page(
+    session: Session, account_id: UUID, *, after: tuple[int, int] | None, limit: int
+) -> list[Any]:
+    return list(
+        session.execute(
+            text("""
+                SELECT h.credit_type_id, ct.code AS credit_type, h.batch_id, i.project_code, i.project_type, i.vintage,
+                       h.serial_start, h.serial_end, h.quantity, h.status, h.pledge_id
+                  FROM holding h JOIN credit_type ct ON ct.id = h.credit_type_id JOIN issuance i ON i.id = h.batch_id
+                 WHERE h.account_id = :a
+                   AND (CAST(:ct AS smallint) IS NULL OR (h.credit_type_id, h.serial_start) > (:ct, :s))
+                 ORDER BY h.credit_type_id, h.serial_start
+                 LIMIT :limit"""),
+            {
+                "a": account_id,
+                "ct": after[0] if after else None,
+                "s": after[1] if after else None,
+                "limit": limit,
+            },
+        ).all()
+    )
 
 
 def holding_totals(session: Session, account_id: UUID) -> list[Any]:
-    return session.execute(
-        text("""
-            SELECT ct.code AS credit_type, h.status, sum(h.quantity)::bigint AS quantity, count(*) AS blocks
-              FROM holding h JOIN credit_type ct ON ct.id = h.credit_type_id
-             WHERE h.account_id = :a
-             GROUP BY ct.code, h.status ORDER BY ct.code, h.status"""),
-        {"a": account_id},
-    ).all()
+    return list(
+        session.execute(
+            text("""
+                SELECT ct.code AS credit_type, h.status, sum(h.quantity)::bigint AS quantity, count(*) AS blocks
+                  FROM holding h JOIN credit_type ct ON ct.id = h.credit_type_id
+                 WHERE h.account_id = :a
+                 GROUP BY ct.code, h.status ORDER BY ct.code, h.status"""),
+            {"a": account_id},
+        ).all()
+    )
 
 
 def parties_page(session: Session, *, party_id: UUID | None, after: UUID | None, limit: int) -> list[Party]:
-    query = select(Party).order_by(Party.id).limit(limit)  # type: ignore[arg-type]
+    query = select(Party).order_by(col(Party.id)).limit(limit)
     if party_id is not None:
         query = query.where(Party.id == party_id)
     if after is not None:
-        query = query.where(Party.id > after)  # type: ignore[operator]
+        query = query.where(Party.id > after)
     return list(session.exec(query))
 
 
-def accounts_page(session: Session, *, party_id: UUID | None, after: UUID | None, limit: int) -> list[Account]:
-    query = select(Account).order_by(Account.id).limit(limit)  # type: ignore[arg-type]
+def accounts_page(
+    session: Session, *, party_id: UUID | None, after: UUID | None, limit: int
+) -> list[Account]:
+    query = select(Account).order_by(col(Account.id)).limit(limit)
     if party_id is not None:
         query = query.where(Account.party_id == party_id)
     if after is not None:
-        query = query.where(Account.id > after)  # type: ignore[operator]
+        query = query.where(Account.id > after)
     return list(session.exec(query))
 
 
-def issuances_page(session: Session, *, credit_type_id: int | None, after: UUID | None,
-                   limit: int) -> list[Issuance]:
-    query = select(Issuance).order_by(Issuance.id).limit(limit)  # type: ignore[arg-type]
+def issuances_page(
+    session: Session, *, credit_type_id: int | None, after: UUID | None, limit: int
+) -> list[Issuance]:
+    query = select(Issuance).order_by(col(Issuance.id)).limit(limit)
     if credit_type_id is not None:
         query = query.where(Issuance.credit_type_id == credit_type_id)
     if after is not None:
-        query = query.where(Issuance.id > after)  # type: ignore[operator]
+        query = query.where(Issuance.id > after)
     return list(session.exec(query))
 
 
 def credit_types(session: Session) -> list[CreditType]:
-    return list(session.exec(select(CreditType).order_by(CreditType.id)))  # type: ignore[arg-type]
+    return list(session.exec(select(CreditType).order_by(col(CreditType.id))))

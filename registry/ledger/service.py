@@ -91,11 +91,15 @@ class Movement:
 
 # --- reference data -------------------------------------------------------------------------------
 
-def create_party(session: Session, actor: Actor, *, name: str, kind: PartyKind,
-                 credit_code: str | None) -> Party:
+
+def create_party(
+    session: Session, actor: Actor, *, name: str, kind: PartyKind, credit_code: str | None
+) -> Party:
     authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
     if credit_code is not None and not uscc.is_valid(credit_code):
-        raise InvalidInput("credit_code", f"{credit_code} is not a valid unified social credit code (check character)")
+        raise InvalidInput(
+            "credit_code", f"{credit_code} is not a valid unified social credit code (check character)"
+        )
     if repo.get_party_by_name(session, name) is not None:
         raise AlreadyExists(f"a party named {name!r} exists", field="name")
     party = Party(name=name, kind=kind, credit_code=credit_code, created_at=actor.at)
@@ -134,8 +138,18 @@ def require_credit_type(session: Session, code: str, *, field: str = "credit_typ
 
 # --- unit operations ------------------------------------------------------------------------------
 
-def issue(session: Session, actor: Actor, *, credit_type: str, project_code: str, project_type: str,
-          vintage: int, quantity: int, account_id: UUID) -> Issuance:
+
+def issue(
+    session: Session,
+    actor: Actor,
+    *,
+    credit_type: str,
+    project_code: str,
+    project_type: str,
+    vintage: int,
+    quantity: int,
+    account_id: UUID,
+) -> Issuance:
     """A new batch: `quantity` fresh serials, contiguous, landing in the account as one available block."""
     authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
     _check_quantity(quantity)
@@ -147,89 +161,207 @@ def issue(session: Session, actor: Actor, *, credit_type: str, project_code: str
     if start is None:
         session.refresh(ct)
         raise SerialSpaceExhausted(credit_type, quantity, SERIAL_MAX - ct.next_serial + 1)
-    batch = Issuance(credit_type_id=ct.id, project_code=project_code, project_type=project_type, vintage=vintage,
-                     quantity=quantity, serial_start=start, serial_end=start + quantity - 1,
-                     account_id=account_id, issued_at=actor.at)
+    batch = Issuance(
+        credit_type_id=ct.id,
+        project_code=project_code,
+        project_type=project_type,
+        vintage=vintage,
+        quantity=quantity,
+        serial_start=start,
+        serial_end=start + quantity - 1,
+        account_id=account_id,
+        issued_at=actor.at,
+    )
     session.add(batch)
     session.flush()
     target = State(account_id, AVAILABLE)
-    repo.insert_blocks(session, [(Segment(ct.id, batch.id, batch.serial_start, batch.serial_end, True), target)])
-    audit.record(session, actor, account, EventKind.ISSUE, [audit.Change(
-        ct.id, batch.id, batch.serial_start, batch.serial_end, None, None, None, account_id, AVAILABLE, None)])
+    repo.insert_blocks(
+        session, [(Segment(ct.id, batch.id, batch.serial_start, batch.serial_end, True), target)]
+    )
+    audit.record(
+        session,
+        actor,
+        account,
+        EventKind.ISSUE,
+        [
+            audit.Change(
+                ct.id,
+                batch.id,
+                batch.serial_start,
+                batch.serial_end,
+                None,
+                None,
+                None,
+                account_id,
+                AVAILABLE,
+                None,
+            )
+        ],
+    )
     return batch
 
 
-def transfer(session: Session, actor: Actor, *, from_account_id: UUID, to_account_id: UUID,
-             selection: Selection) -> Movement:
+def transfer(
+    session: Session, actor: Actor, *, from_account_id: UUID, to_account_id: UUID, selection: Selection
+) -> Movement:
     authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
     if from_account_id == to_account_id:
         raise InvalidInput("to_account_id", "units cannot be transferred to the account they are in")
     accounts = _lock(session, [from_account_id, to_account_id])
     _require_active(accounts[from_account_id])
     _require_active(accounts[to_account_id])
-    return _move(session, actor, EventKind.TRANSFER, accounts[from_account_id],
-                 State(from_account_id, AVAILABLE), State(to_account_id, AVAILABLE), selection)
+    return _move(
+        session,
+        actor,
+        EventKind.TRANSFER,
+        accounts[from_account_id],
+        State(from_account_id, AVAILABLE),
+        State(to_account_id, AVAILABLE),
+        selection,
+    )
 
 
-def retire(session: Session, actor: Actor, *, account_id: UUID, selection: Selection,
-           reason: str | None = None) -> Movement:
+def retire(
+    session: Session, actor: Actor, *, account_id: UUID, selection: Selection, reason: str | None = None
+) -> Movement:
     """Retired units stay in their account as `retired` blocks: serials are never reissued."""
     authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
     if selection.everything:
         raise InvalidInput("quantity", "say how many units, or which blocks, to retire")
     account = _lock(session, [account_id])[account_id]
-    return _move(session, actor, EventKind.RETIRE, account, State(account_id, AVAILABLE),
-                 State(account_id, RETIRED), selection, reason=reason)
+    return _move(
+        session,
+        actor,
+        EventKind.RETIRE,
+        account,
+        State(account_id, AVAILABLE),
+        State(account_id, RETIRED),
+        selection,
+        reason=reason,
+    )
 
 
 # --- primitives for the pledge lifecycle (the pledge service authorizes and calls them) -----------
 
-def hold(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, selection: Selection) -> Movement:
+
+def hold(
+    session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, selection: Selection
+) -> Movement:
     """Available -> held for the pledge: nobody can transfer, retire or pledge those units meanwhile."""
     if selection.everything:
         raise InvalidInput("quantity", "say how many units, or which blocks, to hold")
     account = _lock(session, [account_id])[account_id]
     _require_active(account)
-    return _move(session, actor, EventKind.HOLD, account, State(account_id, AVAILABLE),
-                 State(account_id, HELD, pledge_id), selection)
+    return _move(
+        session,
+        actor,
+        EventKind.HOLD,
+        account,
+        State(account_id, AVAILABLE),
+        State(account_id, HELD, pledge_id),
+        selection,
+    )
 
 
-def release_hold(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID,
-                 selection: Selection = Selection(), reason: str | None = None) -> Movement:
+def release_hold(
+    session: Session,
+    actor: Actor,
+    *,
+    account_id: UUID,
+    pledge_id: UUID,
+    selection: Selection = Selection(),
+    reason: str | None = None,
+) -> Movement:
     account = _lock(session, [account_id])[account_id]
-    return _move(session, actor, EventKind.RELEASE_HOLD, account, State(account_id, HELD, pledge_id),
-                 State(account_id, AVAILABLE), selection, reason=reason)
+    return _move(
+        session,
+        actor,
+        EventKind.RELEASE_HOLD,
+        account,
+        State(account_id, HELD, pledge_id),
+        State(account_id, AVAILABLE),
+        selection,
+        reason=reason,
+    )
 
 
 def freeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID) -> Movement:
     """Every unit held for the pledge becomes frozen (the exchange confirmed)."""
     account = _lock(session, [account_id])[account_id]
-    return _move(session, actor, EventKind.FREEZE, account, State(account_id, HELD, pledge_id),
-                 State(account_id, FROZEN, pledge_id), Selection())
+    return _move(
+        session,
+        actor,
+        EventKind.FREEZE,
+        account,
+        State(account_id, HELD, pledge_id),
+        State(account_id, FROZEN, pledge_id),
+        Selection(),
+    )
 
 
-def unfreeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID,
-             selection: Selection = Selection(), reason: str | None = None) -> Movement:
+def unfreeze(
+    session: Session,
+    actor: Actor,
+    *,
+    account_id: UUID,
+    pledge_id: UUID,
+    selection: Selection = Selection(),
+    reason: str | None = None,
+) -> Movement:
     account = _lock(session, [account_id])[account_id]
-    return _move(session, actor, EventKind.UNFREEZE, account, State(account_id, FROZEN, pledge_id),
-                 State(account_id, AVAILABLE), selection, reason=reason)
+    return _move(
+        session,
+        actor,
+        EventKind.UNFREEZE,
+        account,
+        State(account_id, FROZEN, pledge_id),
+        State(account_id, AVAILABLE),
+        selection,
+        reason=reason,
+    )
 
 
-def dispose(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, to_account_id: UUID,
-            selection: Selection = Selection(), reason: str | None = None) -> Movement:
+def dispose(
+    session: Session,
+    actor: Actor,
+    *,
+    account_id: UUID,
+    pledge_id: UUID,
+    to_account_id: UUID,
+    selection: Selection = Selection(),
+    reason: str | None = None,
+) -> Movement:
     """Frozen units move out of the pledgor's account to the lender's, or to a buyer's at auction."""
     if account_id == to_account_id:
         raise InvalidInput("to_account_id", "disposal moves units to another account")
     accounts = _lock(session, [account_id, to_account_id])
     _require_active(accounts[to_account_id])
-    return _move(session, actor, EventKind.DISPOSE, accounts[account_id], State(account_id, FROZEN, pledge_id),
-                 State(to_account_id, AVAILABLE), selection, reason=reason)
+    return _move(
+        session,
+        actor,
+        EventKind.DISPOSE,
+        accounts[account_id],
+        State(account_id, FROZEN, pledge_id),
+        State(to_account_id, AVAILABLE),
+        selection,
+        reason=reason,
+    )
 
 
 # --- the one mechanism behind every operation -----------------------------------------------------
 
-def _move(session: Session, actor: Actor, kind: EventKind, chain: LockedAccount, source: State, target: State,
-          selection: Selection, *, reason: str | None = None) -> Movement:
+
+def _move(
+    session: Session,
+    actor: Actor,
+    kind: EventKind,
+    chain: LockedAccount,
+    source: State,
+    target: State,
+    selection: Selection,
+    *,
+    reason: str | None = None,
+) -> Movement:
     """Take the selected units out of `source` and put them in `target`, splitting and joining blocks.
     The caller holds the locks of the accounts of both states."""
     codes = repo.credit_type_codes(session)
@@ -239,8 +371,9 @@ def _move(session: Session, actor: Actor, kind: EventKind, chain: LockedAccount,
         blocks = repo.blocks_overlapping(session, source, ct_id, ranges)
         taken, missing = take_ranges(blocks, ranges)
         if missing:
-            raise BlocksNotAvailable(account_id=source.account_id, credit_type=codes[ct_id], status=source.status,
-                                     missing=missing)
+            raise BlocksNotAvailable(
+                account_id=source.account_id, credit_type=codes[ct_id], status=source.status, missing=missing
+            )
         pieces += taken
     if selection.quantity is not None:
         if selection.credit_type is None:
@@ -253,19 +386,29 @@ def _move(session: Session, actor: Actor, kind: EventKind, chain: LockedAccount,
         taken = take_lowest(blocks, selection.quantity)
         got = sum(p.quantity for p in taken)
         if got < selection.quantity:
-            raise InsufficientUnits(account_id=source.account_id, credit_type=selection.credit_type,
-                                    status=source.status, requested=selection.quantity, available=got)
+            raise InsufficientUnits(
+                account_id=source.account_id,
+                credit_type=selection.credit_type,
+                status=source.status,
+                requested=selection.quantity,
+                available=got,
+            )
         pieces += taken
     if selection.everything:
         ct_filter = ids.get(selection.credit_type) if selection.credit_type else None
         if selection.credit_type and ct_filter is None:
             raise NotFound("credit type", selection.credit_type, field="credit_type")
-        pieces += [Piece(b, b.serial_start, b.serial_end) for b in repo.blocks_in_state(session, source, ct_filter)]
+        pieces += [
+            Piece(b, b.serial_start, b.serial_end) for b in repo.blocks_in_state(session, source, ct_filter)
+        ]
 
     plan = plan_rewrite(pieces)
     repo.rewrite_blocks(session, target, plan.updates)
-    repo.insert_blocks(session, [(seg, target) for seg in plan.new_taken]
-                       + [(seg, State(b.account_id, b.status, b.pledge_id)) for b, seg in plan.new_kept])
+    repo.insert_blocks(
+        session,
+        [(seg, target) for seg in plan.new_taken]
+        + [(seg, State(b.account_id, b.status, b.pledge_id)) for b, seg in plan.new_kept],
+    )
     spans: dict[int, tuple[int, int]] = {}
     for p in pieces:
         lo, hi = spans.get(p.block.credit_type_id, (p.start, p.end))
@@ -274,14 +417,34 @@ def _move(session: Session, actor: Actor, kind: EventKind, chain: LockedAccount,
         repo.coalesce_blocks(session, target, ct_id, lo, hi)
 
     ordered = sorted(pieces, key=lambda p: (p.block.credit_type_id, p.start))
-    audit.record(session, actor, chain, kind, [
-        audit.Change(p.block.credit_type_id, p.block.batch_id, p.start, p.end,
-                     p.block.account_id, p.block.status, p.block.pledge_id,
-                     target.account_id, target.status, target.pledge_id) for p in ordered
-    ], reason=reason)
-    return Movement(kind, source, target, [
-        MovedBlock(codes[p.block.credit_type_id], p.block.batch_id, p.start, p.end) for p in ordered
-    ])
+    audit.record(
+        session,
+        actor,
+        chain,
+        kind,
+        [
+            audit.Change(
+                p.block.credit_type_id,
+                p.block.batch_id,
+                p.start,
+                p.end,
+                p.block.account_id,
+                p.block.status,
+                p.block.pledge_id,
+                target.account_id,
+                target.status,
+                target.pledge_id,
+            )
+            for p in ordered
+        ],
+        reason=reason,
+    )
+    return Movement(
+        kind,
+        source,
+        target,
+        [MovedBlock(codes[p.block.credit_type_id], p.block.batch_id, p.start, p.end) for p in ordered],
+    )
 
 
 def _ranges_by_type(selection: Selection, ids: dict[str, int]) -> dict[int, list[tuple[int, int]]]:
@@ -321,8 +484,8 @@ def _check_quantity(quantity: int) -> None:
         raise InvalidInput("quantity", f"quantity must be between 1 and {MAX_QUANTITY}")
 
 
-
 # --- reads (tenant-scoped) ------------------------------------------------------------------------
+
 
 def require_party(session: Session, principal: Principal, party_id: UUID) -> Party:
     party = repo.get_party(session, party_id)
@@ -344,16 +507,18 @@ def list_parties(session: Session, principal: Principal, *, after: UUID | None, 
     return repo.parties_page(session, party_id=authz.party_scope(principal), after=after, limit=limit)
 
 
-def list_accounts(session: Session, principal: Principal, *, party_id: UUID | None, after: UUID | None,
-                  limit: int) -> list[Account]:
+def list_accounts(
+    session: Session, principal: Principal, *, party_id: UUID | None, after: UUID | None, limit: int
+) -> list[Account]:
     scope = authz.party_scope(principal)
     if scope is not None and party_id is not None and party_id != scope:
         return []
     return repo.accounts_page(session, party_id=scope or party_id, after=after, limit=limit)
 
 
-def list_issuances(session: Session, principal: Principal, *, credit_type: str | None, after: UUID | None,
-                   limit: int) -> list[Issuance]:
+def list_issuances(
+    session: Session, principal: Principal, *, credit_type: str | None, after: UUID | None, limit: int
+) -> list[Issuance]:
     authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
     ct_id = require_credit_type(session, credit_type).id if credit_type else None
     return repo.issuances_page(session, credit_type_id=ct_id, after=after, limit=limit)
@@ -374,11 +539,15 @@ class Holdings:
     totals: list[Any]
 
 
-def holdings(session: Session, principal: Principal, account_id: UUID, *, after: tuple[int, int] | None,
-             limit: int) -> Holdings:
+def holdings(
+    session: Session, principal: Principal, account_id: UUID, *, after: tuple[int, int] | None, limit: int
+) -> Holdings:
     account = require_account(session, principal, account_id)
-    return Holdings(account, repo.holdings_page(session, account_id, after=after, limit=limit),
-                    repo.holding_totals(session, account_id))
+    return Holdings(
+        account,
+        repo.holdings_page(session, account_id, after=after, limit=limit),
+        repo.holding_totals(session, account_id),
+    )
 
 
 def list_credit_types(session: Session, principal: Principal) -> list[CreditType]:

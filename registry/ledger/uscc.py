@@ -12,8 +12,7 @@ def check_character(first17: str) -> str:
 
 
 def is_valid(code: str) -> bool:
-    return (len(code) == 18 and all(c in CHARSET for c in code)
-            and check_character(code[:17]) == code[17])
+    return len(code) == 18 and all(c in CHARSET for c in code) and check_character(code[:17]) == code[17]
 
 
 def make(body17: str) -> str:

@@ -19,8 +19,11 @@ from registry.config import Settings
 @pytest.fixture
 def live_url(committed_engine: Engine) -> Iterator[str]:
     """The real app on a loopback port, over the committed database."""
-    app = create_app(Settings(database_url="postgresql://unused/unused", key_cache_seconds=0),
-                     engine=committed_engine, clock=SystemClock())
+    app = create_app(
+        Settings(database_url="postgresql://unused/unused", key_cache_seconds=0),
+        engine=committed_engine,
+        clock=SystemClock(),
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

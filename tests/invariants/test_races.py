@@ -16,7 +16,7 @@ from registry.ledger import service as ledger
 from registry.ledger.consistency import find_problems
 from registry.ledger.errors import InsufficientUnits
 from registry.ledger.models import PartyKind
-from registry.ledger.service import SerialRange, Selection
+from registry.ledger.service import Selection, SerialRange
 from registry.principal import Role
 from tests import factories as f
 
@@ -30,8 +30,15 @@ def _accounts(engine: Engine, n: int, units: int) -> tuple[list[uuid.UUID], int]
 
 def _available(engine: Engine, account_id: uuid.UUID) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM holding WHERE account_id = :a "
-                                     "AND status = 'available'"), {"a": account_id}).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "SELECT coalesce(sum(quantity), 0) FROM holding WHERE account_id = :a "
+                    "AND status = 'available'"
+                ),
+                {"a": account_id},
+            ).scalar_one()
+        )
 
 
 def _assert_whole(engine: Engine) -> None:
@@ -47,8 +54,13 @@ def test_many_transfers_out_of_one_account_never_overdraw(committed_engine: Engi
     def attempt(i: int) -> str:
         try:
             with unit_of_work(committed_engine) as s:
-                ledger.transfer(s, f.system(), from_account_id=source, to_account_id=accounts[i + 1],
-                                selection=Selection(credit_type="CCER", quantity=30))
+                ledger.transfer(
+                    s,
+                    f.system(),
+                    from_account_id=source,
+                    to_account_id=accounts[i + 1],
+                    selection=Selection(credit_type="CCER", quantity=30),
+                )
             return "ok"
         except InsufficientUnits:
             return "insufficient"
@@ -65,8 +77,13 @@ def test_criss_cross_transfers_do_not_deadlock_or_lose_units(committed_engine: E
     accounts, start = _accounts(committed_engine, 4, 4000)
     with unit_of_work(committed_engine) as s:  # spread the units
         for target in accounts[1:]:
-            ledger.transfer(s, f.system(), from_account_id=accounts[0], to_account_id=target,
-                            selection=Selection(credit_type="CCER", quantity=1000))
+            ledger.transfer(
+                s,
+                f.system(),
+                from_account_id=accounts[0],
+                to_account_id=target,
+                selection=Selection(credit_type="CCER", quantity=1000),
+            )
     rng = random.Random(7)
     jobs = []
     for _ in range(300):
@@ -101,8 +118,13 @@ def test_competing_holds_never_hold_more_than_there_is(committed_engine: Engine)
     def attempt(quantity: int) -> int:
         try:
             with unit_of_work(committed_engine) as s:
-                moved = ledger.hold(s, f.system(), account_id=accounts[0], pledge_id=uuid.uuid4(),
-                                    selection=Selection(credit_type="CCER", quantity=quantity))
+                moved = ledger.hold(
+                    s,
+                    f.system(),
+                    account_id=accounts[0],
+                    pledge_id=uuid.uuid4(),
+                    selection=Selection(credit_type="CCER", quantity=quantity),
+                )
             assert moved.quantity == quantity  # all of it, or nothing
             return quantity
         except InsufficientUnits:
@@ -111,13 +133,17 @@ def test_competing_holds_never_hold_more_than_there_is(committed_engine: Engine)
     with ThreadPoolExecutor(max_workers=16) as pool:
         held = list(pool.map(attempt, asks))
     with committed_engine.connect() as conn:
-        in_db = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM holding WHERE status = 'held'")).scalar()
+        in_db = conn.execute(
+            text("SELECT coalesce(sum(quantity), 0) FROM holding WHERE status = 'held'")
+        ).scalar()
     assert in_db == sum(held) <= 1000
     assert sum(held) > 1000 - 90  # it stopped only because the next ask did not fit
     _assert_whole(committed_engine)
 
 
-def test_concurrent_retries_with_one_idempotency_key_transfer_once(committed_engine: Engine, live_url: str) -> None:
+def test_concurrent_retries_with_one_idempotency_key_transfer_once(
+    committed_engine: Engine, live_url: str
+) -> None:
     with unit_of_work(committed_engine) as s:
         exchange = f.party(s, PartyKind.EXCHANGE)
         api_key = f.key(s, exchange, Role.EXCHANGE)

@@ -20,8 +20,13 @@ def _history(engine: Engine) -> tuple[str, list[int]]:
         a, b = f.account(s).id, f.account(s).id
         f.issue(s, a, 1000)
         for q in (10, 20, 30):
-            ledger.transfer(s, f.system(), from_account_id=a, to_account_id=b,
-                            selection=Selection(credit_type="CCER", quantity=q))
+            ledger.transfer(
+                s,
+                f.system(),
+                from_account_id=a,
+                to_account_id=b,
+                selection=Selection(credit_type="CCER", quantity=q),
+            )
     with engine.connect() as conn:
         ids = list(conn.execute(text("SELECT id FROM audit_event ORDER BY id")).scalars())
     return auditor, ids
@@ -29,7 +34,9 @@ def _history(engine: Engine) -> tuple[str, list[int]]:
 
 def _as_superuser(engine: Engine, sql: str, **params: object) -> None:
     with engine.begin() as conn:
-        conn.execute(text("SET LOCAL session_replication_role = replica"))  # triggers off: what an intruder does
+        conn.execute(
+            text("SET LOCAL session_replication_role = replica")
+        )  # triggers off: what an intruder does
         conn.execute(text(sql), params)
 
 
@@ -42,7 +49,9 @@ def test_untouched_history_verifies(committed_engine: Engine) -> None:
 def test_an_edited_event_is_named(committed_engine: Engine, live_url: str) -> None:
     auditor, ids = _history(committed_engine)
     victim = ids[2]
-    _as_superuser(committed_engine, "UPDATE audit_event SET serial_end = serial_end + 5 WHERE id = :id", id=victim)
+    _as_superuser(
+        committed_engine, "UPDATE audit_event SET serial_end = serial_end + 5 WHERE id = :id", id=victim
+    )
     result = verify_chains(committed_engine)
     assert not result.ok
     assert result.first_bad_event is not None and result.first_bad_event.id == victim
@@ -59,8 +68,12 @@ def test_a_rehashed_event_breaks_the_link_to_the_next(committed_engine: Engine) 
 
     row["reason"] = "nothing to see"
     new_hash = link(bytes(row["prev_hash"]), row)
-    _as_superuser(committed_engine, "UPDATE audit_event SET reason = 'nothing to see', hash = :h WHERE id = :id",
-                  h=new_hash, id=ids[1])
+    _as_superuser(
+        committed_engine,
+        "UPDATE audit_event SET reason = 'nothing to see', hash = :h WHERE id = :id",
+        h=new_hash,
+        id=ids[1],
+    )
     result = verify_chains(committed_engine)
     assert not result.ok and result.first_bad_event is not None
     assert result.first_bad_event.id == ids[2]  # the first event whose prev_hash no longer matches
