@@ -1,0 +1,129 @@
+"""What the benchmarks share: a fresh embedded PostgreSQL, the app in its own processes, pgbench."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+from registry.db import migrate, start_embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / ".data"
+
+
+def fresh_server() -> str:
+    """A new embedded PostgreSQL for this run; returns the maintenance database's URL."""
+    if DATA.exists():
+        shutil.rmtree(DATA)
+    return start_embedded(DATA)
+
+
+def create_database(server_url: str, name: str, *, migrated: bool = True) -> str:
+    admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    if migrated:
+        migrate(url)
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_app(database_url: str, *, workers: int, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REGISTRY_KEY_CACHE_SECONDS": "5",
+        "REGISTRY_DB_POOL_SIZE": "20",
+        "REGISTRY_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the app did not start")
+
+
+def pg_bin(name: str) -> str:
+    import pgserver
+
+    return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
+
+
+def pgbench_tps(server_url: str, *, clients: int, seconds: int, builtin: str = "tpcb-like") -> float:
+    """pgbench on the same server, as the database's own ceiling for this machine."""
+    url = make_url(create_database(server_url, "pgbench", migrated=False))
+    host = url.query["host"]
+    base = [pg_bin("pgbench"), "-h", str(host), "-U", "postgres"]
+    subprocess.run([*base, "-i", "-q", "-s", "10", "pgbench"], check=True, capture_output=True)
+    out = subprocess.run(
+        [
+            *base,
+            "-b",
+            builtin,
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-M",
+            "prepared",
+            "pgbench",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    match = re.search(r"tps = ([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def ensure_wrk() -> str | None:
+    """wrk drives HTTP load from C, so the client does not eat the Python server's CPU."""
+    found = shutil.which("wrk")
+    if found or os.geteuid() != 0:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    return shutil.which("wrk")

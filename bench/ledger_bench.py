@@ -1,0 +1,181 @@
+"""Transfers per second through the HTTP API with concurrent clients, beside pgbench TPC-B on the same
+PostgreSQL in the same run, and their ratio.
+
+    .venv/bin/python -m bench.ledger_bench [--seconds 20] [--clients 1,8,32] [--workers 2]
+
+Each transfer is a full API call: key check, idempotency key, account locks, block split and merge,
+two hash-chained audit events' worth of work, commit. Results go to bench/results/ledger.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import ROOT, create_database, ensure_wrk, free_port, fresh_server, pgbench_tps, start_app
+from registry.access import service as access
+from registry.audit.service import verify_chains
+from registry.clock import SystemClock
+from registry.db import make_engine, unit_of_work
+from registry.ledger import service as ledger
+from registry.ledger.consistency import find_problems
+from registry.ledger.models import PartyKind
+from registry.principal import SYSTEM, Actor, Role
+
+
+def setup(url: str, pairs: int) -> tuple[str, list[tuple[str, str]]]:
+    engine = make_engine(url, pool_size=1)
+    actor = Actor(SYSTEM, SystemClock().now())
+    with unit_of_work(engine) as s:
+        exchange = ledger.create_party(
+            s, actor, name="Bench Exchange", kind=PartyKind.EXCHANGE, credit_code=None
+        )
+        key = access.create_key(s, party=exchange, role=Role.EXCHANGE, operator="bench", now=actor.at).key
+        owner = ledger.create_party(
+            s, actor, name="Bench Holder", kind=PartyKind.ENTERPRISE, credit_code=None
+        )
+        accounts = []
+        for _ in range(pairs):
+            a = ledger.create_account(s, actor, party_id=owner.id).id
+            b = ledger.create_account(s, actor, party_id=owner.id).id
+            ledger.issue(
+                s,
+                actor,
+                credit_type="CCER",
+                project_code="BENCH",
+                project_type="bench",
+                vintage=2025,
+                quantity=10_000_000,
+                account_id=a,
+            )
+            accounts.append((str(a), str(b)))
+    engine.dispose()
+    return key, accounts
+
+
+LUA = """
+local bodies = {%s}
+local n = #bodies
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+request = function()
+  counter = counter + 1
+  wrk.headers["Idempotency-Key"] = string.format("%%d-%%d-%%d", math.random(1, 1000000000), os.time(), counter)
+  return wrk.format(nil, "/v1/transfers", nil, bodies[math.random(n)])
+end
+"""
+
+
+def run_wrk(wrk: str, port: int, key: str, pairs: list[tuple[str, str]], clients: int, seconds: int) -> dict:
+    bodies = ",".join(
+        "'"
+        + json.dumps({"from_account_id": a, "to_account_id": b, "credit_type": "CCER", "quantity": 1})
+        + "'"
+        for a, b in pairs
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA % (bodies, key))
+    out = subprocess.run(
+        [
+            wrk,
+            "-t",
+            str(min(clients, 2)),
+            "-c",
+            str(clients),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            f"http://127.0.0.1:{port}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    Path(script.name).unlink()
+
+    def latency_ms(label: str) -> float:
+        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        assert m, out
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "clients": clients,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": latency_ms("50"),
+        "p99_ms": latency_ms("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=64)
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    if wrk is None:
+        raise SystemExit("wrk is needed (apt-get install wrk)")
+
+    server = fresh_server()
+    url = create_database(server, "registry_bench")
+    key, pairs = setup(url, args.pairs)
+    port = free_port()
+    app = start_app(url, workers=args.workers, port=port)
+    try:
+        results = [run_wrk(wrk, port, key, pairs, int(c), args.seconds) for c in args.clients.split(",")]
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    time.sleep(1)
+    pgbench = pgbench_tps(server, clients=8, seconds=args.seconds)
+
+    engine = make_engine(url, pool_size=1)
+    with unit_of_work(engine) as s:
+        problems = find_problems(s)
+        transfers = s.execute(
+            __import__("sqlalchemy").text(
+                "SELECT count(DISTINCT request_id) FROM audit_event WHERE kind = 'transfer'"
+            )
+        ).scalar_one()
+    verified = verify_chains(engine)
+    engine.dispose()
+
+    print(
+        f"\nledger_bench: {args.workers} app worker(s), {args.pairs} account pairs, {args.seconds}s per run"
+    )
+    print(f"{'clients':>8} {'transfers/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for r in results:
+        print(
+            f"{r['clients']:>8} {r['rps']:>12.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx']:>8}"
+        )
+    best = max(r["rps"] for r in results)
+    print(f"pgbench tpcb-like, 8 clients, same server: {pgbench:.0f} TPS")
+    print(f"ratio best API transfers/s / pgbench TPS: {best / pgbench:.2f}")
+    print(
+        f"after the run: {transfers} transfers committed, ledger {'consistent' if not problems else problems}, "
+        f"audit chains {'verify' if verified.ok else 'BROKEN'} ({verified.events} events)"
+    )
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ledger.json").write_text(
+        json.dumps(
+            {"results": results, "pgbench_tps": pgbench, "ratio": best / pgbench, "workers": args.workers},
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
