@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import text
+
 from bench.common import ROOT, create_database, ensure_wrk, free_port, fresh_server, pgbench_tps, start_app
 from registry.access import service as access
 from registry.audit.service import verify_chains
@@ -72,7 +74,9 @@ end
 """
 
 
-def run_wrk(wrk: str, port: int, key: str, pairs: list[tuple[str, str]], clients: int, seconds: int) -> dict:
+def run_wrk(
+    wrk: str, port: int, key: str, pairs: list[tuple[str, str]], clients: int, seconds: int
+) -> dict[str, float]:
     bodies = ",".join(
         "'"
         + json.dumps({"from_account_id": a, "to_account_id": b, "credit_type": "CCER", "quantity": 1})
@@ -145,9 +149,7 @@ def main() -> None:
     with unit_of_work(engine) as s:
         problems = find_problems(s)
         transfers = s.execute(
-            __import__("sqlalchemy").text(
-                "SELECT count(DISTINCT request_id) FROM audit_event WHERE kind = 'transfer'"
-            )
+            text("SELECT count(DISTINCT request_id) FROM audit_event WHERE kind = 'transfer'")
         ).scalar_one()
     verified = verify_chains(engine)
     engine.dispose()
@@ -164,7 +166,7 @@ def main() -> None:
     print(f"pgbench tpcb-like, 8 clients, same server: {pgbench:.0f} TPS")
     print(f"ratio best API transfers/s / pgbench TPS: {best / pgbench:.2f}")
     print(
-        f"after the run: {transfers} transfers committed, ledger {'consistent' if not problems else problems}, "
+        f"after the run: {transfers} transfers committed, ledger {problems or 'consistent'}, "
         f"audit chains {'verify' if verified.ok else 'BROKEN'} ({verified.events} events)"
     )
     out = ROOT / "bench" / "results"
