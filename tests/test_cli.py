@@ -22,15 +22,23 @@ def cli_db(committed_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 def test_first_exchange_key_on_an_empty_database(cli_db: Engine, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["keys", "create", "--role", "exchange", "--party-name", "The Exchange", "--operator", "ops-1"]) == 0
+    assert (
+        main(["keys", "create", "--role", "exchange", "--party-name", "The Exchange", "--operator", "ops-1"])
+        == 0
+    )
     key = capsys.readouterr().out.strip().splitlines()[-1]
     assert key.startswith("rk_")
     with unit_of_work(cli_db) as s:
         principal = access.authenticate(s, key)
         stored = s.execute(text("SELECT count(*) FROM api_key WHERE digest = :d"), {"d": access.digest(key)})
         assert stored.scalar_one() == 1  # kept as a digest only
-        assert s.execute(text("SELECT count(*) FROM api_key WHERE prefix || digest::text LIKE :k"),
-                         {"k": f"%{key[-20:]}%"}).scalar_one() == 0
+        assert (
+            s.execute(
+                text("SELECT count(*) FROM api_key WHERE prefix || digest::text LIKE :k"),
+                {"k": f"%{key[-20:]}%"},
+            ).scalar_one()
+            == 0
+        )
     assert principal is not None and principal.role.value == "exchange" and principal.operator == "ops-1"
 
 
@@ -51,8 +59,16 @@ def test_demo_loads_once_and_checks_clean(cli_db: Engine, capsys: pytest.Capture
     with cli_db.connect() as conn:
         parties = conn.execute(text("SELECT kind, count(*) FROM party GROUP BY kind")).all()
         assert dict(parties) == {"exchange": 1, "bank": 2, "enterprise": 3, "auditor": 1}
-        types = conn.execute(text("SELECT DISTINCT ct.code FROM issuance i JOIN credit_type ct "
-                                  "ON ct.id = i.credit_type_id ORDER BY 1")).scalars().all()
+        types = (
+            conn.execute(
+                text(
+                    "SELECT DISTINCT ct.code FROM issuance i JOIN credit_type ct "
+                    "ON ct.id = i.credit_type_id ORDER BY 1"
+                )
+            )
+            .scalars()
+            .all()
+        )
         assert types == ["CCER", "CDCER"]
     assert main(["check"]) == 0
     assert main(["audit", "verify"]) == 0
@@ -63,8 +79,12 @@ def test_audit_verify_fails_on_tampering(cli_db: Engine, capsys: pytest.CaptureF
     main(["demo"])
     with cli_db.begin() as conn:
         conn.execute(text("SET LOCAL session_replication_role = replica"))
-        conn.execute(text("UPDATE audit_event SET serial_end = serial_end + 1 "
-                          "WHERE id = (SELECT min(id) FROM audit_event)"))
+        conn.execute(
+            text(
+                "UPDATE audit_event SET serial_end = serial_end + 1 "
+                "WHERE id = (SELECT min(id) FROM audit_event)"
+            )
+        )
     capsys.readouterr()
     assert main(["audit", "verify"]) == 1
     assert "TAMPERED" in capsys.readouterr().out
