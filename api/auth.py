@@ -67,7 +67,7 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_actor(request: Request, principal: PrincipalDep, clock: ClockDep) -> Actor:
+async def get_actor(request: Request, principal: PrincipalDep, clock: ClockDep) -> Actor:
     return Actor(principal=principal, at=clock.now(), request_id=getattr(request.state, "request_id", None))
 
 

@@ -23,7 +23,9 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_clock(request: Request) -> Clock:
+# Dependencies that do no I/O are `async def`: FastAPI then calls them on the event loop instead of
+# hopping to a worker thread for each one.
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
@@ -31,7 +33,7 @@ def get_clock(request: Request) -> Clock:
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

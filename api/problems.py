@@ -102,6 +102,8 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     orig = exc.orig
+    if exc.connection_invalidated or isinstance(orig, psycopg.OperationalError):
+        return problem(request, 503, "busy", "Database unavailable", "the database connection was lost; retry")
     if isinstance(
         orig,
         psycopg.errors.LockNotAvailable

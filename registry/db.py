@@ -53,7 +53,9 @@ def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per request. A connection lost to a database restart
+        # fails its one request (503, retryable) and the pool replaces it.
+        pool_recycle=3600,
         connect_args={"application_name": "registry"},
         **kwargs,
     )

@@ -263,6 +263,7 @@ class TestDatabaseRefuses:
                 ),
                 {"b": batch, "s": s + 5, "a": a},
             )
+            session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # what COMMIT does
 
     def test_held_block_without_pledge(self, session: Session) -> None:
         a, _, _ = self._setup(session)

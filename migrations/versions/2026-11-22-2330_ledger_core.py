@@ -95,8 +95,9 @@ CREATE TABLE holding (
     CONSTRAINT ck_holding_serial_range CHECK (serial_start >= 1 AND serial_start <= serial_end AND serial_end <= {SERIAL_MAX}),
     -- A held or frozen block names its pledge; an available or retired one names none.
     CONSTRAINT ck_holding_pledge_named CHECK ((status IN ('held', 'frozen')) = (pledge_id IS NOT NULL)),
-    -- No unit is in two blocks: no two blocks of a credit type overlap.
-    CONSTRAINT ex_holding_no_overlap EXCLUDE USING gist (span WITH &&)
+    -- No unit is in two blocks: no two blocks of a credit type overlap. Checked at commit, so that one
+    -- statement may shrink a block and insert its remainder (or delete and widen) in any order.
+    CONSTRAINT ex_holding_no_overlap EXCLUDE USING gist (span WITH &&) DEFERRABLE INITIALLY DEFERRED
 );
 CREATE INDEX ix_holding_account ON holding (account_id, credit_type_id, status, serial_start);
 CREATE INDEX ix_holding_pledge_id ON holding (pledge_id, credit_type_id, serial_start) WHERE pledge_id IS NOT NULL;

@@ -16,8 +16,31 @@ from registry.ledger.repository import LockedAccount
 from registry.principal import Actor
 
 _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
-_INSERT = text(
-    f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+_TYPES = {
+    "account_id": "uuid",
+    "seq": "bigint",
+    "credit_type_id": "smallint",
+    "batch_id": "uuid",
+    "serial_start": "bigint",
+    "serial_end": "bigint",
+    "from_account_id": "uuid",
+    "from_pledge_id": "uuid",
+    "to_account_id": "uuid",
+    "to_pledge_id": "uuid",
+    "actor_party_id": "uuid",
+    "actor_key_id": "uuid",
+    "on_behalf_of": "uuid",
+    "instruction_id": "uuid",
+    "occurred_at": "timestamptz",
+    "prev_hash": "bytea",
+    "hash": "bytea",
+}
+# All of an operation's events and the move of the chain head, in one round trip. Rows keep their order,
+# so each event's link check (trigger audit_event_links) sees the event before it.
+_APPEND = text(
+    "WITH head AS (UPDATE account SET audit_seq = :head_seq, audit_head = :head_hash WHERE id = :chain) "
+    f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) "
+    "SELECT * FROM unnest(" + ", ".join(f"CAST(:{c} AS {_TYPES.get(c, 'text')}[])" for c in _COLUMNS) + ")"
 )
 
 
@@ -83,11 +106,8 @@ def record(
         event["prev_hash"] = prev
         event["hash"] = prev = link(prev, event)
         rows.append(event)
-    session.execute(_INSERT, rows)
-    session.execute(
-        text("UPDATE account SET audit_seq = :seq, audit_head = :head WHERE id = :id"),
-        {"seq": seq, "head": prev, "id": chain.id},
-    )
+    params: dict[str, Any] = {c: [row[c] for row in rows] for c in _COLUMNS}
+    session.execute(_APPEND, {**params, "head_seq": seq, "head_hash": prev, "chain": chain.id})
 
 
 def unit_history(

@@ -168,16 +168,28 @@ def blocks_in_state(session: Session, source: State, credit_type_id: int | None 
     return [_block(r) for r in rows]
 
 
-def rewrite_blocks(session: Session, target: State, updates: list[tuple[int, int, int]]) -> None:
-    """Each listed block shrinks to its taken segment and moves to `target`, in one statement."""
-    if not updates:
+def rewrite_blocks(
+    session: Session,
+    target: State,
+    updates: list[tuple[int, int, int]],
+    new_rows: list[tuple[Segment, State]],
+) -> None:
+    """In one statement: each updated block shrinks to its taken segment and moves to `target`, and the
+    other segments become new rows. Overlaps are checked at commit (the exclusion constraint is deferred)."""
+    if not updates and not new_rows:
         return
     session.execute(
         text("""
-            UPDATE holding h SET serial_start = v.s, serial_end = v.e,
-                   account_id = :a, status = :st, pledge_id = CAST(:p AS uuid)
-              FROM unnest(CAST(:ids AS bigint[]), CAST(:ss AS bigint[]), CAST(:es AS bigint[])) AS v(id, s, e)
-             WHERE h.id = v.id"""),
+            WITH moved AS (
+                UPDATE holding h SET serial_start = v.s, serial_end = v.e,
+                       account_id = :a, status = :st, pledge_id = CAST(:p AS uuid)
+                  FROM unnest(CAST(:ids AS bigint[]), CAST(:ss AS bigint[]), CAST(:es AS bigint[])) AS v(id, s, e)
+                 WHERE h.id = v.id
+            )
+            INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id)
+            SELECT * FROM unnest(CAST(:n_ct AS smallint[]), CAST(:n_b AS uuid[]), CAST(:n_s AS bigint[]),
+                                 CAST(:n_e AS bigint[]), CAST(:n_a AS uuid[]), CAST(:n_st AS text[]),
+                                 CAST(:n_p AS uuid[]))"""),
         {
             "a": target.account_id,
             "st": target.status,
@@ -185,70 +197,60 @@ def rewrite_blocks(session: Session, target: State, updates: list[tuple[int, int
             "ids": [u[0] for u in updates],
             "ss": [u[1] for u in updates],
             "es": [u[2] for u in updates],
+            "n_ct": [seg.credit_type_id for seg, _ in new_rows],
+            "n_b": [seg.batch_id for seg, _ in new_rows],
+            "n_s": [seg.serial_start for seg, _ in new_rows],
+            "n_e": [seg.serial_end for seg, _ in new_rows],
+            "n_a": [st.account_id for _, st in new_rows],
+            "n_st": [st.status for _, st in new_rows],
+            "n_p": [st.pledge_id for _, st in new_rows],
         },
     )
 
 
 def insert_blocks(session: Session, rows: list[tuple[Segment, State]]) -> None:
-    if not rows:
-        return
-    session.execute(
-        text("""
-            INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id)
-            SELECT * FROM unnest(CAST(:ct AS smallint[]), CAST(:b AS uuid[]), CAST(:s AS bigint[]),
-                                 CAST(:e AS bigint[]), CAST(:a AS uuid[]), CAST(:st AS text[]), CAST(:p AS uuid[]))"""),
-        {
-            "ct": [seg.credit_type_id for seg, _ in rows],
-            "b": [seg.batch_id for seg, _ in rows],
-            "s": [seg.serial_start for seg, _ in rows],
-            "e": [seg.serial_end for seg, _ in rows],
-            "a": [st.account_id for _, st in rows],
-            "st": [st.status for _, st in rows],
-            "p": [st.pledge_id for _, st in rows],
-        },
-    )
+    """New blocks only (an issuance lands this way)."""
+    if rows:
+        rewrite_blocks(session, rows[0][1], [], rows)
 
 
 def coalesce_blocks(session: Session, state: State, credit_type_id: int, lo: int, hi: int) -> int:
-    """Join adjacent blocks of one batch in the same state around [lo, hi]; returns blocks removed.
-
-    Deletes first and then widens the survivors, so no two rows ever overlap, even for a moment."""
-    islands = session.execute(
-        text("""
-            WITH cand AS (
-                SELECT id, serial_start, serial_end,
-                       CASE WHEN serial_start = lag(serial_end) OVER w + 1 AND batch_id = lag(batch_id) OVER w
-                            THEN 0 ELSE 1 END AS starts_island
-                  FROM holding
-                 WHERE account_id = :a AND credit_type_id = :ct AND status = :s
-                   AND pledge_id IS NOT DISTINCT FROM CAST(:p AS uuid)
-                   AND serial_end >= :lo - 1 AND serial_start <= :hi + 1
-                WINDOW w AS (ORDER BY serial_start)
-            ), numbered AS (
-                SELECT id, serial_start, serial_end, sum(starts_island) OVER (ORDER BY serial_start) AS island
-                  FROM cand
-            )
-            SELECT array_agg(id ORDER BY serial_start) AS ids, max(serial_end) AS serial_end
-              FROM numbered GROUP BY island HAVING count(*) > 1"""),
-        {
-            "a": state.account_id,
-            "ct": credit_type_id,
-            "s": state.status,
-            "p": state.pledge_id,
-            "lo": lo,
-            "hi": hi,
-        },
-    ).all()
-    if not islands:
-        return 0
-    absorbed = [block_id for row in islands for block_id in row.ids[1:]]
-    session.execute(text("DELETE FROM holding WHERE id = ANY(:ids)"), {"ids": absorbed})
-    session.execute(
-        text("""UPDATE holding h SET serial_end = v.e
-                  FROM unnest(CAST(:ids AS bigint[]), CAST(:es AS bigint[])) AS v(id, e) WHERE h.id = v.id"""),
-        {"ids": [row.ids[0] for row in islands], "es": [row.serial_end for row in islands]},
+    """Join adjacent blocks of one batch in the same state around [lo, hi], in one statement; returns the
+    number of blocks absorbed. The first block of each run survives, widened; the others are deleted."""
+    return int(
+        session.execute(
+            text("""
+                WITH cand AS (
+                    SELECT id, serial_start, serial_end,
+                           CASE WHEN serial_start = lag(serial_end) OVER w + 1 AND batch_id = lag(batch_id) OVER w
+                                THEN 0 ELSE 1 END AS starts_island
+                      FROM holding
+                     WHERE account_id = :a AND credit_type_id = :ct AND status = :s
+                       AND pledge_id IS NOT DISTINCT FROM CAST(:p AS uuid)
+                       AND serial_end >= :lo - 1 AND serial_start <= :hi + 1
+                    WINDOW w AS (ORDER BY serial_start)
+                ), numbered AS (
+                    SELECT id, serial_start, serial_end, sum(starts_island) OVER (ORDER BY serial_start) AS island
+                      FROM cand
+                ), islands AS (
+                    SELECT array_agg(id ORDER BY serial_start) AS ids, max(serial_end) AS serial_end
+                      FROM numbered GROUP BY island HAVING count(*) > 1
+                ), absorbed AS (
+                    DELETE FROM holding WHERE id IN (SELECT unnest(ids[2:]) FROM islands) RETURNING id
+                ), widened AS (
+                    UPDATE holding h SET serial_end = i.serial_end FROM islands i WHERE h.id = i.ids[1]
+                )
+                SELECT count(*) FROM absorbed"""),
+            {
+                "a": state.account_id,
+                "ct": credit_type_id,
+                "s": state.status,
+                "p": state.pledge_id,
+                "lo": lo,
+                "hi": hi,
+            },
+        ).scalar_one()
     )
-    return len(absorbed)
 
 
 def holdings_page(

@@ -403,9 +403,10 @@ def _move(
         ]
 
     plan = plan_rewrite(pieces)
-    repo.rewrite_blocks(session, target, plan.updates)
-    repo.insert_blocks(
+    repo.rewrite_blocks(
         session,
+        target,
+        plan.updates,
         [(seg, target) for seg in plan.new_taken]
         + [(seg, State(b.account_id, b.status, b.pledge_id)) for b, seg in plan.new_kept],
     )
