@@ -289,35 +289,30 @@ def holding_totals(session: Session, account_id: UUID) -> list[Any]:
     )
 
 
-def parties_page(session: Session, *, party_id: UUID | None, after: UUID | None, limit: int) -> list[Party]:
-    query = select(Party).order_by(col(Party.id)).limit(limit)
-    if party_id is not None:
-        query = query.where(Party.id == party_id)
+def _page(session: Session, model: Any, *, where: list[Any], after: UUID | None, limit: int) -> list[Any]:
+    """Keyset page over a table with a uuid `id`: stable under concurrent inserts."""
+    query = select(model).where(*where).order_by(col(model.id)).limit(limit)
     if after is not None:
-        query = query.where(Party.id > after)
+        query = query.where(model.id > after)
     return list(session.exec(query))
+
+
+def parties_page(session: Session, *, party_id: UUID | None, after: UUID | None, limit: int) -> list[Party]:
+    return _page(session, Party, where=[Party.id == party_id] if party_id else [], after=after, limit=limit)
 
 
 def accounts_page(
     session: Session, *, party_id: UUID | None, after: UUID | None, limit: int
 ) -> list[Account]:
-    query = select(Account).order_by(col(Account.id)).limit(limit)
-    if party_id is not None:
-        query = query.where(Account.party_id == party_id)
-    if after is not None:
-        query = query.where(Account.id > after)
-    return list(session.exec(query))
+    where = [Account.party_id == party_id] if party_id else []
+    return _page(session, Account, where=where, after=after, limit=limit)
 
 
 def issuances_page(
     session: Session, *, credit_type_id: int | None, after: UUID | None, limit: int
 ) -> list[Issuance]:
-    query = select(Issuance).order_by(col(Issuance.id)).limit(limit)
-    if credit_type_id is not None:
-        query = query.where(Issuance.credit_type_id == credit_type_id)
-    if after is not None:
-        query = query.where(Issuance.id > after)
-    return list(session.exec(query))
+    where = [Issuance.credit_type_id == credit_type_id] if credit_type_id is not None else []
+    return _page(session, Issuance, where=where, after=after, limit=limit)
 
 
 def credit_types(session: Session) -> list[CreditType]:

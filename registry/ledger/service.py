@@ -243,109 +243,76 @@ def retire(
 
 # --- primitives for the pledge lifecycle (the pledge service authorizes and calls them) -----------
 
+# Block transitions of the pledge lifecycle, as data: kind -> (source status, target status, target keeps
+# the pledge). The database's transition trigger allows exactly these (plus transfer and retirement).
+PLEDGE_MOVES: dict[EventKind, tuple[str, str, bool]] = {
+    EventKind.HOLD: (AVAILABLE, HELD, True),  # a bank asked: nobody can move these units meanwhile
+    EventKind.RELEASE_HOLD: (HELD, AVAILABLE, False),  # request rejected, cancelled or lapsed
+    EventKind.FREEZE: (HELD, FROZEN, True),  # the exchange confirmed: pledged
+    EventKind.UNFREEZE: (FROZEN, AVAILABLE, False),  # released after repayment
+    EventKind.DISPOSE: (FROZEN, AVAILABLE, False),  # default: to the lender's or a buyer's account
+}
+
+
+def move_pledged(
+    session: Session,
+    actor: Actor,
+    kind: EventKind,
+    *,
+    account_id: UUID,
+    pledge_id: UUID,
+    selection: Selection = Selection(),
+    to_account_id: UUID | None = None,
+    reason: str | None = None,
+) -> Movement:
+    """One step of a pledge's units in the pledgor's account. An empty selection means all of the
+    pledge's units in the source status; a disposal moves them to `to_account_id`."""
+    source_status, target_status, keeps_pledge = PLEDGE_MOVES[kind]
+    if kind is EventKind.HOLD and selection.everything:
+        raise InvalidInput("quantity", "say how many units, or which blocks, to hold")
+    target_account = account_id
+    if kind is EventKind.DISPOSE:
+        if to_account_id is None or to_account_id == account_id:
+            raise InvalidInput("to_account_id", "disposal moves units to another account")
+        target_account = to_account_id
+    accounts = _lock(session, [account_id, target_account])
+    if kind in (EventKind.HOLD, EventKind.DISPOSE):
+        _require_active(accounts[target_account])
+    return _move(
+        session, actor, kind, accounts[account_id],
+        State(account_id, source_status, None if source_status == AVAILABLE else pledge_id),
+        State(target_account, target_status, pledge_id if keeps_pledge else None),
+        selection, reason=reason,
+    )  # fmt: skip
+
 
 def hold(
     session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, selection: Selection
 ) -> Movement:
-    """Available -> held for the pledge: nobody can transfer, retire or pledge those units meanwhile."""
-    if selection.everything:
-        raise InvalidInput("quantity", "say how many units, or which blocks, to hold")
-    account = _lock(session, [account_id])[account_id]
-    _require_active(account)
-    return _move(
-        session,
-        actor,
-        EventKind.HOLD,
-        account,
-        State(account_id, AVAILABLE),
-        State(account_id, HELD, pledge_id),
-        selection,
-    )
+    return move_pledged(session, actor, EventKind.HOLD, account_id=account_id, pledge_id=pledge_id,
+                        selection=selection)  # fmt: skip
 
 
-def release_hold(
-    session: Session,
-    actor: Actor,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    selection: Selection = Selection(),
-    reason: str | None = None,
-) -> Movement:
-    account = _lock(session, [account_id])[account_id]
-    return _move(
-        session,
-        actor,
-        EventKind.RELEASE_HOLD,
-        account,
-        State(account_id, HELD, pledge_id),
-        State(account_id, AVAILABLE),
-        selection,
-        reason=reason,
-    )
+def release_hold(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID,
+                 selection: Selection = Selection(), reason: str | None = None) -> Movement:  # fmt: skip
+    return move_pledged(session, actor, EventKind.RELEASE_HOLD, account_id=account_id, pledge_id=pledge_id,
+                        selection=selection, reason=reason)  # fmt: skip
 
 
 def freeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID) -> Movement:
-    """Every unit held for the pledge becomes frozen (the exchange confirmed)."""
-    account = _lock(session, [account_id])[account_id]
-    return _move(
-        session,
-        actor,
-        EventKind.FREEZE,
-        account,
-        State(account_id, HELD, pledge_id),
-        State(account_id, FROZEN, pledge_id),
-        Selection(),
-    )
+    return move_pledged(session, actor, EventKind.FREEZE, account_id=account_id, pledge_id=pledge_id)
 
 
-def unfreeze(
-    session: Session,
-    actor: Actor,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    selection: Selection = Selection(),
-    reason: str | None = None,
-) -> Movement:
-    account = _lock(session, [account_id])[account_id]
-    return _move(
-        session,
-        actor,
-        EventKind.UNFREEZE,
-        account,
-        State(account_id, FROZEN, pledge_id),
-        State(account_id, AVAILABLE),
-        selection,
-        reason=reason,
-    )
+def unfreeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID,
+             selection: Selection = Selection(), reason: str | None = None) -> Movement:  # fmt: skip
+    return move_pledged(session, actor, EventKind.UNFREEZE, account_id=account_id, pledge_id=pledge_id,
+                        selection=selection, reason=reason)  # fmt: skip
 
 
-def dispose(
-    session: Session,
-    actor: Actor,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    to_account_id: UUID,
-    selection: Selection = Selection(),
-    reason: str | None = None,
-) -> Movement:
-    """Frozen units move out of the pledgor's account to the lender's, or to a buyer's at auction."""
-    if account_id == to_account_id:
-        raise InvalidInput("to_account_id", "disposal moves units to another account")
-    accounts = _lock(session, [account_id, to_account_id])
-    _require_active(accounts[to_account_id])
-    return _move(
-        session,
-        actor,
-        EventKind.DISPOSE,
-        accounts[account_id],
-        State(account_id, FROZEN, pledge_id),
-        State(to_account_id, AVAILABLE),
-        selection,
-        reason=reason,
-    )
+def dispose(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, to_account_id: UUID,
+            selection: Selection = Selection(), reason: str | None = None) -> Movement:  # fmt: skip
+    return move_pledged(session, actor, EventKind.DISPOSE, account_id=account_id, pledge_id=pledge_id,
+                        selection=selection, to_account_id=to_account_id, reason=reason)  # fmt: skip
 
 
 # --- the one mechanism behind every operation -----------------------------------------------------
