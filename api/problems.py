@@ -103,7 +103,9 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     orig = exc.orig
     if exc.connection_invalidated or isinstance(orig, psycopg.OperationalError):
-        return problem(request, 503, "busy", "Database unavailable", "the database connection was lost; retry")
+        return problem(
+            request, 503, "busy", "Database unavailable", "the database connection was lost; retry"
+        )
     if isinstance(
         orig,
         psycopg.errors.LockNotAvailable

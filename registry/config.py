@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     # at the price of a revoked key working for at most this long.
     key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+    # An unconfirmed pledge request (or top-up) lapses after this many business days; its hold is lifted.
+    hold_business_days: int = Field(default=5, ge=1, le=60)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -4,6 +4,7 @@ from registry.access.models import ApiKey
 from registry.audit.models import AuditEvent
 from registry.idempotency.models import IdempotencyRecord
 from registry.ledger.models import Account, CreditType, Holding, Issuance, Party
+from registry.pledge.models import Instruction, Pledge
 
 __all__ = [
     "Account",
@@ -12,6 +13,8 @@ __all__ = [
     "CreditType",
     "Holding",
     "IdempotencyRecord",
+    "Instruction",
     "Issuance",
     "Party",
+    "Pledge",
 ]

@@ -59,3 +59,70 @@ def key(session: Session, owner: Party, role: Role, operator: str | None = None)
 
 def auth(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
+
+
+def bare_pledge(session: Session, account_id: UUID, pledge_id: UUID | None = None) -> UUID:
+    """An active pledge row with no instruction, for tests of the ledger's primitives."""
+    from datetime import date
+    from decimal import Decimal
+
+    from registry.pledge.models import Pledge
+
+    holder = ledger.require_account(session, SYSTEM, account_id)
+    row = Pledge(
+        status="active",
+        registration_no=f"ZY-TEST-{next(_n):06d}",
+        pledgee_party_id=party(session, PartyKind.BANK).id,
+        pledgor_account_id=account_id,
+        pledgor_party_id=holder.party_id,
+        borrower_party_id=holder.party_id,
+        contract_no="C-1",
+        principal=Decimal("1000000.00"),
+        outstanding_principal=Decimal("1000000.00"),
+        start_date=date(2026, 3, 1),
+        maturity_date=date(2027, 3, 1),
+        credit_type_id=1,
+        max_pledge_rate=Decimal("0.7"),
+        warning_ratio=Decimal("1.3"),
+        disposal_ratio=Decimal("1.1"),
+        valuation_method="lower_of",
+        created_at=AT,
+        **({"id": pledge_id} if pledge_id else {}),
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def bank_actor(bank: Party, operator: str | None = None) -> Actor:
+    from registry.principal import Principal
+
+    return Actor(Principal(party_id=bank.id, role=Role.BANK, operator=operator), AT, request_id="test")
+
+
+def exchange_actor(operator: str = "op-1") -> Actor:
+    from registry.principal import Principal
+
+    return Actor(Principal(party_id=None, role=Role.EXCHANGE, operator=operator), AT, request_id="test")
+
+
+def pledge_body(
+    account_id: UUID, borrower_id: UUID, quantity: int = 1000, **overrides: object
+) -> dict[str, object]:
+    """The JSON a bank's loan system sends to register a pledge."""
+    body: dict[str, object] = {
+        "pledgor_account_id": str(account_id),
+        "borrower_party_id": str(borrower_id),
+        "loan": {
+            "contract_no": f"JK-2026-{next(_n):05d}",
+            "principal": "1000000.00",
+            "currency": "CNY",
+            "start_date": "2026-03-02",
+            "maturity_date": "2027-03-01",
+        },
+        "collateral": {"credit_type": "CCER", "quantity": quantity},
+        "terms": {"max_pledge_rate": "0.70", "warning_ratio": "1.30", "disposal_ratio": "1.10"},
+        "external_refs": {"pboc_registration_no": "PBOC-2026-0001", "bank_ref": "LN-77"},
+    }
+    body.update(overrides)
+    return body

@@ -192,7 +192,7 @@ class TestPledgePrimitives:
     def test_hold_freeze_unfreeze_round_trip(self, session: Session) -> None:
         a = f.account(session)
         s = f.issue(session, a.id, 1000).serial_start
-        pledge = uuid.uuid4()
+        pledge = f.bare_pledge(session, a.id)
         ledger.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(400))
         assert blocks(session, a.id) == [(s, s + 399, "held"), (s + 400, s + 999, "available")]
         ledger.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
@@ -209,7 +209,7 @@ class TestPledgePrimitives:
     def test_held_and_frozen_units_cannot_be_transferred_or_retired(self, session: Session) -> None:
         a, b = f.account(session), f.account(session)
         f.issue(session, a.id, 100)
-        pledge = uuid.uuid4()
+        pledge = f.bare_pledge(session, a.id)
         ledger.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(60))
         with pytest.raises(InsufficientUnits):
             ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id, selection=ccer(41))
@@ -217,12 +217,18 @@ class TestPledgePrimitives:
         with pytest.raises(InsufficientUnits):
             ledger.retire(session, f.system(), account_id=a.id, selection=ccer(41))
         with pytest.raises(InsufficientUnits):
-            ledger.hold(session, f.system(), account_id=a.id, pledge_id=uuid.uuid4(), selection=ccer(41))
+            ledger.hold(
+                session,
+                f.system(),
+                account_id=a.id,
+                pledge_id=f.bare_pledge(session, a.id),
+                selection=ccer(41),
+            )
 
     def test_release_of_more_than_is_pledged_is_refused(self, session: Session) -> None:
         a = f.account(session)
         f.issue(session, a.id, 100)
-        pledge = uuid.uuid4()
+        pledge = f.bare_pledge(session, a.id)
         ledger.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(50))
         with pytest.raises(InsufficientUnits):
             ledger.release_hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(51))
@@ -230,7 +236,7 @@ class TestPledgePrimitives:
     def test_dispose_moves_frozen_units_to_the_lender(self, session: Session) -> None:
         a, bank = f.account(session), f.account(session)
         s = f.issue(session, a.id, 100).serial_start
-        pledge = uuid.uuid4()
+        pledge = f.bare_pledge(session, a.id)
         ledger.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(70))
         ledger.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
         moved = ledger.dispose(session, f.system(), account_id=a.id, pledge_id=pledge, to_account_id=bank.id)
@@ -272,7 +278,9 @@ class TestDatabaseRefuses:
 
     def test_transfer_of_frozen_units(self, session: Session) -> None:
         a, b, _ = self._setup(session)
-        ledger.hold(session, f.system(), account_id=a, pledge_id=uuid.uuid4(), selection=ccer(100))
+        ledger.hold(
+            session, f.system(), account_id=a, pledge_id=f.bare_pledge(session, a), selection=ccer(100)
+        )
         with pytest.raises(IntegrityError, match="not a ledger transition"), session.begin_nested():
             session.execute(
                 text("UPDATE holding SET account_id = :b WHERE account_id = :a"), {"a": a, "b": b}
@@ -280,7 +288,7 @@ class TestDatabaseRefuses:
 
     def test_retiring_pledged_units(self, session: Session) -> None:
         a, _, _ = self._setup(session)
-        pledge = uuid.uuid4()
+        pledge = f.bare_pledge(session, a)
         ledger.hold(session, f.system(), account_id=a, pledge_id=pledge, selection=ccer(100))
         ledger.freeze(session, f.system(), account_id=a, pledge_id=pledge)
         with pytest.raises(IntegrityError, match="not a ledger transition"), session.begin_nested():

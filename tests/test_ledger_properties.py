@@ -130,6 +130,8 @@ def test_random_operations_keep_the_ledger_whole(session: Session, operations: l
     example = session.begin_nested()
     try:
         accounts = [f.account(session).id for _ in range(3)]
+        for pledge_id in PLEDGES:
+            f.bare_pledge(session, accounts[0], pledge_id)
         issued: Counter[str] = Counter()
         for operation in operations:
             before = _state(session, accounts)

@@ -30,6 +30,21 @@ CHECKS: dict[str, str] = {
     "a held or frozen block names no pledge, or an available one names one": """
         SELECT 'block ' || id || ' is ' || status || ' with pledge ' || coalesce(pledge_id::text, 'none')
           FROM holding WHERE (status IN ('held', 'frozen')) <> (pledge_id IS NOT NULL)""",
+    "a held block's pledge is not open": """
+        SELECT 'block ' || h.id || ' is held for pledge ' || p.id || ', which is ' || p.status
+          FROM holding h JOIN pledge p ON p.id = h.pledge_id
+         WHERE h.status = 'held' AND p.status NOT IN ('pending', 'active')""",
+    "a frozen block's pledge is not active": """
+        SELECT 'block ' || h.id || ' is frozen for pledge ' || p.id || ', which is ' || p.status
+          FROM holding h JOIN pledge p ON p.id = h.pledge_id
+         WHERE h.status = 'frozen' AND p.status <> 'active'""",
+    "held units without an instruction waiting for them": """
+        SELECT 'pledge ' || p.id || ' holds units but no register or top-up waits'
+          FROM pledge p
+         WHERE EXISTS (SELECT 1 FROM holding h WHERE h.pledge_id = p.id AND h.status = 'held')
+           AND EXISTS (SELECT 1 FROM instruction i WHERE i.pledge_id = p.id)
+           AND NOT EXISTS (SELECT 1 FROM instruction i WHERE i.pledge_id = p.id AND i.status = 'pending'
+                             AND i.type IN ('register', 'top_up'))""",
     "an account's chain head disagrees with its events": """
         SELECT 'account ' || a.number || ': head at ' || a.audit_seq || ', events up to ' || coalesce(e.seq, 0)
           FROM account a

@@ -65,6 +65,9 @@ class Selection:
         return self.quantity is None and not self.blocks
 
 
+ALL = Selection()  # every unit in the source state
+
+
 @dataclass(frozen=True, slots=True)
 class MovedBlock:
     credit_type: str
@@ -261,7 +264,7 @@ def move_pledged(
     *,
     account_id: UUID,
     pledge_id: UUID,
-    selection: Selection = Selection(),
+    selection: Selection = ALL,
     to_account_id: UUID | None = None,
     reason: str | None = None,
 ) -> Movement:
@@ -279,40 +282,89 @@ def move_pledged(
     if kind in (EventKind.HOLD, EventKind.DISPOSE):
         _require_active(accounts[target_account])
     return _move(
-        session, actor, kind, accounts[account_id],
+        session,
+        actor,
+        kind,
+        accounts[account_id],
         State(account_id, source_status, None if source_status == AVAILABLE else pledge_id),
         State(target_account, target_status, pledge_id if keeps_pledge else None),
-        selection, reason=reason,
-    )  # fmt: skip
+        selection,
+        reason=reason,
+    )
 
 
 def hold(
     session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, selection: Selection
 ) -> Movement:
-    return move_pledged(session, actor, EventKind.HOLD, account_id=account_id, pledge_id=pledge_id,
-                        selection=selection)  # fmt: skip
+    return move_pledged(
+        session, actor, EventKind.HOLD, account_id=account_id, pledge_id=pledge_id, selection=selection
+    )
 
 
-def release_hold(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID,
-                 selection: Selection = Selection(), reason: str | None = None) -> Movement:  # fmt: skip
-    return move_pledged(session, actor, EventKind.RELEASE_HOLD, account_id=account_id, pledge_id=pledge_id,
-                        selection=selection, reason=reason)  # fmt: skip
+def release_hold(
+    session: Session,
+    actor: Actor,
+    *,
+    account_id: UUID,
+    pledge_id: UUID,
+    selection: Selection = ALL,
+    reason: str | None = None,
+) -> Movement:
+    return move_pledged(
+        session,
+        actor,
+        EventKind.RELEASE_HOLD,
+        account_id=account_id,
+        pledge_id=pledge_id,
+        selection=selection,
+        reason=reason,
+    )
 
 
 def freeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID) -> Movement:
     return move_pledged(session, actor, EventKind.FREEZE, account_id=account_id, pledge_id=pledge_id)
 
 
-def unfreeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID,
-             selection: Selection = Selection(), reason: str | None = None) -> Movement:  # fmt: skip
-    return move_pledged(session, actor, EventKind.UNFREEZE, account_id=account_id, pledge_id=pledge_id,
-                        selection=selection, reason=reason)  # fmt: skip
+def unfreeze(
+    session: Session,
+    actor: Actor,
+    *,
+    account_id: UUID,
+    pledge_id: UUID,
+    selection: Selection = ALL,
+    reason: str | None = None,
+) -> Movement:
+    return move_pledged(
+        session,
+        actor,
+        EventKind.UNFREEZE,
+        account_id=account_id,
+        pledge_id=pledge_id,
+        selection=selection,
+        reason=reason,
+    )
 
 
-def dispose(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, to_account_id: UUID,
-            selection: Selection = Selection(), reason: str | None = None) -> Movement:  # fmt: skip
-    return move_pledged(session, actor, EventKind.DISPOSE, account_id=account_id, pledge_id=pledge_id,
-                        selection=selection, to_account_id=to_account_id, reason=reason)  # fmt: skip
+def dispose(
+    session: Session,
+    actor: Actor,
+    *,
+    account_id: UUID,
+    pledge_id: UUID,
+    to_account_id: UUID,
+    selection: Selection = ALL,
+    reason: str | None = None,
+) -> Movement:
+    return move_pledged(
+        session,
+        actor,
+        EventKind.DISPOSE,
+        account_id=account_id,
+        pledge_id=pledge_id,
+        selection=selection,
+        to_account_id=to_account_id,
+        reason=reason,
+    )
 
 
 # --- the one mechanism behind every operation -----------------------------------------------------

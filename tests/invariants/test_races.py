@@ -114,15 +114,19 @@ def test_competing_holds_never_hold_more_than_there_is(committed_engine: Engine)
     accounts, _ = _accounts(committed_engine, 1, 1000)
     rng = random.Random(3)
     asks = [rng.randint(10, 90) for _ in range(50)]
+    with unit_of_work(committed_engine) as s:
+        pledge_ids = [f.bare_pledge(s, accounts[0]) for _ in asks]
+    free = iter(pledge_ids)
 
     def attempt(quantity: int) -> int:
+        pledge_id = next(free)
         try:
             with unit_of_work(committed_engine) as s:
                 moved = ledger.hold(
                     s,
                     f.system(),
                     account_id=accounts[0],
-                    pledge_id=uuid.uuid4(),
+                    pledge_id=pledge_id,
                     selection=Selection(credit_type="CCER", quantity=quantity),
                 )
             assert moved.quantity == quantity  # all of it, or nothing

@@ -1,0 +1,380 @@
+"""Pledges and instructions: banks ask, the exchange confirms or rejects."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+
+from api.auth import ActorDep, PrincipalDep
+from api.deps import SessionDep, SettingsDep
+from api.idempotency import IdempotencyKey, respond
+from api.pagination import Cursor, Limit, decode, encode, next_cursor
+from api.routers.common import READ_ERRORS, WRITE_ERRORS, uuid_cursor
+from api.schemas.common import Page
+from api.schemas.ledger import BlockRef
+from api.schemas.pledges import (
+    ConfirmBody,
+    ExternalRefs,
+    InstructionCreate,
+    InstructionRead,
+    LoanRead,
+    PledgeCreate,
+    PledgedBlock,
+    PledgeRead,
+    RejectBody,
+    TermsRead,
+)
+from registry.errors import InvalidInput
+from registry.ledger import repository as ledger_repo
+from registry.ledger.service import Selection, SerialRange
+from registry.pledge import service as pledges
+from registry.pledge.models import Instruction, Pledge
+from registry.pledge.states import InstructionType
+
+router = APIRouter(prefix="/v1", tags=["pledges"])
+
+PledgeStatusQuery = Literal["pending", "active", "rejected", "cancelled", "expired", "released", "disposed"]
+InstructionStatusQuery = Literal["pending", "confirmed", "rejected", "cancelled", "expired"]
+
+
+def money(value: Decimal) -> Decimal:
+    """Always two places, whether the value came from the request or from the database."""
+    return value.quantize(CENT)
+
+
+def ratio(value: Decimal) -> Decimal:
+    return value.quantize(RATIO)
+
+
+def optional_money(value: Decimal | None) -> Decimal | None:
+    return None if value is None else money(value)
+
+
+CENT, RATIO = Decimal("0.01"), Decimal("0.0001")
+
+
+def instruction_read(i: Instruction) -> InstructionRead:
+    return InstructionRead(
+        id=i.id,
+        pledge_id=i.pledge_id,
+        type=i.type,
+        status=i.status,
+        quantity=i.quantity,
+        blocks=[BlockRef(**b) for b in i.blocks] if i.blocks else None,
+        reason=i.reason,
+        outstanding_principal=optional_money(i.outstanding_principal),
+        to_account_id=i.to_account_id,
+        price=optional_money(i.price),
+        proceeds=optional_money(i.proceeds),
+        requested_by_party_id=i.requested_by_party_id,
+        requested_by_operator=i.requested_by_operator,
+        created_at=i.created_at,
+        hold_expires_at=i.hold_expires_at,
+        reviewed_by=i.reviewed_by,
+        reviewed_at=i.reviewed_at,
+        decided_by=i.decided_by,
+        decided_at=i.decided_at,
+        decision_reason=i.decision_reason,
+        applied_quantity=i.applied_quantity,
+    )
+
+
+def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
+    blocks, instructions = pledges.details(session, items)
+    codes = ledger_repo.credit_type_codes(session)
+    out = []
+    for p in items:
+        units = blocks[p.id]
+        out.append(
+            PledgeRead(
+                id=p.id,
+                status=p.status,
+                registration_no=p.registration_no,
+                pledgee_party_id=p.pledgee_party_id,
+                pledgor_account_id=p.pledgor_account_id,
+                pledgor_party_id=p.pledgor_party_id,
+                borrower_party_id=p.borrower_party_id,
+                credit_type=codes[p.credit_type_id],
+                quantity=sum(b.quantity for b in units if b.status == "frozen"),
+                held_quantity=sum(b.quantity for b in units if b.status == "held"),
+                loan=LoanRead(
+                    contract_no=p.contract_no,
+                    principal=money(p.principal),
+                    outstanding_principal=money(p.outstanding_principal),
+                    currency=p.currency,
+                    start_date=p.start_date,
+                    maturity_date=p.maturity_date,
+                ),
+                terms=TermsRead(
+                    max_pledge_rate=ratio(p.max_pledge_rate),
+                    warning_ratio=ratio(p.warning_ratio),
+                    disposal_ratio=ratio(p.disposal_ratio),
+                    valuation_method=p.valuation_method,
+                    haircut=ratio(p.haircut),
+                ),
+                external_refs=ExternalRefs(pboc_registration_no=p.pboc_registration_no, bank_ref=p.bank_ref),
+                blocks=[
+                    PledgedBlock(
+                        credit_type=b.credit_type,
+                        batch=b.batch_id,
+                        project_code=b.project_code,
+                        project_type=b.project_type,
+                        vintage=b.vintage,
+                        serial_start=b.serial_start,
+                        serial_end=b.serial_end,
+                        quantity=b.quantity,
+                        status=b.status,
+                    )
+                    for b in units
+                ],
+                instructions=[instruction_read(i) for i in instructions[p.id]],
+                created_at=p.created_at,
+                hold_expires_at=p.hold_expires_at,
+                confirmed_at=p.confirmed_at,
+                closed_at=p.closed_at,
+            )
+        )
+    return out
+
+
+def _selection(credit_type: str | None, quantity: int | None, blocks: list[BlockRef] | None) -> Selection:
+    return Selection(
+        credit_type=credit_type,
+        quantity=quantity,
+        blocks=[SerialRange(b.credit_type, b.serial_start, b.serial_end) for b in blocks or ()],
+    )
+
+
+@router.post(
+    "/pledges",
+    status_code=201,
+    response_model=PledgeRead,
+    responses=WRITE_ERRORS,
+    summary="Ask to register a pledge (bank): the units are held at once",
+)
+def create_pledge(
+    request: Request,
+    body: PledgeCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    def work() -> PledgeRead:
+        refs = body.external_refs or ExternalRefs()
+        made = pledges.register(
+            session,
+            actor,
+            pledgor_account_id=body.pledgor_account_id,
+            borrower_party_id=body.borrower_party_id,
+            loan=pledges.Loan(
+                body.loan.contract_no,
+                body.loan.principal,
+                body.loan.start_date,
+                body.loan.maturity_date,
+                body.loan.currency,
+            ),
+            collateral=_selection(
+                body.collateral.credit_type, body.collateral.quantity, body.collateral.blocks
+            ),
+            terms=pledges.Terms(
+                body.terms.max_pledge_rate,
+                body.terms.warning_ratio,
+                body.terms.disposal_ratio,
+                body.terms.valuation_method,
+                body.terms.haircut,
+            ),
+            pboc_registration_no=refs.pboc_registration_no,
+            bank_ref=refs.bank_ref,
+            hold_business_days=settings.hold_business_days,
+        )
+        return pledge_reads(session, [made.pledge])[0]
+
+    return respond(request, session, actor, idempotency_key, body, work)
+
+
+@router.get(
+    "/pledges",
+    response_model=Page[PledgeRead],
+    responses=READ_ERRORS,
+    summary="Pledges you may see (bank: its own; holder: as pledgor or borrower)",
+)
+def list_pledges(
+    session: SessionDep,
+    principal: PrincipalDep,
+    status: PledgeStatusQuery | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[PledgeRead]:
+    items = pledges.list_pledges(session, principal, status=status, after=uuid_cursor(cursor), limit=limit)
+    return Page(
+        items=pledge_reads(session, items), next_cursor=next_cursor(items, limit, lambda p: str(p.id))
+    )
+
+
+@router.get("/pledges/{pledge_id}", response_model=PledgeRead, responses=READ_ERRORS, summary="One pledge")
+def read_pledge(pledge_id: UUID, session: SessionDep, principal: PrincipalDep) -> PledgeRead:
+    return pledge_reads(session, [pledges.require_pledge(session, principal, pledge_id)])[0]
+
+
+@router.post(
+    "/pledges/{pledge_id}/instructions",
+    status_code=201,
+    response_model=InstructionRead,
+    responses=WRITE_ERRORS,
+    summary="Ask for a top-up, release or disposal (bank)",
+)
+def create_instruction(
+    request: Request,
+    pledge_id: UUID,
+    body: InstructionCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    def work() -> InstructionRead:
+        made = pledges.request(
+            session,
+            actor,
+            pledge_id,
+            kind=InstructionType(body.type),
+            selection=_selection(None, body.quantity, body.blocks),
+            reason=body.reason,
+            outstanding_principal=body.outstanding_principal,
+            to_account_id=body.to_account_id,
+            hold_business_days=settings.hold_business_days,
+        )
+        return instruction_read(made)
+
+    return respond(request, session, actor, idempotency_key, body, work)
+
+
+@router.get(
+    "/instructions",
+    response_model=Page[InstructionRead],
+    responses=READ_ERRORS,
+    summary="Instructions, oldest first; `?status=pending` is the back office's queue",
+)
+def list_instructions(
+    session: SessionDep,
+    principal: PrincipalDep,
+    status: InstructionStatusQuery | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[InstructionRead]:
+    items = pledges.list_instructions(
+        session, principal, status=status, after=_queue_cursor(cursor), limit=limit
+    )
+    return Page(
+        items=[instruction_read(i) for i in items],
+        next_cursor=encode(items[-1].seq) if len(items) == limit else None,
+    )
+
+
+@router.get(
+    "/instructions/{instruction_id}",
+    response_model=InstructionRead,
+    responses=READ_ERRORS,
+    summary="One instruction",
+)
+def read_instruction(instruction_id: UUID, session: SessionDep, principal: PrincipalDep) -> InstructionRead:
+    return instruction_read(pledges.require_instruction(session, principal, instruction_id))
+
+
+def _decide(
+    request: Request, session: Session, actor: Any, key: str | None, body: Any, work: Any
+) -> Response:
+    return respond(request, session, actor, key, body, lambda: instruction_read(work()), status_code=200)
+
+
+@router.post(
+    "/instructions/{instruction_id}/confirm",
+    response_model=InstructionRead,
+    responses=WRITE_ERRORS,
+    summary="Confirm (exchange). A disposal needs two different operators: the first confirm "
+    "records the review, the second applies it.",
+)
+def confirm_instruction(
+    request: Request,
+    instruction_id: UUID,
+    session: SessionDep,
+    actor: ActorDep,
+    body: ConfirmBody | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    body = body or ConfirmBody()
+    return _decide(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        body,
+        lambda: pledges.confirm(
+            session,
+            actor,
+            instruction_id,
+            buyer_account_id=body.buyer_account_id,
+            price=body.price,
+            proceeds=body.proceeds,
+        ),
+    )
+
+
+@router.post(
+    "/instructions/{instruction_id}/reject",
+    response_model=InstructionRead,
+    responses=WRITE_ERRORS,
+    summary="Reject with a reason (exchange); held units go back to the pledgor",
+)
+def reject_instruction(
+    request: Request,
+    instruction_id: UUID,
+    body: RejectBody,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return _decide(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        body,
+        lambda: pledges.reject(session, actor, instruction_id, reason=body.reason),
+    )
+
+
+@router.post(
+    "/instructions/{instruction_id}/cancel",
+    response_model=InstructionRead,
+    responses=WRITE_ERRORS,
+    summary="Withdraw your own pending instruction (bank)",
+)
+def cancel_instruction(
+    request: Request,
+    instruction_id: UUID,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return _decide(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        RejectBody(reason="cancel"),
+        lambda: pledges.cancel(session, actor, instruction_id),
+    )
+
+
+def _queue_cursor(cursor: str | None) -> int | None:
+    value = decode(cursor)
+    if value is not None and not isinstance(value, int):
+        raise InvalidInput("cursor", "not a cursor this API returned")
+    return value

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal, Self
+from uuid import UUID
+
+from pydantic import BaseModel, Field, model_validator
+
+from api.schemas.common import CreditTypeCode, Quantity, Reason, Schema, ShortText
+from api.schemas.ledger import BlockRef
+
+Money = Annotated[
+    Decimal,
+    Field(
+        gt=0,
+        le=Decimal("1e12"),
+        max_digits=14,
+        decimal_places=2,
+        description='CNY as a decimal string, e.g. "1000000.00"',
+    ),
+]
+MoneyOrZero = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), max_digits=14, decimal_places=2)]
+Ratio = Annotated[Decimal, Field(gt=0, le=10, max_digits=7, decimal_places=4)]
+
+
+class LoanIn(Schema):
+    contract_no: ShortText
+    principal: Money
+    currency: Literal["CNY"] = "CNY"
+    start_date: date
+    maturity_date: date
+
+    @model_validator(mode="after")
+    def _term(self) -> Self:
+        if self.maturity_date <= self.start_date:
+            raise ValueError("maturity_date must come after start_date")
+        return self
+
+
+class CollateralIn(Schema):
+    credit_type: CreditTypeCode | None = None
+    quantity: Quantity | None = None
+    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if (self.quantity is None) == (self.blocks is None):
+            raise ValueError("give either quantity (with credit_type) or blocks")
+        if self.quantity is not None and self.credit_type is None:
+            raise ValueError("a quantity needs its credit_type")
+        return self
+
+
+class TermsIn(Schema):
+    max_pledge_rate: Annotated[
+        Decimal,
+        Field(
+            gt=0,
+            le=1,
+            max_digits=5,
+            decimal_places=4,
+            description="loan principal / collateral value cap, e.g. 0.70",
+        ),
+    ]
+    warning_ratio: Ratio = Field(description="coverage warning line (警戒线), e.g. 1.30")
+    disposal_ratio: Ratio = Field(description="coverage disposal line (处置线), e.g. 1.10")
+    valuation_method: Literal["vwap", "last_close", "lower_of"] = "lower_of"
+    haircut: Annotated[Decimal, Field(ge=0, lt=1, max_digits=5, decimal_places=4)] = Decimal(0)
+
+    @model_validator(mode="after")
+    def _lines(self) -> Self:
+        if self.disposal_ratio >= self.warning_ratio:
+            raise ValueError("disposal_ratio must be below warning_ratio")
+        return self
+
+
+class ExternalRefs(Schema):
+    pboc_registration_no: ShortText | None = Field(
+        default=None, description="动产融资统一登记公示系统 number"
+    )
+    bank_ref: ShortText | None = None
+
+
+class PledgeCreate(Schema):
+    pledgor_account_id: UUID
+    borrower_party_id: UUID
+    loan: LoanIn
+    collateral: CollateralIn
+    terms: TermsIn
+    external_refs: ExternalRefs | None = None
+
+
+class InstructionCreate(Schema):
+    type: Literal["top_up", "release", "dispose"]
+    quantity: Quantity | None = None
+    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
+    reason: Reason | None = None
+    outstanding_principal: MoneyOrZero | None = Field(
+        default=None, description="release: the loan's outstanding principal after the repayment"
+    )
+    to_account_id: UUID | None = Field(
+        default=None, description="dispose: the bank's account to receive the units"
+    )
+
+    @model_validator(mode="after")
+    def _not_both(self) -> Self:
+        if self.quantity is not None and self.blocks is not None:
+            raise ValueError("give either quantity or blocks, not both")
+        return self
+
+
+class ConfirmBody(Schema):
+    buyer_account_id: UUID | None = Field(default=None, description="dispose: a buyer's account (auction)")
+    price: MoneyOrZero | None = Field(default=None, description="dispose: price per unit")
+    proceeds: MoneyOrZero | None = Field(
+        default=None, description="dispose: proceeds collected (价款代收代付)"
+    )
+
+
+class RejectBody(Schema):
+    reason: Reason
+
+
+class InstructionRead(BaseModel):
+    id: UUID
+    pledge_id: UUID
+    type: str
+    status: str
+    quantity: int | None
+    blocks: list[BlockRef] | None
+    reason: str | None
+    outstanding_principal: Decimal | None
+    to_account_id: UUID | None
+    price: Decimal | None
+    proceeds: Decimal | None
+    requested_by_party_id: UUID
+    requested_by_operator: str | None
+    created_at: datetime
+    hold_expires_at: datetime | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    applied_quantity: int | None
+
+
+class PledgedBlock(BaseModel):
+    credit_type: str
+    batch: UUID
+    project_code: str
+    project_type: str
+    vintage: int
+    serial_start: int
+    serial_end: int
+    quantity: int
+    status: Literal["held", "frozen"]
+
+
+class LoanRead(BaseModel):
+    contract_no: str
+    principal: Decimal
+    outstanding_principal: Decimal
+    currency: str
+    start_date: date
+    maturity_date: date
+
+
+class TermsRead(BaseModel):
+    max_pledge_rate: Decimal
+    warning_ratio: Decimal
+    disposal_ratio: Decimal
+    valuation_method: str
+    haircut: Decimal
+
+
+class PledgeRead(BaseModel):
+    id: UUID
+    status: str
+    registration_no: str | None
+    pledgee_party_id: UUID
+    pledgor_account_id: UUID
+    pledgor_party_id: UUID
+    borrower_party_id: UUID
+    credit_type: str
+    quantity: int = Field(description="units frozen for this pledge")
+    held_quantity: int = Field(description="units held for an instruction still waiting")
+    loan: LoanRead
+    terms: TermsRead
+    external_refs: ExternalRefs
+    blocks: list[PledgedBlock]
+    valuation: None = Field(default=None, description="latest valuation (from the valuation service)")
+    instructions: list[InstructionRead]
+    created_at: datetime
+    hold_expires_at: datetime | None
+    confirmed_at: datetime | None
+    closed_at: datetime | None

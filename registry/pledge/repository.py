@@ -1,0 +1,125 @@
+"""Pledge queries; nothing here commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlmodel import Session, col, or_, select
+
+from registry.pledge.models import Instruction, Pledge
+
+
+def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pledge | None:
+    return session.get(Pledge, pledge_id, with_for_update=lock, populate_existing=lock)
+
+
+def get_instruction(session: Session, instruction_id: UUID, *, lock: bool = False) -> Instruction | None:
+    return session.get(Instruction, instruction_id, with_for_update=lock, populate_existing=lock)
+
+
+def pending_instruction(session: Session, pledge_id: UUID) -> Instruction | None:
+    query = select(Instruction).where(Instruction.pledge_id == pledge_id, Instruction.status == "pending")
+    return session.exec(query).first()
+
+
+def instructions_of(session: Session, pledge_ids: list[UUID]) -> list[Instruction]:
+    query = (
+        select(Instruction).where(col(Instruction.pledge_id).in_(pledge_ids)).order_by(col(Instruction.seq))
+    )
+    return list(session.exec(query))
+
+
+def units_of(session: Session, pledge_ids: list[UUID]) -> list[Any]:
+    """Held and frozen blocks of the pledges, by serial."""
+    return list(
+        session.execute(
+            text("""
+                SELECT h.pledge_id, ct.code AS credit_type, h.batch_id, i.project_code, i.project_type, i.vintage,
+                       h.serial_start, h.serial_end, h.quantity, h.status
+                  FROM holding h JOIN credit_type ct ON ct.id = h.credit_type_id JOIN issuance i ON i.id = h.batch_id
+                 WHERE h.pledge_id = ANY(:ids)
+                 ORDER BY h.pledge_id, h.serial_start"""),
+            {"ids": pledge_ids},
+        ).all()
+    )
+
+
+def next_registration_no(session: Session, year: int) -> str:
+    n = session.execute(text("SELECT nextval('registration_no_seq')")).scalar_one()
+    return f"ZY-{year}-{n:06d}"
+
+
+def _scope(query: Any, model: Any, *, bank: UUID | None, holder: UUID | None) -> Any:
+    if bank is not None:
+        query = query.where(Pledge.pledgee_party_id == bank)
+    if holder is not None:
+        query = query.where(or_(Pledge.pledgor_party_id == holder, Pledge.borrower_party_id == holder))
+    return query
+
+
+def pledges_page(
+    session: Session,
+    *,
+    bank: UUID | None,
+    holder: UUID | None,
+    status: str | None,
+    after: UUID | None,
+    limit: int,
+) -> list[Pledge]:
+    query = _scope(select(Pledge), Pledge, bank=bank, holder=holder).order_by(col(Pledge.id)).limit(limit)
+    if status is not None:
+        query = query.where(Pledge.status == status)
+    if after is not None:
+        query = query.where(Pledge.id > after)
+    return list(session.exec(query))
+
+
+def instructions_page(
+    session: Session,
+    *,
+    bank: UUID | None,
+    holder: UUID | None,
+    status: str | None,
+    after: int | None,
+    limit: int,
+) -> list[Instruction]:
+    """In arrival order: oldest first, the back office's queue."""
+    query = select(Instruction).join(Pledge, col(Pledge.id) == col(Instruction.pledge_id))
+    query = _scope(query, Instruction, bank=bank, holder=holder)
+    if status is not None:
+        query = query.where(Instruction.status == status)
+    if after is not None:
+        query = query.where(col(Instruction.seq) > after)
+    return list(session.exec(query.order_by(col(Instruction.seq)).limit(limit)))
+
+
+def expired_pending(session: Session, now: datetime, limit: int) -> list[UUID]:
+    rows = session.execute(
+        text(
+            "SELECT id FROM instruction WHERE status = 'pending' AND hold_expires_at <= :now "
+            "ORDER BY hold_expires_at LIMIT :limit"
+        ),
+        {"now": now, "limit": limit},
+    )
+    return [r.id for r in rows]
+
+
+def first_account_of(session: Session, party_id: UUID) -> UUID | None:
+    return session.execute(
+        text(
+            "SELECT id FROM account WHERE party_id = :p AND status = 'active' ORDER BY created_at, id LIMIT 1"
+        ),
+        {"p": party_id},
+    ).scalar_one_or_none()
+
+
+def frozen_quantity(session: Session, pledge_id: UUID) -> int:
+    return int(
+        session.execute(
+            text("SELECT coalesce(sum(quantity), 0) FROM holding WHERE pledge_id = :p AND status = 'frozen'"),
+            {"p": pledge_id},
+        ).scalar_one()
+    )
