@@ -87,8 +87,9 @@ def bare_pledge(session: Session, account_id: UUID, pledge_id: UUID | None = Non
         disposal_ratio=Decimal("1.1"),
         valuation_method="lower_of",
         created_at=AT,
-        **({"id": pledge_id} if pledge_id else {}),
     )
+    if pledge_id is not None:
+        row.id = pledge_id
     session.add(row)
     session.flush()
     return row.id
@@ -107,7 +108,7 @@ def exchange_actor(operator: str = "op-1") -> Actor:
 
 
 def pledge_body(
-    account_id: UUID, borrower_id: UUID, quantity: int = 1000, **overrides: object
+    account_id: UUID | str, borrower_id: UUID | str, quantity: int = 1000, **overrides: object
 ) -> dict[str, object]:
     """The JSON a bank's loan system sends to register a pledge."""
     body: dict[str, object] = {

@@ -30,13 +30,16 @@ def world(session: Session) -> World:
     exchange = f.party(session, PartyKind.EXCHANGE)
     auditor = f.party(session, PartyKind.AUDITOR)
     bank = f.party(session, PartyKind.BANK)
-    f.party(session, PartyKind.BANK)  # another bank exists, and is never seen
     holder, other_holder = f.party(session), f.party(session)
     own_account = f.account(session, holder)
     bank_account = f.account(session, bank)
     other_account = f.account(session, other_holder)
     batch = f.issue(session, own_account.id, 100)
     f.issue(session, other_account.id, 100)
+    own_active = _pledge(session, bank, own_account.id, holder.id, confirm=True)
+    own_pending = _pledge(session, bank, own_account.id, holder.id, confirm=False)
+    other_bank = f.party(session, PartyKind.BANK)
+    other_pending = _pledge(session, other_bank, other_account.id, other_holder.id, confirm=False)
     keys: dict[str, dict[str, str]] = {"anonymous": {}}
     for role, party in [("exchange", exchange), ("auditor", auditor), ("bank", bank), ("holder", holder)]:
         keys[role] = f.auth(f.key(session, party, Role(role)))
@@ -52,8 +55,35 @@ def world(session: Session) -> World:
             "other_account": str(other_account.id),
             "batch": str(batch.id),
             "serial": str(batch.serial_start),
+            "own_pledge": str(own_active.pledge.id),
+            "own_pending": str(own_pending.instruction.id),
+            "own_instruction": str(own_active.instruction.id),
+            "other_pledge": str(other_pending.pledge.id),
+            "other_instruction": str(other_pending.instruction.id),
         },
     )
+
+
+def _pledge(session: Session, bank: Any, account_id: Any, borrower_id: Any, *, confirm: bool) -> Any:
+    """A pledge of 10 units by `bank`; confirmed (active) or still waiting for the exchange."""
+    from datetime import date
+    from decimal import Decimal
+
+    from registry.ledger.service import Selection
+    from registry.pledge import service as pledges
+
+    made = pledges.register(
+        session,
+        f.bank_actor(bank),
+        pledgor_account_id=account_id,
+        borrower_party_id=borrower_id,
+        loan=pledges.Loan("JK-1", Decimal("500000.00"), date(2026, 3, 2), date(2027, 3, 1)),
+        collateral=Selection(credit_type="CCER", quantity=10),
+        terms=pledges.Terms(Decimal("0.7"), Decimal("1.3"), Decimal("1.1")),
+    )
+    if confirm:
+        pledges.confirm(session, f.exchange_actor(), made.instruction.id)
+    return made
 
 
 # (method, path template, body, expected status per role)
@@ -62,6 +92,11 @@ READ_ALL = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "hol
 EXCHANGE_AUDITOR_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 403, "holder": 403}
 OWN_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "holder": 200}
 OTHER_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 404, "holder": 404}
+BANK_WRITE = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 201, "holder": 403}
+BANK_WRITE_OTHER = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 403}
+BANK_DECIDE = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 200, "holder": 403}
+BANK_DECIDE_OTHER = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 403}
+EXCHANGE_DECIDE = {"anonymous": 401, "exchange": 200, "auditor": 403, "bank": 403, "holder": 403}
 
 CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("POST", "/v1/parties", {"name": "New Co {role}", "kind": "enterprise"}, EXCHANGE_WRITE),
@@ -110,6 +145,36 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/v1/issuances/{batch}", None, EXCHANGE_AUDITOR_READ),
     ("GET", "/v1/units/CCER/{serial}/history", None, EXCHANGE_AUDITOR_READ),
     ("GET", "/v1/audit/verify", None, EXCHANGE_AUDITOR_READ),
+    (
+        "POST",
+        "/v1/pledges",
+        {
+            "pledgor_account_id": "{holder_account}",
+            "borrower_party_id": "{holder_party}",
+            "loan": {
+                "contract_no": "JK-9",
+                "principal": "100.00",
+                "start_date": "2026-03-02",
+                "maturity_date": "2027-03-01",
+            },
+            "collateral": {"credit_type": "CCER", "quantity": 1},
+            "terms": {"max_pledge_rate": "0.7", "warning_ratio": "1.3", "disposal_ratio": "1.1"},
+        },
+        BANK_WRITE,
+    ),
+    ("GET", "/v1/pledges", None, READ_ALL),
+    ("GET", "/v1/pledges/{own_pledge}", None, OWN_READ),
+    ("GET", "/v1/pledges/{other_pledge}", None, OTHER_READ),
+    ("POST", "/v1/pledges/{own_pledge}/instructions", {"type": "top_up", "quantity": 1}, BANK_WRITE),
+    ("POST", "/v1/pledges/{other_pledge}/instructions", {"type": "top_up", "quantity": 1}, BANK_WRITE_OTHER),
+    ("GET", "/v1/instructions", None, READ_ALL),
+    ("GET", "/v1/instructions/{own_instruction}", None, OWN_READ),
+    ("GET", "/v1/instructions/{other_instruction}", None, OTHER_READ),
+    ("POST", "/v1/instructions/{own_pending}/confirm", None, EXCHANGE_DECIDE),
+    ("POST", "/v1/instructions/{own_pending}/reject", {"reason": "not the owner"}, EXCHANGE_DECIDE),
+    ("POST", "/v1/instructions/{own_pending}/cancel", None, BANK_DECIDE),
+    ("POST", "/v1/instructions/{other_instruction}/cancel", None, BANK_DECIDE_OTHER),
+    ("POST", "/v1/instructions/{other_instruction}/confirm", None, EXCHANGE_DECIDE),
 ]
 
 

@@ -68,13 +68,15 @@ def register(client: TestClient, desk: Desk, quantity: int = 4000, **overrides: 
         json=f.pledge_body(desk.account, desk.borrower, quantity, **overrides),
     )
     assert response.status_code == 201, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def ask(client: TestClient, desk: Desk, pledge: dict[str, Any], **body: Any) -> dict[str, Any]:
     response = client.post(f"/v1/pledges/{pledge['id']}/instructions", headers=desk.bank, json=body)
     assert response.status_code == 201, response.text
-    return response.json()
+    made: dict[str, Any] = response.json()
+    return made
 
 
 def confirm(client: TestClient, headers: dict[str, str], instruction: dict[str, Any], **body: Any) -> Any:
@@ -82,7 +84,8 @@ def confirm(client: TestClient, headers: dict[str, str], instruction: dict[str, 
 
 
 def pledge_of(client: TestClient, desk: Desk, pledge: dict[str, Any]) -> dict[str, Any]:
-    return client.get(f"/v1/pledges/{pledge['id']}", headers=desk.bank).json()
+    body: dict[str, Any] = client.get(f"/v1/pledges/{pledge['id']}", headers=desk.bank).json()
+    return body
 
 
 def test_register_confirm_top_up_partial_release_full_release(

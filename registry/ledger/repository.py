@@ -88,11 +88,13 @@ def lock_accounts(session: Session, account_ids: Sequence[UUID]) -> dict[UUID, L
     """Row-lock the accounts, in id order so that two transactions never wait on each other in a cycle.
 
     Every change to an account's blocks holds its account's lock: the lock is what makes
-    'read the blocks, then rewrite them' safe, and it also guards the account's audit chain head."""
+    'read the blocks, then rewrite them' safe, and it also guards the account's audit chain head.
+    NO KEY UPDATE, not UPDATE: rows that merely reference the account (a new pledge, a new block) take
+    KEY SHARE locks, which must not queue behind (or deadlock with) the owner's lock."""
     rows = session.execute(
         text(
             "SELECT id, party_id, status, audit_seq, audit_head FROM account "
-            "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
+            "WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE"
         ),
         {"ids": sorted(set(account_ids))},
     )
