@@ -8,8 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -127,3 +129,29 @@ def ensure_wrk() -> str | None:
         return found
     subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
     return shutil.which("wrk")
+
+
+def wrk_run(wrk: str, url: str, script: str, clients: int, seconds: int) -> dict[str, Any]:
+    """One wrk run with a Lua script; throughput, latency percentiles, non-2xx count and wrk's output."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    try:
+        out = subprocess.run(
+            [wrk, "-t", str(min(clients, 2)), "-c", str(clients), "-d", f"{seconds}s", "--latency", "-s", f.name,
+             url],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    finally:
+        Path(f.name).unlink()
+
+    def latency_ms(label: str) -> float:
+        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        assert m, out
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert rps, out
+    return {"rps": float(rps.group(1)), "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99"),
+            "non_2xx": int(errors.group(1)) if errors else 0, "output": out}  # fmt: skip

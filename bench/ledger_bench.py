@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 from sqlalchemy import text
 
-from bench.common import ROOT, create_database, ensure_wrk, free_port, fresh_server, pgbench_tps, start_app
+from bench.common import (
+    ROOT,
+    create_database,
+    ensure_wrk,
+    free_port,
+    fresh_server,
+    pgbench_tps,
+    start_app,
+    wrk_run,
+)
 from registry.access import service as access
 from registry.audit.service import verify_chains
 from registry.clock import SystemClock
@@ -83,41 +88,9 @@ def run_wrk(
         + "'"
         for a, b in pairs
     )
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(LUA % (bodies, key))
-    out = subprocess.run(
-        [
-            wrk,
-            "-t",
-            str(min(clients, 2)),
-            "-c",
-            str(clients),
-            "-d",
-            f"{seconds}s",
-            "--latency",
-            "-s",
-            script.name,
-            f"http://127.0.0.1:{port}",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    Path(script.name).unlink()
-
-    def latency_ms(label: str) -> float:
-        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
-        assert m, out
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "clients": clients,
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": latency_ms("50"),
-        "p99_ms": latency_ms("99"),
-        "non_2xx": int(errors.group(1)) if errors else 0,
+        **wrk_run(wrk, f"http://127.0.0.1:{port}", LUA % (bodies, key), clients, seconds),
     }
 
 
