@@ -59,7 +59,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        jobs = None
+        if settings.scheduler_enabled:
+            from registry import scheduler
+
+            jobs = scheduler.build(app.state.engine, app.state.clock, settings)
+            jobs.start()
         yield
+        if jobs is not None:
+            jobs.shutdown(wait=False)
         if owns_engine:
             app.state.engine.dispose()
 

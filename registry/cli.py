@@ -151,6 +151,22 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def cmd_expire_holds(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.pledge.service import expire_lapsed
+
+    engine = make_engine(_url(settings), pool_size=1)
+    total = 0
+    while True:  # in batches, each its own transaction
+        with unit_of_work(engine) as session:
+            done = expire_lapsed(session, _actor(), limit=500)
+        total += done
+        if done < 500:
+            break
+    engine.dispose()
+    print(f"{total} unconfirmed request(s) lapsed; their held units are available again")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="registry",
@@ -193,6 +209,10 @@ def parser() -> argparse.ArgumentParser:
     audit.add_parser("verify", help="recompute every hash chain").set_defaults(func=cmd_audit_verify)
     sub.add_parser("check", help="full consistency check of the ledger and its audit trail").set_defaults(
         func=cmd_check
+    )
+    jobs = sub.add_parser("jobs", help="run a scheduled job now").add_subparsers(dest="job", required=True)
+    jobs.add_parser("expire-holds", help="lapse unconfirmed pledge requests whose hold expired").set_defaults(
+        func=cmd_expire_holds
     )
     return p
 

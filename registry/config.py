@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     # An unconfirmed pledge request (or top-up) lapses after this many business days; its hold is lifted.
     hold_business_days: int = Field(default=5, ge=1, le=60)
+    # Background jobs inside the app processes (see registry/scheduler.py); off for tests and one-off tools.
+    scheduler_enabled: bool = True
+    expire_holds_every_minutes: int = Field(default=5, ge=1, le=1440)
     log_level: str = "INFO"
 
     @field_validator("database_url")

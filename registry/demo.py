@@ -5,6 +5,7 @@ Loading is idempotent (a second run adds nothing); every run prints fresh API ke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 from sqlmodel import Session
 
@@ -14,7 +15,7 @@ from registry.ledger import service as ledger
 from registry.ledger.models import Party, PartyKind
 from registry.ledger.service import Selection
 from registry.ledger.uscc import make as uscc
-from registry.principal import Actor, Role
+from registry.principal import Actor, Principal, Role
 
 EXCHANGE = ("西南环境权益交易所 Southwest Environmental Rights Exchange", "12510000MB1K2X3Y4")
 BANKS = [
@@ -115,7 +116,37 @@ def load(session: Session, actor: Actor) -> bool:
         selection=Selection(credit_type="CCER", quantity=2_000),
         reason="2025 voluntary offset",
     )
+    _pledges(session, actor, parties, accounts)
     return True
+
+
+def _pledges(session: Session, actor: Actor, parties: dict[str, Party], accounts: dict[str, UUID]) -> None:
+    """An affiliated company's 20,000 t pledged for the borrower (active), and a request still waiting."""
+    from datetime import date
+    from decimal import Decimal
+
+    from registry.pledge import service as pledges
+
+    def bank(name: str) -> Actor:
+        return Actor(Principal(party_id=parties[name].id, role=Role.BANK), actor.at, request_id="demo")
+
+    terms = pledges.Terms(Decimal("0.70"), Decimal("1.30"), Decimal("1.10"))
+    active = pledges.register(
+        session, bank(BANKS[0][0]), pledgor_account_id=accounts[ENTERPRISES[2][0]],
+        borrower_party_id=parties[ENTERPRISES[0][0]].id,
+        loan=pledges.Loan("蜀都碳汇贷-2026-0001", Decimal("1000000.00"), date(2026, 3, 2), date(2027, 3, 1)),
+        collateral=Selection(credit_type="CCER", quantity=20_000), terms=terms,
+        pboc_registration_no="0512 3456 7890 1234 5678", bank_ref="LN-2026-0001",
+    )  # fmt: skip
+    operator = Actor(Principal(party_id=parties[EXCHANGE[0]].id, role=Role.EXCHANGE, operator="demo-operator-1"),
+                     actor.at, request_id="demo")  # fmt: skip
+    pledges.confirm(session, operator, active.instruction.id)
+    pledges.register(
+        session, bank(BANKS[1][0]), pledgor_account_id=accounts[ENTERPRISES[1][0]],
+        borrower_party_id=parties[ENTERPRISES[1][0]].id,
+        loan=pledges.Loan("锦江-ZY-2026-017", Decimal("1500000.00"), date(2026, 4, 1), date(2027, 3, 31)),
+        collateral=Selection(credit_type="CCER", quantity=30_000), terms=terms,
+    )  # fmt: skip
 
 
 def issue_keys(session: Session, actor: Actor) -> list[DemoKey]:

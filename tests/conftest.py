@@ -121,7 +121,7 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(database_url="postgresql://unused/unused", key_cache_seconds=0)
+    return Settings(database_url="postgresql://unused/unused", key_cache_seconds=0, scheduler_enabled=False)
 
 
 @pytest.fixture

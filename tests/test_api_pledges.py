@@ -436,3 +436,12 @@ def test_who_sees_which_pledge(client: TestClient, desk: Desk, session: Session)
         f"/v1/pledges/{pledge['id']}/instructions", headers=desk.holder, json={"type": "release"}
     )
     assert holder_write.status_code == 403
+
+
+def test_the_documented_state_machine_is_the_one_the_service_follows() -> None:
+    from pathlib import Path
+
+    from registry.pledge.states import table_markdown
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    assert table_markdown() in doc

@@ -70,6 +70,8 @@ def test_demo_loads_once_and_checks_clean(cli_db: Engine, capsys: pytest.Capture
             .all()
         )
         assert types == ["CCER", "CDCER"]
+        statuses = conn.execute(text("SELECT status FROM pledge ORDER BY status")).scalars().all()
+        assert statuses == ["active", "pending"]
     assert main(["check"]) == 0
     assert main(["audit", "verify"]) == 0
     assert "ok" in capsys.readouterr().out
@@ -89,3 +91,23 @@ def test_audit_verify_fails_on_tampering(cli_db: Engine, capsys: pytest.CaptureF
     assert main(["audit", "verify"]) == 1
     assert "TAMPERED" in capsys.readouterr().out
     assert main(["check"]) == 1
+
+
+def test_lapsed_requests_are_expired_by_the_job(cli_db: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo"])  # its pending request was made "now"; age it past its lapse time
+    with cli_db.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE instruction SET hold_expires_at = now() - interval '1 minute' "
+                "WHERE status = 'pending'"
+            )
+        )
+    capsys.readouterr()
+    assert main(["jobs", "expire-holds"]) == 0
+    assert "1 unconfirmed request(s) lapsed" in capsys.readouterr().out
+    with cli_db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM holding WHERE status = 'held'")).scalar_one() == 0
+        assert (
+            conn.execute(text("SELECT status FROM pledge WHERE status <> 'active'")).scalar_one() == "expired"
+        )
+    assert main(["check"]) == 0

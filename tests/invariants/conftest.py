@@ -20,7 +20,7 @@ from registry.config import Settings
 def live_url(committed_engine: Engine) -> Iterator[str]:
     """The real app on a loopback port, over the committed database."""
     app = create_app(
-        Settings(database_url="postgresql://unused/unused", key_cache_seconds=0),
+        Settings(database_url="postgresql://unused/unused", key_cache_seconds=0, scheduler_enabled=False),
         engine=committed_engine,
         clock=SystemClock(),
     )

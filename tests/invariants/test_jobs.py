@@ -1,0 +1,61 @@
+"""Scheduled jobs run once across processes, and lapse unconfirmed requests on time."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import timedelta
+
+from sqlalchemy import Engine, text
+
+from registry import scheduler
+from registry.clock import FixedClock
+from registry.db import unit_of_work
+from registry.ledger.consistency import find_problems
+from registry.ledger.models import PartyKind
+from registry.pledge.service import expire_lapsed
+from tests import factories as f
+
+
+def _pending_pledge(engine: Engine) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from registry.ledger.service import Selection
+    from registry.pledge import service as pledges
+
+    with unit_of_work(engine) as s:
+        account = f.account(s)
+        f.issue(s, account.id, 100)
+        pledges.register(
+            s, f.bank_actor(f.party(s, PartyKind.BANK)), pledgor_account_id=account.id,
+            borrower_party_id=account.party_id,
+            loan=pledges.Loan("JK-1", Decimal("1000.00"), date(2026, 3, 2), date(2027, 3, 1)),
+            collateral=Selection(credit_type="CCER", quantity=60),
+            terms=pledges.Terms(Decimal("0.7"), Decimal("1.3"), Decimal("1.1")),
+        )  # fmt: skip
+
+
+def test_a_job_runs_in_one_process_at_a_time(committed_engine: Engine) -> None:
+    _pending_pledge(committed_engine)
+    clock = FixedClock(f.AT + timedelta(days=30))
+    run = scheduler.guarded(committed_engine, clock, "expire_holds", expire_lapsed)
+    with committed_engine.connect() as other_process:
+        other_process.execute(text("SELECT pg_advisory_lock(:k)"), {"k": zlib.crc32(b"expire_holds")})
+        assert run() == -1  # another process holds the job: this one skips
+        other_process.execute(text("SELECT pg_advisory_unlock_all()"))
+        other_process.commit()
+    assert run() == 1
+    assert run() == 0  # nothing left: running again changes nothing
+    with unit_of_work(committed_engine) as s:
+        assert s.execute(text("SELECT status FROM pledge")).scalar_one() == "expired"
+        assert find_problems(s) == []
+
+
+def test_nothing_lapses_before_its_time(committed_engine: Engine) -> None:
+    _pending_pledge(committed_engine)
+    run = scheduler.guarded(
+        committed_engine, FixedClock(f.AT + timedelta(days=6)), "expire_holds", expire_lapsed
+    )
+    assert run() == 0  # Monday + 6 calendar days is only 4 business days
+    with unit_of_work(committed_engine) as s:
+        assert s.execute(text("SELECT status FROM pledge")).scalar_one() == "pending"
