@@ -90,7 +90,9 @@ class BlockRef(Schema):
         return self
 
 
-class _UnitsSelection(Schema):
+class UnitsSelection(Schema):
+    """Which units: `quantity` of `credit_type` (lowest serials first), or named `blocks`."""
+
     quantity: Quantity | None = None
     credit_type: CreditTypeCode | None = None
     blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
@@ -104,12 +106,12 @@ class _UnitsSelection(Schema):
         return self
 
 
-class TransferCreate(_UnitsSelection):
+class TransferCreate(UnitsSelection):
     from_account_id: UUID
     to_account_id: UUID
 
 
-class RetirementCreate(_UnitsSelection):
+class RetirementCreate(UnitsSelection):
     account_id: UUID
     reason: Reason | None = None
 

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
-from api.schemas.common import CreditTypeCode, Quantity, Reason, Schema, ShortText
-from api.schemas.ledger import BlockRef
+from api.schemas.common import Quantity, Reason, Schema, ShortText
+from api.schemas.ledger import BlockRef, UnitsSelection
 
 Money = Annotated[
     Decimal,
@@ -38,18 +38,8 @@ class LoanIn(Schema):
         return self
 
 
-class CollateralIn(Schema):
-    credit_type: CreditTypeCode | None = None
-    quantity: Quantity | None = None
-    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
-
-    @model_validator(mode="after")
-    def _one_way(self) -> Self:
-        if (self.quantity is None) == (self.blocks is None):
-            raise ValueError("give either quantity (with credit_type) or blocks")
-        if self.quantity is not None and self.credit_type is None:
-            raise ValueError("a quantity needs its credit_type")
-        return self
+class CollateralIn(UnitsSelection):
+    """The units to pledge, all of one credit type."""
 
 
 class TermsIn(Schema):
