@@ -85,6 +85,17 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot even decode (not UTF-8): bad input like any other, so the
+        # same documented 422 as malformed JSON.
+        return problem(
+            request,
+            422,
+            "validation_error",
+            "Invalid request",
+            "the body is not valid UTF-8 JSON",
+            {"errors": [{"field": "body", "message": "not valid UTF-8 JSON", "type": "json_invalid"}]},
+        )
     codes = {
         401: "unauthenticated",
         403: "forbidden",

@@ -200,6 +200,7 @@ class TestIdempotency:
 
 BAD_TRANSFERS: list[tuple[str, Any, int, str]] = [
     ("malformed JSON", b'{"from_account_id": ', 422, "validation_error"),
+    ("not UTF-8", b"\xff\xfe{\x1c", 422, "validation_error"),
     ("not an object", b"[1, 2]", 422, "validation_error"),
     ("zero quantity", {"credit_type": "CCER", "quantity": 0}, 422, "quantity"),
     ("negative quantity", {"credit_type": "CCER", "quantity": -5}, 422, "quantity"),
