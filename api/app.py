@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.auth import KeyCache
-from api.routers import audit, ledger, pledges, reference
+from api.routers import audit, ledger, pledges, reference, valuation
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
 from registry.db import database_url, make_engine
@@ -86,7 +86,7 @@ def create_app(
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     problems.install(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (reference, ledger, pledges, audit):
+    for module in (reference, ledger, pledges, valuation, audit):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")

@@ -21,6 +21,7 @@ log = logging.getLogger("api.problems")
 
 STATUS_BY_CODE = {
     "validation_error": 422,
+    "pledge_rate_exceeded": 422,
     "unauthenticated": 401,
     "forbidden": 403,
     "not_found": 404,

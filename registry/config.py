@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     # Background jobs inside the app processes (see registry/scheduler.py); off for tests and one-off tools.
     scheduler_enabled: bool = True
     expire_holds_every_minutes: int = Field(default=5, ge=1, le=1440)
+    # Valuation: VWAP window in business days, the daily revaluation time (Asia/Shanghai, after the close),
+    # and the maturity reminders (days before maturity).
+    vwap_days: int = Field(default=20, ge=1, le=250)
+    revalue_at: str = Field(default="15:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    maturity_alert_days: str = Field(default="30,7,1", pattern=r"^\d{1,3}(,\d{1,3})*$")
+    deliver_webhooks_every_seconds: int = Field(default=30, ge=1, le=3600)
+    # Banks' webhooks must be public https addresses; allow loopback/private ones only for tests and demos.
+    webhook_allow_private: bool = False
     log_level: str = "INFO"
 
     @field_validator("database_url")
@@ -42,6 +50,9 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    def maturity_days(self) -> list[int]:
+        return [int(d) for d in self.maturity_alert_days.split(",")]
 
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,15 +1,20 @@
 """Scheduled jobs, run inside the app's processes by APScheduler.
 
-Every app process runs a scheduler; each job run takes a PostgreSQL advisory lock for its transaction
-(`pg_try_advisory_xact_lock`), so with several processes or instances a run happens once: the others
-find the lock taken and skip. The jobs themselves are idempotent (they lock the rows they change and
-re-check their state), so an overlap could only waste work, never apply a change twice."""
+Every app process runs a scheduler. Two guards make a run happen once across processes and instances:
+- interval jobs (lapse holds, deliver webhooks) take a PostgreSQL advisory lock for their transaction
+  (`pg_try_advisory_xact_lock`); a process that finds it taken skips that tick;
+- the daily revaluation records its scheduled fire time in `job_run` (primary key (job, fire_time),
+  inserted with ON CONFLICT DO NOTHING): only the process whose insert wins runs it. At start-up each
+  process also asks for the latest fire time that has passed, so a run missed while the registry was
+  down is caught up once (several missed days collapse into one run, valued at today's prices).
+The jobs are idempotent besides: they lock what they change and re-check its state."""
 
 from __future__ import annotations
 
 import logging
 import zlib
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -19,14 +24,15 @@ from sqlmodel import Session
 from registry.clock import Clock
 from registry.config import Settings
 from registry.db import unit_of_work
+from registry.pledge.calendar import EXCHANGE_TZ
 from registry.principal import SYSTEM, Actor
 
 log = logging.getLogger(__name__)
 
+Job = Callable[[Session, Actor], int]
 
-def guarded(
-    engine: Engine, clock: Clock, name: str, job: Callable[[Session, Actor], int]
-) -> Callable[[], int]:
+
+def guarded(engine: Engine, clock: Clock, name: str, job: Job) -> Callable[[], int]:
     """The job in one transaction, only if no other process is running the same job right now."""
     key = zlib.crc32(name.encode())
 
@@ -42,15 +48,74 @@ def guarded(
     return run
 
 
+def last_fire_time(now: datetime, at: str) -> datetime:
+    """The latest daily fire time at `at` (HH:MM, Asia/Shanghai) that is not after `now`."""
+    hour, minute = (int(x) for x in at.split(":"))
+    local = now.astimezone(EXCHANGE_TZ)
+    fire = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if fire > local:
+        fire -= timedelta(days=1)
+    return fire
+
+
+def once_per_fire_time(engine: Engine, clock: Clock, name: str, at: str, job: Job) -> Callable[[], int]:
+    """Run the job for its latest due fire time, unless some process already has."""
+
+    def run() -> int:
+        now = clock.now()
+        fire = last_fire_time(now, at)
+        with unit_of_work(engine) as session:
+            claimed = session.execute(
+                text("INSERT INTO job_run (job, fire_time, started_at) VALUES (:j, :f, :now) "
+                     "ON CONFLICT DO NOTHING RETURNING 1"),
+                {"j": name, "f": fire, "now": now},
+            ).first()  # fmt: skip
+            if claimed is None:
+                return -1
+            done = job(session, Actor(SYSTEM, now, request_id=f"job:{name}"))
+            session.execute(
+                text("UPDATE job_run SET finished_at = :t, items = :n WHERE job = :j AND fire_time = :f"),
+                {"t": clock.now(), "n": done, "j": name, "f": fire},
+            )
+        log.info("job %s for %s: %s item(s)", name, fire.isoformat(), done)
+        return done
+
+    return run
+
+
+def revalue_job(settings: Settings) -> Job:
+    from registry.alert.service import refresh_maturity
+    from registry.valuation.service import revalue
+
+    def run(session: Session, actor: Actor) -> int:
+        valued = revalue(session, now=actor.at, window_days=settings.vwap_days)
+        refresh_maturity(session, now=actor.at, days_before=settings.maturity_days())
+        return valued.valued
+
+    return run
+
+
+def deliver_job(session: Session, actor: Actor) -> int:
+    from registry.alert.delivery import deliver_due
+
+    return deliver_due(session, now=actor.at)
+
+
 def build(engine: Engine, clock: Clock, settings: Settings) -> BackgroundScheduler:
     from registry.pledge.service import expire_lapsed
 
     scheduler = BackgroundScheduler(
         timezone="Asia/Shanghai", job_defaults={"coalesce": True, "max_instances": 1}
     )
-    jobs: list[tuple[str, Callable[[Session, Actor], int], dict[str, Any]]] = [
+    every: list[tuple[str, Job, dict[str, Any]]] = [
         ("expire_holds", expire_lapsed, {"minutes": settings.expire_holds_every_minutes}),
+        ("deliver_webhooks", deliver_job, {"seconds": settings.deliver_webhooks_every_seconds}),
     ]
-    for name, job, every in jobs:
-        scheduler.add_job(guarded(engine, clock, name, job), "interval", id=name, name=name, **every)
+    for name, job, interval in every:
+        scheduler.add_job(guarded(engine, clock, name, job), "interval", id=name, name=name, **interval)
+    daily = once_per_fire_time(engine, clock, "revalue", settings.revalue_at, revalue_job(settings))
+    hour, minute = settings.revalue_at.split(":")
+    scheduler.add_job(daily, "cron", id="revalue", name="revalue", hour=int(hour), minute=int(minute),
+                      misfire_grace_time=3600)  # fmt: skip
+    scheduler.add_job(daily, "date", id="revalue_catch_up", name="revalue catch-up")  # at start-up
     return scheduler

@@ -29,12 +29,14 @@ from api.schemas.pledges import (
     RejectBody,
     TermsRead,
 )
+from api.schemas.valuation import ValuationRead
 from registry.errors import InvalidInput
 from registry.ledger import repository as ledger_repo
 from registry.ledger.service import Selection, SerialRange
 from registry.pledge import service as pledges
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.states import InstructionType
+from registry.valuation import service as valuation
 
 router = APIRouter(prefix="/v1", tags=["pledges"])
 
@@ -86,6 +88,7 @@ def instruction_read(i: Instruction) -> InstructionRead:
 
 def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
     blocks, instructions = pledges.details(session, items)
+    valued = valuation.latest(session, [p.id for p in items])
     codes = ledger_repo.credit_type_codes(session)
     out = []
     for p in items:
@@ -133,6 +136,9 @@ def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
                     for b in units
                 ],
                 instructions=[instruction_read(i) for i in instructions[p.id]],
+                valuation=ValuationRead.model_validate(valued[p.id], from_attributes=True)
+                if p.id in valued
+                else None,
                 created_at=p.created_at,
                 hold_expires_at=p.hold_expires_at,
                 confirmed_at=p.confirmed_at,
@@ -192,6 +198,7 @@ def create_pledge(
             pboc_registration_no=refs.pboc_registration_no,
             bank_ref=refs.bank_ref,
             hold_business_days=settings.hold_business_days,
+            window_days=settings.vwap_days,
         )
         return pledge_reads(session, [made.pledge])[0]
 

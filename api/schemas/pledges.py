@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.common import Quantity, Reason, Schema, ShortText
 from api.schemas.ledger import BlockRef, UnitsSelection
+from api.schemas.valuation import ValuationRead
 
 Money = Annotated[
     Decimal,
@@ -180,7 +181,9 @@ class PledgeRead(BaseModel):
     terms: TermsRead
     external_refs: ExternalRefs
     blocks: list[PledgedBlock]
-    valuation: None = Field(default=None, description="latest valuation (from the valuation service)")
+    valuation: ValuationRead | None = Field(
+        description="the latest valuation; null until the pledge is first valued"
+    )
     instructions: list[InstructionRead]
     created_at: datetime
     hold_expires_at: datetime | None

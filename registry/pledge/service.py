@@ -8,7 +8,7 @@ the bank it was asked for and the operator who decided it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -24,7 +24,7 @@ from registry.ledger.models import PartyKind
 from registry.ledger.service import ALL, Selection, SerialRange
 from registry.pledge import repository as repo
 from registry.pledge.calendar import EXCHANGE_TZ, add_business_days
-from registry.pledge.errors import FourEyesRequired
+from registry.pledge.errors import FourEyesRequired, PledgeRateExceeded
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.states import (
     CLOSED,
@@ -38,6 +38,7 @@ from registry.pledge.states import (
     next_status,
 )
 from registry.principal import Actor, Principal, Role
+from registry.valuation import service as valuation
 
 MAX_PRINCIPAL = Decimal("1e12")
 
@@ -81,6 +82,7 @@ def register(
     pboc_registration_no: str | None = None,
     bank_ref: str | None = None,
     hold_business_days: int = 5,
+    window_days: int = 20,
 ) -> Registered:
     """A bank asks to pledge units of the pledgor's account for a loan. The units are held at once."""
     principal = actor.principal
@@ -132,13 +134,14 @@ def register(
     instruction = _new_instruction(
         session, actor, pledge, InstructionType.REGISTER, collateral, hold_expires_at=expires
     )
-    ledger.hold(
+    held = ledger.hold(
         session,
         _for(actor, instruction, pledge),
         account_id=account.id,
         pledge_id=pledge.id,
         selection=collateral,
     )
+    _check_pledge_rate(session, pledge, held.quantity, actor.at, window_days)
     return Registered(pledge, instruction)
 
 
@@ -299,7 +302,11 @@ def confirm(
     ):
         decision = Decision.CONFIRM_PARTIAL
     instruction.applied_quantity = moved.quantity
-    return _close(session, actor, pledge, instruction, decision, InstructionStatus.CONFIRMED, None)
+    closed = _close(session, actor, pledge, instruction, decision, InstructionStatus.CONFIRMED, None)
+    if pledge.status == PledgeStatus.ACTIVE:
+        # The collateral changed: value it now (this is also the valuation at registration).
+        valuation.revalue(session, now=actor.at, pledge_ids=[pledge.id])
+    return closed
 
 
 def reject(session: Session, actor: Actor, instruction_id: UUID, *, reason: str) -> Instruction:
@@ -542,6 +549,21 @@ def _same_type(selection: Selection, credit_type: str) -> Selection:
     if selection.quantity is not None:
         return Selection(credit_type=credit_type, quantity=selection.quantity)
     return selection
+
+
+def _check_pledge_rate(
+    session: Session, pledge: Pledge, quantity: int, at: datetime, window_days: int
+) -> None:
+    """Principal / collateral value at today's reference price, against the lender's cap. Without any
+    price for the credit type (e.g. a new local credit before its first print) there is nothing to check."""
+    ref = valuation.reference(session, pledge.credit_type_id, valuation.exchange_day(at), window_days)
+    price, _ = ref.price(pledge.valuation_method)
+    if price is None:
+        return
+    value = (quantity * price * (1 - pledge.haircut)).quantize(Decimal("0.01"))
+    rate = (pledge.principal / value).quantize(Decimal("0.0001")) if value else Decimal("Infinity")
+    if rate > pledge.max_pledge_rate:
+        raise PledgeRateExceeded(pledge_rate=rate, maximum=pledge.max_pledge_rate, price=price, value=value)
 
 
 def _check_loan(loan: Loan) -> None:

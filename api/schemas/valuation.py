@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from api.schemas.common import CreditTypeCode, Schema
+
+Price = Annotated[
+    Decimal,
+    Field(
+        gt=0,
+        le=Decimal("1e9"),
+        max_digits=11,
+        decimal_places=2,
+        description='CNY per unit as a decimal string, e.g. "68.50"',
+    ),
+]
+
+
+class TradeIn(Schema):
+    credit_type: CreditTypeCode
+    trade_date: date
+    price: Price = Field(
+        description="the day's price: for listed trades their VWAP (the national market's close)"
+    )
+    volume: Annotated[int, Field(gt=0, le=10**12, description="units traded")]
+    kind: Literal["listed", "block"] = "listed"
+
+
+class TradesLoaded(BaseModel):
+    inserted: int
+    replaced: int = Field(description="prints for a day that already had one: the new print replaces it")
+    revalued: int = Field(description="active pledges of those credit types valued again at once")
+
+
+class TradeRead(BaseModel):
+    trade_date: date
+    kind: str
+    price: Decimal
+    volume: int
+
+
+class ReferenceRead(BaseModel):
+    as_of: date
+    window_days: int
+    vwap: Decimal | None
+    last_close: Decimal | None
+    last_close_date: date | None
+    lower_of: Decimal | None
+    stale: bool = Field(description="no listed trade in the window: a value from this price must be flagged")
+
+
+class PricesRead(BaseModel):
+    credit_type: str
+    items: list[TradeRead]
+    reference: ReferenceRead
+
+
+class ValuationRead(BaseModel):
+    id: int
+    valued_at: datetime
+    as_of: date
+    method: str
+    price: Decimal | None
+    price_date: date | None
+    stale: bool
+    quantity: int
+    collateral_value: Decimal | None
+    outstanding_principal: Decimal
+    coverage_ratio: Decimal | None
+    pledge_rate: Decimal | None
+    level: Literal["ok", "warning", "disposal"] | None
+
+
+class AlertRead(BaseModel):
+    id: int
+    pledge_id: UUID
+    registration_no: str | None
+    kind: str
+    trigger: str
+    status: Literal["open", "cleared"]
+    raised_at: datetime
+    cleared_at: datetime | None
+    acked_at: datetime | None
+    acked_by: str | None
+    details: dict[str, Any]
+
+
+class WebhookIn(Schema):
+    url: Annotated[str, Field(min_length=8, max_length=500)]
+    secret: Annotated[
+        str,
+        Field(
+            min_length=16,
+            max_length=200,
+            pattern=r"^[\x21-\x7e]+$",
+            description="shared secret for the HMAC-SHA256 signature",
+        ),
+    ]
+
+
+class WebhookRead(BaseModel):
+    url: str
+    updated_at: datetime
+
+
+class DeliveryRead(BaseModel):
+    id: int
+    alert_id: int
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime

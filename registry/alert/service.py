@@ -1,0 +1,192 @@
+"""Maturity alerts, listing and acknowledging alerts, and the banks' webhook configuration.
+
+Margin and stale-price alerts are raised and cleared by the revaluation itself (registry/valuation);
+every raised or cleared alert of a bank with a webhook gets an outbox row in the same transaction."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from registry import authz
+from registry.errors import InvalidInput, NotFound
+from registry.principal import Actor, Principal, Role
+from registry.valuation.service import exchange_day
+
+ALERT_KINDS = ("margin_warning", "margin_disposal", "maturity_upcoming", "matured_unreleased", "price_stale")
+
+_MATURITY = """
+WITH due AS (
+    SELECT p.id AS pledge_id, p.pledgee_party_id, p.maturity_date,
+           (SELECT min(k) FROM unnest(CAST(:days AS int[])) AS k WHERE p.maturity_date - k <= :today) AS days_before
+      FROM pledge p
+     WHERE p.status = 'active' AND p.maturity_date - :max_days <= :today
+),
+upcoming AS (
+    INSERT INTO alert (pledge_id, pledgee_party_id, kind, trigger, raised_at, details)
+    SELECT pledge_id, pledgee_party_id, 'maturity_upcoming', days_before::text, :now,
+           jsonb_build_object('maturity_date', maturity_date, 'days_before', days_before)
+      FROM due WHERE days_before IS NOT NULL AND maturity_date > :today
+    ON CONFLICT DO NOTHING
+    RETURNING id, pledge_id, pledgee_party_id, kind, trigger, details
+),
+matured AS (
+    INSERT INTO alert (pledge_id, pledgee_party_id, kind, trigger, raised_at, details)
+    SELECT pledge_id, pledgee_party_id, 'matured_unreleased', '', :now,
+           jsonb_build_object('maturity_date', maturity_date)
+      FROM due WHERE maturity_date <= :today
+    ON CONFLICT DO NOTHING
+    RETURNING id, pledge_id, pledgee_party_id, kind, trigger, details
+),
+cleared AS (
+    -- A closed pledge has no open alerts; a reminder of a maturity that has come is done.
+    UPDATE alert a SET status = 'cleared', cleared_at = :now
+      FROM pledge p
+     WHERE p.id = a.pledge_id AND a.status = 'open'
+       AND (p.status <> 'active' OR (a.kind = 'maturity_upcoming' AND p.maturity_date <= :today))
+    RETURNING a.id, a.pledge_id, a.pledgee_party_id, a.kind, a.trigger, a.details
+),
+outbox AS (
+    INSERT INTO webhook_delivery (alert_id, party_id, event, payload, next_attempt_at, created_at)
+    SELECT e.id, e.pledgee_party_id, e.event,
+           jsonb_build_object('event', e.event, 'alert_id', e.id, 'pledge_id', e.pledge_id, 'kind', e.kind,
+                              'trigger', e.trigger, 'details', e.details, 'at', :now),
+           :now, :now
+      FROM (SELECT *, 'alert.raised' AS event FROM upcoming UNION ALL SELECT *, 'alert.raised' FROM matured
+            UNION ALL SELECT *, 'alert.cleared' FROM cleared) e
+      JOIN webhook wh ON wh.party_id = e.pledgee_party_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM upcoming) + (SELECT count(*) FROM matured) AS raised,
+       (SELECT count(*) FROM cleared) AS cleared
+"""
+
+
+def refresh_maturity(
+    session: Session, *, now: datetime, days_before: Sequence[int] = (30, 7, 1)
+) -> tuple[int, int]:
+    """Reminders 30, 7 and 1 days before maturity (the nearest one due, each once), `matured_unreleased`
+    once a pledge is past maturity and still pledged; alerts of closed pledges cleared."""
+    days = sorted({int(d) for d in days_before if int(d) > 0}, reverse=True) or [1]
+    row = session.execute(
+        text(_MATURITY),
+        {"now": now, "today": exchange_day(now), "days": days, "max_days": max(days)},
+    ).one()
+    return int(row.raised), int(row.cleared)
+
+
+# --- reading and acknowledging ---------------------------------------------------------------------
+
+
+def list_alerts(session: Session, principal: Principal, *, pledge_id: UUID | None, kind: str | None,
+                status: str | None, after: int | None, limit: int) -> list[Any]:  # fmt: skip
+    authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)  # alerts are the lender's
+    scope = authz.party_scope(principal)
+    return list(
+        session.execute(
+            text("""
+                SELECT a.id, a.pledge_id, p.registration_no, a.kind, a.trigger, a.status, a.raised_at, a.cleared_at,
+                       a.acked_at, a.acked_by, a.details
+                  FROM alert a JOIN pledge p ON p.id = a.pledge_id
+                 WHERE (CAST(:bank AS uuid) IS NULL OR a.pledgee_party_id = :bank)
+                   AND (CAST(:pledge AS uuid) IS NULL OR a.pledge_id = :pledge)
+                   AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
+                   AND (CAST(:status AS text) IS NULL OR a.status = :status)
+                   AND a.id > :after
+                 ORDER BY a.id LIMIT :limit"""),
+            {"bank": scope, "pledge": pledge_id, "kind": kind, "status": status, "after": after or 0,
+             "limit": limit},
+        ).all()
+    )  # fmt: skip
+
+
+def acknowledge(session: Session, actor: Actor, alert_id: int) -> Any:
+    principal = actor.principal
+    authz.require_role(principal, Role.BANK, Role.EXCHANGE)
+    row = session.execute(
+        text("SELECT id, pledgee_party_id, acked_at FROM alert WHERE id = :id FOR UPDATE"), {"id": alert_id}
+    ).first()
+    if row is None or (principal.role is Role.BANK and row.pledgee_party_id != principal.party_id):
+        raise NotFound("alert", alert_id)
+    if row.acked_at is None:
+        session.execute(
+            text("UPDATE alert SET acked_at = :now, acked_by = :who WHERE id = :id"),
+            {"now": actor.at, "who": principal.operator or principal.role.value, "id": alert_id},
+        )
+    return list_alerts(
+        session, principal, pledge_id=None, kind=None, status=None, after=alert_id - 1, limit=1
+    )[0]
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+
+
+def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, allow_private: bool) -> None:
+    """A bank's endpoint for alerts, signed with its secret (HMAC-SHA256 of the body)."""
+    principal = actor.principal
+    authz.require_role(principal, Role.BANK)
+    _check_url(url, allow_private=allow_private)
+    if len(secret) < 16:
+        raise InvalidInput("secret", "at least 16 characters")
+    session.execute(
+        text("""
+            INSERT INTO webhook (party_id, url, secret, updated_at) VALUES (:p, :u, :s, :now)
+            ON CONFLICT (party_id) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret,
+                                                 updated_at = EXCLUDED.updated_at"""),
+        {"p": principal.party_id, "u": url, "s": secret, "now": actor.at},
+    )
+
+
+def get_webhook(session: Session, principal: Principal) -> Any:
+    authz.require_role(principal, Role.BANK)
+    row = session.execute(
+        text("SELECT url, updated_at FROM webhook WHERE party_id = :p"), {"p": principal.party_id}
+    ).first()
+    if row is None:
+        raise NotFound("webhook", "of this bank")
+    return row
+
+
+def deliveries(session: Session, principal: Principal, *, status: str | None, after: int | None,
+               limit: int) -> list[Any]:  # fmt: skip
+    authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
+    scope = authz.party_scope(principal)
+    return list(
+        session.execute(
+            text("""
+                SELECT id, alert_id, event, status, attempts, next_attempt_at, last_error, delivered_at, created_at
+                  FROM webhook_delivery
+                 WHERE (CAST(:p AS uuid) IS NULL OR party_id = :p)
+                   AND (CAST(:status AS text) IS NULL OR status = :status) AND id > :after
+                 ORDER BY id LIMIT :limit"""),
+            {"p": scope, "status": status, "after": after or 0, "limit": limit},
+        ).all()
+    )
+
+
+def _check_url(url: str, *, allow_private: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidInput("url", "an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise InvalidInput("url", "credentials do not belong in the URL; sign with the secret")
+    if allow_private:
+        return
+    if parts.scheme != "https":
+        raise InvalidInput("url", "webhooks are delivered over https")
+    host = parts.hostname
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            raise InvalidInput("url", "not a public address") from None
+        return
+    if not address.is_global:
+        raise InvalidInput("url", "not a public address")

@@ -1,0 +1,1 @@
+"""Collateral valuation from trade prices: reference prices, revaluation, pledge-rate checks."""

@@ -1,0 +1,98 @@
+"""Trade prints: loading (all or nothing) and reading."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from registry import authz
+from registry.errors import InvalidInput
+from registry.ledger import repository as ledger_repo
+from registry.principal import Actor, Principal, Role
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    credit_type: str
+    trade_date: date
+    price: Decimal
+    volume: int
+    kind: str = "listed"
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    inserted: int
+    replaced: int
+    credit_type_ids: list[int]
+
+
+def record_trades(
+    session: Session, actor: Actor, trades: Sequence[Trade], *, field: str = "trades"
+) -> Loaded:
+    """Load a batch of daily prints in one statement: all of them or none. A print for a day that already
+    has one (same credit type and kind) replaces it; two prints for one day within a batch are refused."""
+    authz.require_role(actor.principal, Role.EXCHANGE, Role.SYSTEM)
+    codes = {code: ct_id for ct_id, code in ledger_repo.credit_type_codes(session).items()}
+    seen: set[tuple[str, str, date]] = set()
+    for n, t in enumerate(trades):
+        where = f"{field}[{n}]"
+        if t.credit_type not in codes:
+            raise InvalidInput(f"{where}.credit_type", f"unknown credit type {t.credit_type}")
+        if t.kind not in ("listed", "block"):
+            raise InvalidInput(f"{where}.kind", "listed or block")
+        if not Decimal(0) < t.price <= Decimal("1e9"):
+            raise InvalidInput(f"{where}.price", "a price is positive")
+        if not 0 < t.volume <= 10**12:
+            raise InvalidInput(f"{where}.volume", "a volume is a positive number of units")
+        key = (t.credit_type, t.kind, t.trade_date)
+        if key in seen:
+            raise InvalidInput(
+                where, f"a second {t.kind} print for {t.credit_type} on {t.trade_date} in one batch"
+            )
+        seen.add(key)
+    if not trades:
+        return Loaded(0, 0, [])
+    row = session.execute(
+        text("""
+            INSERT INTO trade_price (credit_type_id, trade_date, kind, price, volume, entered_at, entered_by)
+            SELECT * FROM unnest(CAST(:ct AS smallint[]), CAST(:d AS date[]), CAST(:k AS text[]),
+                                 CAST(:p AS numeric[]), CAST(:v AS bigint[]), CAST(:at AS timestamptz[]),
+                                 CAST(:by AS text[]))
+            ON CONFLICT (credit_type_id, kind, trade_date) DO UPDATE
+               SET price = EXCLUDED.price, volume = EXCLUDED.volume, entered_at = EXCLUDED.entered_at,
+                   entered_by = EXCLUDED.entered_by
+            RETURNING (xmax = 0) AS inserted"""),
+        {
+            "ct": [codes[t.credit_type] for t in trades], "d": [t.trade_date for t in trades],
+            "k": [t.kind for t in trades], "p": [t.price for t in trades], "v": [t.volume for t in trades],
+            "at": [actor.at] * len(trades), "by": [_who(actor.principal)] * len(trades),
+        },
+    ).all()  # fmt: skip
+    inserted = sum(1 for r in row if r.inserted)
+    return Loaded(inserted, len(row) - inserted, sorted({codes[t.credit_type] for t in trades}))
+
+
+def prints(session: Session, credit_type_id: int, *, start: date | None, end: date | None,
+           kind: str | None) -> list[Any]:  # fmt: skip
+    return list(
+        session.execute(
+            text("""
+                SELECT trade_date, kind, price, volume FROM trade_price
+                 WHERE credit_type_id = :ct AND (CAST(:start AS date) IS NULL OR trade_date >= :start)
+                   AND (CAST(:end AS date) IS NULL OR trade_date <= :end)
+                   AND (CAST(:kind AS text) IS NULL OR kind = :kind)
+                 ORDER BY trade_date, kind LIMIT 5000"""),
+            {"ct": credit_type_id, "start": start, "end": end, "kind": kind},
+        ).all()
+    )
+
+
+def _who(principal: Principal) -> str:
+    return principal.operator or principal.role.value

@@ -1,0 +1,229 @@
+"""Valuation: reference prices from trade prints, and the set-based revaluation of pledges.
+
+Reference price of a credit type as of day D (listed trades only; block trades settle below and are
+kept apart): `vwap` = Σ price·volume / Σ volume over the trades of the last N business days (N =
+REGISTRY_VWAP_DAYS, 20); `last_close` = the latest print on or before D; `lower_of` = the lower of the
+two, for prudence. No trade in the window: the price is **stale** — the latest close is still used,
+flagged, and a `price_stale` alert raised; no print at all: no value.
+
+value = frozen units × price × (1 − haircut); coverage_ratio = value / outstanding principal;
+pledge_rate = outstanding principal / value; level = disposal below the disposal line, warning below
+the warning line, else ok."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from registry.pledge.calendar import EXCHANGE_TZ
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    credit_type_id: int
+    vwap: Decimal | None
+    vwap_date: date | None  # the latest trade inside the window
+    last_close: Decimal | None
+    last_date: date | None
+
+    @property
+    def stale(self) -> bool:
+        return self.vwap is None
+
+    def price(self, method: str) -> tuple[Decimal | None, date | None]:
+        if method == "vwap" and self.vwap is not None:
+            return self.vwap, self.vwap_date
+        if method == "lower_of" and self.vwap is not None and self.last_close is not None:
+            return (
+                (self.vwap, self.vwap_date)
+                if self.vwap < self.last_close
+                else (self.last_close, self.last_date)
+            )
+        return self.last_close, self.last_date
+
+
+def business_days_before(day: date, n: int) -> date:
+    """The day n business days (Mon–Fri) before `day`: the window is (that day, day]."""
+    while n > 0:
+        day -= timedelta(days=1)
+        if day.weekday() < 5:
+            n -= 1
+    return day
+
+
+def exchange_day(at: datetime) -> date:
+    return at.astimezone(EXCHANGE_TZ).date()
+
+
+_REFERENCE = """
+    SELECT ct.id AS credit_type_id, w.vwap, w.vwap_date, lc.price AS last_close, lc.trade_date AS last_date
+      FROM credit_type ct
+      LEFT JOIN LATERAL (
+            SELECT round(sum(price * volume) / sum(volume), 2) AS vwap, max(trade_date) AS vwap_date
+              FROM trade_price
+             WHERE credit_type_id = ct.id AND kind = 'listed' AND trade_date > :window_start AND trade_date <= :as_of
+           ) w ON true
+      LEFT JOIN LATERAL (
+            SELECT price, trade_date FROM trade_price
+             WHERE credit_type_id = ct.id AND kind = 'listed' AND trade_date <= :as_of
+             ORDER BY trade_date DESC LIMIT 1
+           ) lc ON true
+"""
+
+
+def reference(session: Session, credit_type_id: int, as_of: date, window_days: int) -> Reference:
+    row = session.execute(
+        text(_REFERENCE + " WHERE ct.id = :ct"),
+        {"ct": credit_type_id, "as_of": as_of, "window_start": business_days_before(as_of, window_days)},
+    ).one()
+    return Reference(row.credit_type_id, row.vwap, row.vwap_date, row.last_close, row.last_date)
+
+
+@dataclass(frozen=True, slots=True)
+class Revaluation:
+    valued: int
+    raised: int
+    cleared: int
+
+
+# One statement: value every selected active pledge, append the valuations, move the margin and
+# stale-price alerts (raise once per crossing, clear when it ends) and queue their webhooks.
+_REVALUE = (
+    """
+WITH ref AS ("""
+    + _REFERENCE
+    + """),
+units AS (
+    SELECT h.pledge_id, sum(h.quantity) AS quantity
+      FROM holding h JOIN pledge p ON p.id = h.pledge_id
+     WHERE h.status = 'frozen' AND p.status = 'active' {pledge_filter}
+     GROUP BY h.pledge_id
+),
+priced AS (
+    SELECT p.id, p.valuation_method, p.outstanding_principal, p.warning_ratio, p.disposal_ratio,
+           coalesce(u.quantity, 0) AS quantity, r.vwap IS NULL AS stale,
+           CASE WHEN p.valuation_method = 'vwap' AND r.vwap IS NOT NULL THEN r.vwap
+                WHEN p.valuation_method = 'lower_of' AND r.vwap IS NOT NULL THEN least(r.vwap, r.last_close)
+                ELSE r.last_close END AS price,
+           CASE WHEN p.valuation_method = 'vwap' AND r.vwap IS NOT NULL THEN r.vwap_date
+                WHEN p.valuation_method = 'lower_of' AND r.vwap IS NOT NULL AND r.vwap < r.last_close THEN r.vwap_date
+                ELSE r.last_date END AS price_date,
+           p.haircut
+      FROM pledge p JOIN ref r ON r.credit_type_id = p.credit_type_id
+      LEFT JOIN units u ON u.pledge_id = p.id
+     WHERE p.status = 'active' {pledge_filter}
+),
+valued AS (
+    SELECT *, round(quantity * price * (1 - haircut), 2) AS value FROM priced
+),
+new AS (
+    INSERT INTO valuation (pledge_id, valued_at, as_of, method, price, price_date, stale, quantity,
+                           collateral_value, outstanding_principal, coverage_ratio, pledge_rate, level)
+    SELECT id, :now, :as_of, valuation_method, price, price_date, stale, quantity, value, outstanding_principal,
+           round(value / nullif(outstanding_principal, 0), 4),
+           round(outstanding_principal / nullif(value, 0), 4),
+           CASE WHEN value IS NULL THEN NULL
+                WHEN outstanding_principal = 0 THEN 'ok'
+                WHEN value < outstanding_principal * disposal_ratio THEN 'disposal'
+                WHEN value < outstanding_principal * warning_ratio THEN 'warning'
+                ELSE 'ok' END
+      FROM valued
+    RETURNING pledge_id, level, stale, coverage_ratio, price, price_date
+),
+wanted AS (
+    SELECT n.pledge_id, k.kind
+      FROM new n CROSS JOIN LATERAL (VALUES ('margin_warning', n.level IN ('warning', 'disposal')),
+                                            ('margin_disposal', n.level = 'disposal'),
+                                            ('price_stale', n.stale)) AS k(kind, wanted)
+     WHERE k.wanted
+),
+cleared AS (
+    UPDATE alert a SET status = 'cleared', cleared_at = :now
+      FROM new n
+     WHERE a.pledge_id = n.pledge_id AND a.status = 'open'
+       AND a.kind IN ('margin_warning', 'margin_disposal', 'price_stale')
+       AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.pledge_id = a.pledge_id AND w.kind = a.kind)
+    RETURNING a.id, a.pledge_id, a.pledgee_party_id, a.kind, a.trigger, a.details
+),
+raised AS (
+    INSERT INTO alert (pledge_id, pledgee_party_id, kind, trigger, raised_at, details)
+    SELECT w.pledge_id, p.pledgee_party_id, w.kind, '', :now,
+           jsonb_build_object('coverage_ratio', n.coverage_ratio, 'level', n.level, 'price', n.price,
+                              'price_date', n.price_date, 'stale', n.stale,
+                              'warning_ratio', p.warning_ratio, 'disposal_ratio', p.disposal_ratio)
+      FROM wanted w JOIN pledge p ON p.id = w.pledge_id JOIN new n ON n.pledge_id = w.pledge_id
+    ON CONFLICT DO NOTHING
+    RETURNING id, pledge_id, pledgee_party_id, kind, trigger, details
+),
+outbox AS (
+    INSERT INTO webhook_delivery (alert_id, party_id, event, payload, next_attempt_at, created_at)
+    SELECT e.id, e.pledgee_party_id, e.event,
+           jsonb_build_object('event', e.event, 'alert_id', e.id, 'pledge_id', e.pledge_id, 'kind', e.kind,
+                              'trigger', e.trigger, 'details', e.details, 'at', :now),
+           :now, :now
+      FROM (SELECT *, 'alert.raised' AS event FROM raised
+            UNION ALL SELECT *, 'alert.cleared' AS event FROM cleared) e
+      JOIN webhook wh ON wh.party_id = e.pledgee_party_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM new) AS valued, (SELECT count(*) FROM raised) AS raised,
+       (SELECT count(*) FROM cleared) AS cleared
+"""
+)
+
+
+def revalue(
+    session: Session,
+    *,
+    now: datetime,
+    window_days: int = 20,
+    pledge_ids: Sequence[UUID] | None = None,
+    credit_type_ids: Sequence[int] | None = None,
+) -> Revaluation:
+    """Value every active pledge (or those named, or those of some credit types) in one pass."""
+    as_of = exchange_day(now)
+    params: dict[str, Any] = {
+        "now": now,
+        "as_of": as_of,
+        "window_start": business_days_before(as_of, window_days),
+    }
+    pledge_filter = ""
+    if pledge_ids is not None:
+        pledge_filter = "AND p.id = ANY(:pledge_ids)"
+        params["pledge_ids"] = list(pledge_ids)
+    elif credit_type_ids is not None:
+        pledge_filter = "AND p.credit_type_id = ANY(:ct_ids)"
+        params["ct_ids"] = list(credit_type_ids)
+    row = session.execute(text(_REVALUE.format(pledge_filter=pledge_filter)), params).one()
+    return Revaluation(row.valued, row.raised, row.cleared)
+
+
+def history(session: Session, pledge_id: UUID, *, before_id: int | None, limit: int) -> list[Any]:
+    return list(
+        session.execute(
+            text("""
+                SELECT id, valued_at, as_of, method, price, price_date, stale, quantity, collateral_value,
+                       outstanding_principal, coverage_ratio, pledge_rate, level
+                  FROM valuation WHERE pledge_id = :p AND (CAST(:before AS bigint) IS NULL OR id < :before)
+                 ORDER BY id DESC LIMIT :limit"""),
+            {"p": pledge_id, "before": before_id, "limit": limit},
+        ).all()
+    )
+
+
+def latest(session: Session, pledge_ids: Sequence[UUID]) -> dict[UUID, Any]:
+    rows = session.execute(
+        text("""
+            SELECT DISTINCT ON (pledge_id) pledge_id, id, valued_at, as_of, method, price, price_date, stale,
+                   quantity, collateral_value, outstanding_principal, coverage_ratio, pledge_rate, level
+              FROM valuation WHERE pledge_id = ANY(:ids) ORDER BY pledge_id, id DESC"""),
+        {"ids": list(pledge_ids)},
+    )
+    return {r.pledge_id: r for r in rows}
