@@ -12,6 +12,7 @@ from uuid import UUID
 from registry.clock import SystemClock
 from registry.config import Settings, get_settings
 from registry.db import database_url, describe, make_engine, migrate, unit_of_work
+from registry.errors import RegistryError
 from registry.principal import SYSTEM, Actor, Role
 
 
@@ -167,6 +168,63 @@ def cmd_expire_holds(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_prices_import(args: argparse.Namespace, settings: Settings) -> int:
+    """CSV with a header: credit_type,trade_date,price,volume[,kind]. One bad row: nothing is loaded."""
+    from registry.valuation import prices
+    from registry.valuation.csv_import import BadPrintFile, read_trades
+    from registry.valuation.service import revalue
+
+    try:
+        trades = read_trades(args.file)
+    except BadPrintFile as exc:
+        print(f"{args.file}: {exc}; nothing loaded", file=sys.stderr)
+        return 2
+    engine = make_engine(_url(settings), pool_size=1)
+    actor = _actor()
+    total, chunk = len(trades), 5000
+    with unit_of_work(engine) as session:  # one transaction: all rows or none
+        inserted = replaced = 0
+        types: set[int] = set()
+        for start in range(0, total, chunk):
+            loaded = prices.record_trades(session, actor, trades[start : start + chunk])
+            inserted, replaced = inserted + loaded.inserted, replaced + loaded.replaced
+            types.update(loaded.credit_type_ids)
+            _progress(min(start + chunk, total), total)
+        valued = revalue(session, now=actor.at, window_days=settings.vwap_days, credit_type_ids=sorted(types))
+    engine.dispose()
+    print(f"{inserted} prints loaded, {replaced} replaced; {valued.valued} active pledges revalued")
+    return 0
+
+
+def _progress(done: int, total: int) -> None:
+    width = 40
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def cmd_revalue(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.scheduler import revalue_job
+
+    engine = make_engine(_url(settings), pool_size=1)
+    with unit_of_work(engine) as session:
+        valued = revalue_job(settings)(session, _actor())
+    engine.dispose()
+    print(f"{valued} active pledges revalued; maturity alerts refreshed")
+    return 0
+
+
+def cmd_deliver(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.alert.delivery import deliver_due
+
+    engine = make_engine(_url(settings), pool_size=1)
+    with unit_of_work(engine) as session:
+        delivered = deliver_due(session, now=_actor().at, limit=1000)
+    engine.dispose()
+    print(f"{delivered} webhook deliveries made")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="registry",
@@ -214,6 +272,14 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_parser("expire-holds", help="lapse unconfirmed pledge requests whose hold expired").set_defaults(
         func=cmd_expire_holds
     )
+    jobs.add_parser("revalue", help="value every active pledge and refresh alerts").set_defaults(
+        func=cmd_revalue
+    )
+    jobs.add_parser("deliver-webhooks", help="send due webhook deliveries").set_defaults(func=cmd_deliver)
+    price = sub.add_parser("prices", help="trade prices").add_subparsers(dest="prices_command", required=True)
+    sp = price.add_parser("import", help="load a CSV of daily prints (all rows or none)")
+    sp.add_argument("file")
+    sp.set_defaults(func=cmd_prices_import)
     return p
 
 
@@ -224,7 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    result: int = args.func(args, settings)
+    try:
+        result: int = args.func(args, settings)
+    except RegistryError as exc:  # a refusal, not a crash: say what is wrong
+        print(f"error ({exc.code}): {exc.detail}", file=sys.stderr)
+        return 2
     return result
 
 

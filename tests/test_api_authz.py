@@ -97,6 +97,9 @@ BANK_WRITE_OTHER = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 4
 BANK_DECIDE = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 200, "holder": 403}
 BANK_DECIDE_OTHER = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 403}
 EXCHANGE_DECIDE = {"anonymous": 401, "exchange": 200, "auditor": 403, "bank": 403, "holder": 403}
+LENDER_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "holder": 403}
+BANK_ONLY = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 200, "holder": 403}
+BANK_ONLY_MISSING = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 403}
 
 CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("POST", "/v1/parties", {"name": "New Co {role}", "kind": "enterprise"}, EXCHANGE_WRITE),
@@ -175,6 +178,24 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("POST", "/v1/instructions/{own_pending}/cancel", None, BANK_DECIDE),
     ("POST", "/v1/instructions/{other_instruction}/cancel", None, BANK_DECIDE_OTHER),
     ("POST", "/v1/instructions/{other_instruction}/confirm", None, EXCHANGE_DECIDE),
+    (
+        "POST",
+        "/v1/prices/trades",
+        [{"credit_type": "CCER", "trade_date": "2026-02-27", "price": "66.00", "volume": 10}],
+        EXCHANGE_WRITE,
+    ),
+    ("GET", "/v1/prices/CCER", None, READ_ALL),
+    ("GET", "/v1/pledges/{own_pledge}/valuations", None, OWN_READ),
+    ("GET", "/v1/pledges/{other_pledge}/valuations", None, OTHER_READ),
+    ("GET", "/v1/alerts", None, LENDER_READ),
+    ("GET", "/v1/webhook/deliveries", None, LENDER_READ),
+    ("GET", "/v1/webhook", None, BANK_ONLY_MISSING),
+    (
+        "PUT",
+        "/v1/webhook",
+        {"url": "https://bank.example.com/alerts", "secret": "0123456789abcdef"},
+        BANK_ONLY,
+    ),
 ]
 
 
@@ -191,6 +212,8 @@ def _fill(template: Any, world: World, role: str) -> Any:
         return template.format(**values)
     if isinstance(template, dict):
         return {k: _fill(v, world, role) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_fill(v, world, role) for v in template]
     return template
 
 

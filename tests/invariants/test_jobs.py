@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import zlib
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
 
@@ -12,6 +14,7 @@ from registry.clock import FixedClock
 from registry.db import unit_of_work
 from registry.ledger.consistency import find_problems
 from registry.ledger.models import PartyKind
+from registry.pledge.calendar import EXCHANGE_TZ
 from registry.pledge.service import expire_lapsed
 from tests import factories as f
 
@@ -59,3 +62,55 @@ def test_nothing_lapses_before_its_time(committed_engine: Engine) -> None:
     assert run() == 0  # Monday + 6 calendar days is only 4 business days
     with unit_of_work(committed_engine) as s:
         assert s.execute(text("SELECT status FROM pledge")).scalar_one() == "pending"
+
+
+def test_the_daily_revaluation_runs_once_per_fire_time_and_catches_up_once(committed_engine: Engine) -> None:
+    from registry.config import Settings
+
+    settings = Settings(database_url="postgresql://unused/unused", revalue_at="15:30")
+    clock = FixedClock(
+        datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
+    )  # Tuesday 10:00 in Shanghai: Monday's run missed
+    daily = scheduler.once_per_fire_time(
+        committed_engine, clock, "revalue", "15:30", scheduler.revalue_job(settings)
+    )
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two processes wake up at once
+        outcomes = sorted(pool.map(lambda _: daily(), range(2)))
+    assert outcomes[0] == -1 and outcomes[1] >= 0
+    assert daily() == -1  # Monday's run is done; nothing to catch up twice
+    clock.advance(timedelta(hours=6))  # Tuesday 16:00: Tuesday's run is due
+    assert daily() >= 0
+    with committed_engine.connect() as conn:
+        runs = (
+            conn.execute(text("SELECT fire_time FROM job_run WHERE job = 'revalue' ORDER BY 1"))
+            .scalars()
+            .all()
+        )
+    assert [r.astimezone(EXCHANGE_TZ).strftime("%a %H:%M") for r in runs] == ["Mon 15:30", "Tue 15:30"]
+
+
+def test_two_schedulers_on_one_database_run_the_catch_up_once(committed_engine: Engine) -> None:
+    from registry.config import Settings
+
+    _pending_pledge(committed_engine)
+    settings = Settings(database_url="postgresql://unused/unused", revalue_at="15:30")
+    clock = FixedClock(datetime(2026, 3, 3, 2, 0, tzinfo=UTC))
+    instances = [scheduler.build(committed_engine, clock, settings) for _ in range(2)]
+    for s in instances:
+        s.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with committed_engine.connect() as conn:
+                done = conn.execute(
+                    text("SELECT count(*) FROM job_run WHERE finished_at IS NOT NULL")
+                ).scalar_one()
+            if done:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)  # let the other instance try too
+    finally:
+        for s in instances:
+            s.shutdown(wait=True)
+    with committed_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM job_run")).scalar_one() == 1
