@@ -73,7 +73,7 @@ def main() -> None:
     plain = url.replace("+psycopg", "")
     t0 = time.perf_counter()
     with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(LOAD.format(n=n))  # type: ignore[arg-type]
+        conn.execute(LOAD.format(n=n))
     load_s = time.perf_counter() - t0
     print(f"loaded {n:,} active pledges and blocks in {load_s:.1f}s")
 
@@ -103,7 +103,7 @@ def main() -> None:
     )
     print(f"  plain UPDATE of the same pledge rows:           {update_s:8.2f} s")
     print(f"  ratio revaluation / plain update:                {ratio:8.2f}  (aim: at most 3)")
-    print(f"  levels: {levels}; ledger {'consistent' if not problems else problems}")
+    print(f"  levels: {levels}; ledger {problems or 'consistent'}")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "revaluation.json").write_text(
