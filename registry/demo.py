@@ -116,8 +116,29 @@ def load(session: Session, actor: Actor) -> bool:
         selection=Selection(credit_type="CCER", quantity=2_000),
         reason="2025 voluntary offset",
     )
+    _prices(session, actor)
     _pledges(session, actor, parties, accounts)
     return True
+
+
+def _prices(session: Session, actor: Actor) -> None:
+    """Six weeks of listed CCER prints around 60-70 CNY/t and a block trade; CDCER entered by hand."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from registry.valuation import prices
+    from registry.valuation.service import exchange_day
+
+    today = exchange_day(actor.at)
+    trades = []
+    for back in range(42, 0, -1):
+        day = today - timedelta(days=back)
+        if day.weekday() < 5:
+            wobble = Decimal((back * 7) % 11 - 5) / 4
+            trades.append(prices.Trade("CCER", day, Decimal("66.00") + wobble, 8_000 + (back * 313) % 5_000))
+    trades.append(prices.Trade("CCER", today - timedelta(days=3), Decimal("62.50"), 40_000, "block"))
+    trades.append(prices.Trade("CDCER", today - timedelta(days=10), Decimal("38.00"), 1_200))
+    prices.record_trades(session, actor, trades)
 
 
 def _pledges(session: Session, actor: Actor, parties: dict[str, Party], accounts: dict[str, UUID]) -> None:
