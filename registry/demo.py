@@ -151,7 +151,9 @@ def _pledges(session: Session, actor: Actor, parties: dict[str, Party], accounts
     def bank(name: str) -> Actor:
         return Actor(Principal(party_id=parties[name].id, role=Role.BANK), actor.at, request_id="demo")
 
-    terms = pledges.Terms(Decimal("0.70"), Decimal("1.30"), Decimal("1.10"))
+    terms = pledges.Terms(
+        Decimal("0.80"), Decimal("1.30"), Decimal("1.10")
+    )  # the lender caps the rate at 80 %
     active = pledges.register(
         session, bank(BANKS[0][0]), pledgor_account_id=accounts[ENTERPRISES[2][0]],
         borrower_party_id=parties[ENTERPRISES[0][0]].id,
