@@ -1,8 +1,8 @@
 """Scheduled jobs, run inside the app's processes by APScheduler.
 
 Every app process runs a scheduler. Two guards make a run happen once across processes and instances:
-- interval jobs (lapse holds, deliver webhooks) take a PostgreSQL advisory lock for their transaction
-  (`pg_try_advisory_xact_lock`); a process that finds it taken skips that tick;
+- interval jobs (lapse holds, deliver webhooks, purge old idempotency keys) take a PostgreSQL advisory
+  lock for their transaction (`pg_try_advisory_xact_lock`); a process that finds it taken skips that tick;
 - the daily revaluation records its scheduled fire time in `job_run` (primary key (job, fire_time),
   inserted with ON CONFLICT DO NOTHING): only the process whose insert wins runs it. At start-up each
   process also asks for the latest fire time that has passed, so a run missed while the registry was
@@ -101,6 +101,15 @@ def deliver_job(session: Session, actor: Actor) -> int:
     return deliver_due(session, now=actor.at)
 
 
+def purge_idempotency_job(settings: Settings) -> Job:
+    from registry.idempotency.service import purge
+
+    def run(session: Session, actor: Actor) -> int:
+        return purge(session, older_than=actor.at - timedelta(hours=settings.idempotency_ttl_hours))
+
+    return run
+
+
 def build(engine: Engine, clock: Clock, settings: Settings) -> BackgroundScheduler:
     from registry.pledge.service import expire_lapsed
 
@@ -110,6 +119,7 @@ def build(engine: Engine, clock: Clock, settings: Settings) -> BackgroundSchedul
     every: list[tuple[str, Job, dict[str, Any]]] = [
         ("expire_holds", expire_lapsed, {"minutes": settings.expire_holds_every_minutes}),
         ("deliver_webhooks", deliver_job, {"seconds": settings.deliver_webhooks_every_seconds}),
+        ("purge_idempotency_keys", purge_idempotency_job(settings), {"hours": 1}),
     ]
     for name, job, interval in every:
         scheduler.add_job(guarded(engine, clock, name, job), "interval", id=name, name=name, **interval)

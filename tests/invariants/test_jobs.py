@@ -114,3 +114,17 @@ def test_two_schedulers_on_one_database_run_the_catch_up_once(committed_engine: 
             s.shutdown(wait=True)
     with committed_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM job_run")).scalar_one() == 1
+
+
+def test_idempotency_keys_are_kept_for_their_ttl_then_purged(committed_engine: Engine) -> None:
+    from registry.config import Settings
+    from registry.idempotency.service import claim, fingerprint
+
+    with unit_of_work(committed_engine) as s:
+        party = f.party(s, PartyKind.BANK)
+        assert claim(s, party_id=party.id, key="k-1", request_fingerprint=fingerprint("POST", "/x", "{}"),
+                     now=f.AT) is None  # fmt: skip
+    settings = Settings(database_url="postgresql://unused/unused", idempotency_ttl_hours=24)
+    job = scheduler.purge_idempotency_job(settings)
+    assert scheduler.guarded(committed_engine, FixedClock(f.AT + timedelta(hours=23)), "purge", job)() == 0
+    assert scheduler.guarded(committed_engine, FixedClock(f.AT + timedelta(hours=25)), "purge", job)() == 1
