@@ -155,3 +155,36 @@ def wrk_run(wrk: str, url: str, script: str, clients: int, seconds: int) -> dict
     assert rps, out
     return {"rps": float(rps.group(1)), "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99"),
             "non_2xx": int(errors.group(1)) if errors else 0, "output": out}  # fmt: skip
+
+
+def load_arguments(description: str, *, population: str, default: int) -> Any:
+    """The options every HTTP load benchmark takes, plus how many accounts/pledgors to spread load over."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seconds", type=int, default=20, help="per client count")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    parser.add_argument("--workers", type=int, default=2, help="app processes")
+    parser.add_argument(f"--{population}", type=int, default=default)
+    return parser.parse_args()
+
+
+def require_wrk() -> str:
+    wrk = ensure_wrk()
+    if wrk is None:
+        raise SystemExit("wrk is needed (apt-get install wrk)")
+    return wrk
+
+
+def check_after(url: str) -> tuple[list[str], Any]:
+    """The ledger checks and the audit verification, after a run."""
+    from registry.audit.service import verify_chains
+    from registry.db import make_engine, unit_of_work
+    from registry.ledger.consistency import find_problems
+
+    engine = make_engine(url, pool_size=1)
+    with unit_of_work(engine) as session:
+        problems = find_problems(session)
+    verified = verify_chains(engine)
+    engine.dispose()
+    return problems, verified

@@ -8,7 +8,6 @@ two hash-chained audit events' worth of work, commit. Results go to bench/result
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -16,20 +15,20 @@ from sqlalchemy import text
 
 from bench.common import (
     ROOT,
+    check_after,
     create_database,
-    ensure_wrk,
     free_port,
     fresh_server,
+    load_arguments,
     pgbench_tps,
+    require_wrk,
     start_app,
     wrk_run,
 )
 from registry.access import service as access
-from registry.audit.service import verify_chains
 from registry.clock import SystemClock
 from registry.db import make_engine, unit_of_work
 from registry.ledger import service as ledger
-from registry.ledger.consistency import find_problems
 from registry.ledger.models import PartyKind
 from registry.principal import SYSTEM, Actor, Role
 
@@ -95,15 +94,8 @@ def run_wrk(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=64)
-    args = parser.parse_args()
-    wrk = ensure_wrk()
-    if wrk is None:
-        raise SystemExit("wrk is needed (apt-get install wrk)")
+    args = load_arguments(__doc__.splitlines()[0], population="pairs", default=64)
+    wrk = require_wrk()
 
     server = fresh_server()
     url = create_database(server, "registry_bench")
@@ -118,13 +110,12 @@ def main() -> None:
     time.sleep(1)
     pgbench = pgbench_tps(server, clients=8, seconds=args.seconds)
 
+    problems, verified = check_after(url)
     engine = make_engine(url, pool_size=1)
-    with unit_of_work(engine) as s:
-        problems = find_problems(s)
-        transfers = s.execute(
+    with engine.connect() as conn:
+        transfers = conn.execute(
             text("SELECT count(DISTINCT request_id) FROM audit_event WHERE kind = 'transfer'")
         ).scalar_one()
-    verified = verify_chains(engine)
     engine.dispose()
 
     print(

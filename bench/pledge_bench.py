@@ -10,7 +10,6 @@ that is free confirms the oldest queued one before registering anew. Latencies a
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import time
@@ -19,20 +18,20 @@ from sqlalchemy import text
 
 from bench.common import (
     ROOT,
+    check_after,
     create_database,
-    ensure_wrk,
     free_port,
     fresh_server,
+    load_arguments,
     pgbench_tps,
+    require_wrk,
     start_app,
     wrk_run,
 )
 from registry.access import service as access
-from registry.audit.service import verify_chains
 from registry.clock import SystemClock
 from registry.db import make_engine, unit_of_work
 from registry.ledger import service as ledger
-from registry.ledger.consistency import find_problems
 from registry.ledger.models import PartyKind
 from registry.principal import SYSTEM, Actor, Role
 
@@ -105,15 +104,8 @@ def setup(url: str, pledgors: int) -> tuple[str, str, list[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--pledgors", type=int, default=64)
-    args = parser.parse_args()
-    wrk = ensure_wrk()
-    if wrk is None:
-        raise SystemExit("wrk is needed (apt-get install wrk)")
+    args = load_arguments(__doc__.splitlines()[0], population="pledgors", default=64)
+    wrk = require_wrk()
     server = fresh_server()
     url = create_database(server, "registry_bench")
     bank_key, exchange_key, bodies = setup(url, args.pledgors)
@@ -141,11 +133,10 @@ def main() -> None:
         app.wait(timeout=30)
     time.sleep(1)
     pgbench = pgbench_tps(server, clients=8, seconds=args.seconds)
+    problems, verified = check_after(url)
     engine = make_engine(url, pool_size=1)
-    with unit_of_work(engine) as s:
-        problems = find_problems(s)
-        active = s.execute(text("SELECT count(*) FROM pledge WHERE status = 'active'")).scalar_one()
-    verified = verify_chains(engine)
+    with engine.connect() as conn:
+        active = conn.execute(text("SELECT count(*) FROM pledge WHERE status = 'active'")).scalar_one()
     engine.dispose()
 
     print(f"\npledge_bench: {args.workers} app worker(s), {args.pledgors} pledgors, {args.seconds}s per run")
