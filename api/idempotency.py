@@ -41,8 +41,10 @@ def respond(
         raise InvalidInput("Idempotency-Key", "the key must be printable text")
     party_id = actor.principal.party_id
     assert party_id is not None
-    print_ = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
-    stored = idempotency.claim(session, party_id=party_id, key=key, request_fingerprint=print_, now=actor.at)
+    request_print = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
+    stored = idempotency.claim(
+        session, party_id=party_id, key=key, request_fingerprint=request_print, now=actor.at
+    )
     if stored is not None:
         return Response(
             stored.body,

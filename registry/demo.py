@@ -88,27 +88,13 @@ def load(session: Session, actor: Actor) -> bool:
         account_id=tech,
     )
     # Trades settle as transfers: the affiliated company ends up holding CCER it can pledge for the borrower.
-    ledger.transfer(
-        session,
-        actor,
-        from_account_id=hydro,
-        to_account_id=tech,
-        selection=Selection(credit_type="CCER", quantity=20_000),
-    )
-    ledger.transfer(
-        session,
-        actor,
-        from_account_id=forestry,
-        to_account_id=hydro,
-        selection=Selection(credit_type="CCER", quantity=5_000),
-    )
-    ledger.transfer(
-        session,
-        actor,
-        from_account_id=tech,
-        to_account_id=forestry,
-        selection=Selection(credit_type="CDCER", quantity=1_500),
-    )
+    for seller, buyer, credit_type, quantity in [
+        (hydro, tech, "CCER", 20_000),
+        (forestry, hydro, "CCER", 5_000),
+        (tech, forestry, "CDCER", 1_500),
+    ]:
+        ledger.transfer(session, actor, from_account_id=seller, to_account_id=buyer,
+                        selection=Selection(credit_type=credit_type, quantity=quantity))  # fmt: skip
     ledger.retire(
         session,
         actor,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -50,20 +50,8 @@ def unit_history(
             batch_id=r.batch_id,
             serial_start=r.serial_start,
             serial_end=r.serial_end,
-            before=UnitPlace(
-                account_id=r.from_account_id,
-                account_number=r.from_account_number,
-                party_id=r.from_party_id,
-                status=r.from_status,
-                pledge_id=r.from_pledge_id,
-            ),
-            after=UnitPlace(
-                account_id=r.to_account_id,
-                account_number=r.to_account_number,
-                party_id=r.to_party_id,
-                status=r.to_status,
-                pledge_id=r.to_pledge_id,
-            ),
+            before=_place(r, "from"),
+            after=_place(r, "to"),
             actor_role=r.actor_role,
             actor_party_id=r.actor_party_id,
             operator=r.operator,
@@ -82,6 +70,17 @@ def unit_history(
         serial=serial,
         items=items,
         next_cursor=encode(items[-1].id) if len(items) == limit else None,
+    )
+
+
+def _place(row: Any, side: str) -> UnitPlace:
+    """Where the unit was (`from`) or went (`to`) in one history row."""
+    return UnitPlace(
+        account_id=getattr(row, f"{side}_account_id"),
+        account_number=getattr(row, f"{side}_account_number"),
+        party_id=getattr(row, f"{side}_party_id"),
+        status=getattr(row, f"{side}_status"),
+        pledge_id=getattr(row, f"{side}_pledge_id"),
     )
 
 

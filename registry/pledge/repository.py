@@ -52,7 +52,8 @@ def next_registration_no(session: Session, year: int) -> str:
     return f"ZY-{year}-{n:06d}"
 
 
-def _scope(query: Any, model: Any, *, bank: UUID | None, holder: UUID | None) -> Any:
+def _scope(query: Any, *, bank: UUID | None, holder: UUID | None) -> Any:
+    """Limit a query joined to `pledge` to what a bank (as pledgee) or a holder (as pledgor or borrower) sees."""
     if bank is not None:
         query = query.where(Pledge.pledgee_party_id == bank)
     if holder is not None:
@@ -69,7 +70,7 @@ def pledges_page(
     after: UUID | None,
     limit: int,
 ) -> list[Pledge]:
-    query = _scope(select(Pledge), Pledge, bank=bank, holder=holder).order_by(col(Pledge.id)).limit(limit)
+    query = _scope(select(Pledge), bank=bank, holder=holder).order_by(col(Pledge.id)).limit(limit)
     if status is not None:
         query = query.where(Pledge.status == status)
     if after is not None:
@@ -88,7 +89,7 @@ def instructions_page(
 ) -> list[Instruction]:
     """In arrival order: oldest first, the back office's queue."""
     query = select(Instruction).join(Pledge, col(Pledge.id) == col(Instruction.pledge_id))
-    query = _scope(query, Instruction, bank=bank, holder=holder)
+    query = _scope(query, bank=bank, holder=holder)
     if status is not None:
         query = query.where(Instruction.status == status)
     if after is not None:

@@ -116,10 +116,9 @@ def test_competing_holds_never_hold_more_than_there_is(committed_engine: Engine)
     asks = [rng.randint(10, 90) for _ in range(50)]
     with unit_of_work(committed_engine) as s:
         pledge_ids = [f.bare_pledge(s, accounts[0]) for _ in asks]
-    free = iter(pledge_ids)
 
-    def attempt(quantity: int) -> int:
-        pledge_id = next(free)
+    def attempt(job: tuple[int, uuid.UUID]) -> int:
+        quantity, pledge_id = job
         try:
             with unit_of_work(committed_engine) as s:
                 moved = ledger.hold(
@@ -135,7 +134,7 @@ def test_competing_holds_never_hold_more_than_there_is(committed_engine: Engine)
             return 0
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        held = list(pool.map(attempt, asks))
+        held = list(pool.map(attempt, zip(asks, pledge_ids, strict=True)))
     with committed_engine.connect() as conn:
         in_db = conn.execute(
             text("SELECT coalesce(sum(quantity), 0) FROM holding WHERE status = 'held'")
