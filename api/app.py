@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.auth import KeyCache
-from api.routers import audit, ledger, pledges, reference, valuation
+from api.routers import audit, certificates, ledger, pledges, reference, valuation
+from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
 from registry.db import database_url, make_engine
@@ -63,11 +64,12 @@ def create_app(
         if settings.scheduler_enabled:
             from registry import scheduler
 
-            jobs = scheduler.build(app.state.engine, app.state.clock, settings)
+            jobs = scheduler.build(app.state.engine, app.state.clock, settings, app.state.renderer)
             jobs.start()
         yield
         if jobs is not None:
             jobs.shutdown(wait=False)
+        app.state.renderer.close()
         if owns_engine:
             app.state.engine.dispose()
 
@@ -84,9 +86,14 @@ def create_app(
     app.state.engine = engine or make_engine(database_url(settings), pool_size=settings.db_pool_size)
     app.state.clock = clock or SystemClock()
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    app.state.renderer = Renderer(
+        settings.base_url(),
+        workers=settings.certificate_workers,
+        recycle_after=settings.certificate_recycle_after,
+    )
     problems.install(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (reference, ledger, pledges, valuation, audit):
+    for module in (reference, ledger, pledges, certificates, valuation, audit):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")

@@ -29,6 +29,7 @@ STATUS_BY_CODE = {
     "invalid_state": 409,
     "already_exists": 409,
     "idempotency_key_reused": 409,
+    "rate_limited": 429,
     "busy": 503,
 }
 
@@ -61,13 +62,21 @@ def problem(
     headers = {"WWW-Authenticate": 'Bearer realm="registry"'} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "1"}
+    if status == 429:
+        headers = {"Retry-After": str((extra or {}).get("retry_after", 1))}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def of(request: Request, exc: RegistryError) -> JSONResponse:
+    """The response for a domain error, for an endpoint that returns it instead of raising (so that its
+    transaction still commits, e.g. to count a failed attempt)."""
+    status = STATUS_BY_CODE.get(exc.code, 400)
+    return problem(request, status, exc.code, exc.title, exc.detail, exc.context)
 
 
 def _registry_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RegistryError)
-    status = STATUS_BY_CODE.get(exc.code, 400)
-    return problem(request, status, exc.code, exc.title, exc.detail, exc.context)
+    return of(request, exc)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:

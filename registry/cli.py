@@ -1,4 +1,4 @@
-"""The `registry` command: serve, migrate, demo, keys, audit verify, check."""
+"""The `registry` command: serve, migrate, demo, keys, audit verify, check, jobs, prices, certificates."""
 
 from __future__ import annotations
 
@@ -225,6 +225,41 @@ def cmd_deliver(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_certificates_render(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.certificate.renderer import Renderer
+    from registry.certificate.service import render_pending
+
+    engine = make_engine(_url(settings), pool_size=1)
+    renderer = Renderer(settings.base_url(), workers=0)
+    total = 0
+    while done := render_pending(engine, renderer, SystemClock().now, limit=50):
+        total += done
+    engine.dispose()
+    print(f"{total} certificate(s) rendered and stored")
+    return 0
+
+
+def cmd_certificates_get(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.certificate import service as certificates
+    from registry.certificate.renderer import Renderer
+
+    engine = make_engine(_url(settings), pool_size=1)
+    with unit_of_work(engine) as session:
+        found = certificates.by_number(session, args.number)
+        if found is None:
+            print(f"no certificate {args.number}", file=sys.stderr)
+            return 1
+        pdf = certificates.pdf_for(session, found, Renderer(settings.base_url(), workers=0), _actor().at)
+    engine.dispose()
+    if args.out == "-":
+        sys.stdout.buffer.write(pdf)
+    else:
+        with open(args.out, "wb") as out:
+            out.write(pdf)
+        print(f"{args.out}: {found.number} ({found.status}), {len(pdf)} bytes", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="registry",
@@ -276,6 +311,16 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_revalue
     )
     jobs.add_parser("deliver-webhooks", help="send due webhook deliveries").set_defaults(func=cmd_deliver)
+    certs = sub.add_parser("certificates", help="pledge certificates").add_subparsers(
+        dest="certificates_command", required=True
+    )
+    certs.add_parser("render", help="render and store every certificate that has no PDF yet").set_defaults(
+        func=cmd_certificates_render
+    )
+    sp = certs.add_parser("get", help="write a certificate's PDF (as issued) to a file")
+    sp.add_argument("number", help="e.g. ZY-2026-000001-01")
+    sp.add_argument("-o", "--out", default="-", help="file to write; '-' for standard output")
+    sp.set_defaults(func=cmd_certificates_get)
     price = sub.add_parser("prices", help="trade prices").add_subparsers(dest="prices_command", required=True)
     sp = price.add_parser("import", help="load a CSV of daily prints (all rows or none)")
     sp.add_argument("file")

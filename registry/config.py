@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     deliver_webhooks_every_seconds: int = Field(default=30, ge=1, le=3600)
     # Banks' webhooks must be public https addresses; allow loopback/private ones only for tests and demos.
     webhook_allow_private: bool = False
+    # Certificates are rendered in worker processes (0: in the request's thread); each worker is replaced
+    # after this many documents, so a long run of renderings cannot grow memory.
+    certificate_workers: int = Field(default=1, ge=0, le=16)
+    certificate_recycle_after: int = Field(default=200, ge=1)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -2,6 +2,7 @@
 
 from registry.access.models import ApiKey
 from registry.audit.models import AuditEvent
+from registry.certificate.models import Certificate
 from registry.idempotency.models import IdempotencyRecord
 from registry.ledger.models import Account, CreditType, Holding, Issuance, Party
 from registry.pledge.models import Instruction, Pledge
@@ -10,6 +11,7 @@ __all__ = [
     "Account",
     "ApiKey",
     "AuditEvent",
+    "Certificate",
     "CreditType",
     "Holding",
     "IdempotencyRecord",

@@ -101,16 +101,21 @@ def deliver_job(session: Session, actor: Actor) -> int:
     return deliver_due(session, now=actor.at)
 
 
-def purge_idempotency_job(settings: Settings) -> Job:
+def purge_counters_job(settings: Settings) -> Job:
     from registry.idempotency.service import purge
+    from registry.ratelimit.service import purge as purge_rate_limits
 
     def run(session: Session, actor: Actor) -> int:
-        return purge(session, older_than=actor.at - timedelta(hours=settings.idempotency_ttl_hours))
+        old = purge(session, older_than=actor.at - timedelta(hours=settings.idempotency_ttl_hours))
+        return old + purge_rate_limits(session, older_than=actor.at - timedelta(days=1))
 
     return run
 
 
-def build(engine: Engine, clock: Clock, settings: Settings) -> BackgroundScheduler:
+def build(
+    engine: Engine, clock: Clock, settings: Settings, render: Callable[[dict[str, Any]], bytes] | None = None
+) -> BackgroundScheduler:
+    from registry.certificate.service import sweep_job
     from registry.pledge.service import expire_lapsed
 
     scheduler = BackgroundScheduler(
@@ -119,10 +124,14 @@ def build(engine: Engine, clock: Clock, settings: Settings) -> BackgroundSchedul
     every: list[tuple[str, Job, dict[str, Any]]] = [
         ("expire_holds", expire_lapsed, {"minutes": settings.expire_holds_every_minutes}),
         ("deliver_webhooks", deliver_job, {"seconds": settings.deliver_webhooks_every_seconds}),
-        ("purge_idempotency_keys", purge_idempotency_job(settings), {"hours": 1}),
+        ("purge_idempotency_keys", purge_counters_job(settings), {"hours": 1}),
     ]
     for name, job, interval in every:
         scheduler.add_job(guarded(engine, clock, name, job), "interval", id=name, name=name, **interval)
+    if render is not None:
+        # Certificates are rendered right after their confirmation; this catches any a crash left behind.
+        sweep = sweep_job(engine, render, clock.now, grace=timedelta(minutes=2))
+        scheduler.add_job(sweep, "interval", id="render_certificates", name="render certificates", minutes=1)
     daily = once_per_fire_time(engine, clock, "revalue", settings.revalue_at, revalue_job(settings))
     hour, minute = settings.revalue_at.split(":")
     scheduler.add_job(daily, "cron", id="revalue", name="revalue", hour=int(hour), minute=int(minute),

@@ -28,6 +28,7 @@ from registry.clock import FixedClock
 from registry.config import Settings
 from registry.db import make_engine, migrate, start_embedded
 from registry.ledger.consistency import find_problems
+from tests.desk import Desk, make_desk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,7 +122,12 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(database_url="postgresql://unused/unused", key_cache_seconds=0, scheduler_enabled=False)
+    return Settings(
+        database_url="postgresql://unused/unused",
+        key_cache_seconds=0,
+        scheduler_enabled=False,
+        certificate_workers=0,
+    )
 
 
 @pytest.fixture
@@ -137,3 +143,9 @@ def client(session: Session, engine: Engine, clock: FixedClock, settings: Settin
     app.dependency_overrides[get_session] = same_session
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.fixture
+def desk(session: Session) -> Desk:
+    """A pledgor with 10,000 CCER, a borrower, two banks and two exchange operators (tests/desk.py)."""
+    return make_desk(session)

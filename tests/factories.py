@@ -101,10 +101,23 @@ def bank_actor(bank: Party, operator: str | None = None) -> Actor:
     return Actor(Principal(party_id=bank.id, role=Role.BANK, operator=operator), AT, request_id="test")
 
 
-def exchange_actor(operator: str = "op-1") -> Actor:
+def the_exchange(session: Session) -> Party:
+    """The exchange that keeps the registry (and issues its certificates): made once per test database."""
+    from sqlmodel import col, select
+
+    found = session.exec(
+        select(Party).where(Party.kind == PartyKind.EXCHANGE).order_by(col(Party.created_at))
+    )
+    return found.first() or party(session, PartyKind.EXCHANGE)
+
+
+def exchange_actor(session: Session, operator: str = "op-1") -> Actor:
     from registry.principal import Principal
 
-    return Actor(Principal(party_id=None, role=Role.EXCHANGE, operator=operator), AT, request_id="test")
+    exchange = the_exchange(session)
+    return Actor(
+        Principal(party_id=exchange.id, role=Role.EXCHANGE, operator=operator), AT, request_id="test"
+    )
 
 
 def pledge_body(

@@ -82,7 +82,7 @@ def _pledge(session: Session, bank: Any, account_id: Any, borrower_id: Any, *, c
         terms=pledges.Terms(Decimal("0.7"), Decimal("1.3"), Decimal("1.1")),
     )
     if confirm:
-        pledges.confirm(session, f.exchange_actor(), made.instruction.id)
+        pledges.confirm(session, f.exchange_actor(session), made.instruction.id)
     return made
 
 

@@ -62,7 +62,7 @@ def active_pledge(session: Session, *, units: int = 1000, principal: str = "5000
         collateral=Selection(credit_type="CCER", quantity=units),
         terms=pledges.Terms(Decimal("0.9"), Decimal("1.30"), Decimal("1.10"), method),
     )  # fmt: skip
-    pledges.confirm(session, f.exchange_actor(), made.instruction.id)
+    pledges.confirm(session, f.exchange_actor(session), made.instruction.id)
     return Book(bank, made.pledge.id, account.id)
 
 
@@ -187,7 +187,7 @@ class TestMaturityAlerts:
         assert open_alerts(session, book.pledge_id, "ma%") == [("matured_unreleased", "")]
         release = pledges.request(session, f.bank_actor(book.bank), book.pledge_id,
                                   kind=InstructionType.RELEASE)  # fmt: skip
-        pledges.confirm(session, f.exchange_actor(), release.id)
+        pledges.confirm(session, f.exchange_actor(session), release.id)
         refresh_maturity(session, now=day("2026-07-01"))
         assert open_alerts(session, book.pledge_id, "ma%") == []
 

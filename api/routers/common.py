@@ -9,7 +9,8 @@ from api.pagination import decode
 from api.schemas.common import Problem
 from registry.errors import InvalidInput
 
-_P = {"model": Problem, "content": {"application/problem+json": {}}}
+PROBLEM: dict[str, Any] = {"model": Problem, "content": {"application/problem+json": {}}}
+_P = PROBLEM
 READ_ERRORS: dict[int | str, dict[str, Any]] = {401: _P, 403: _P, 404: _P, 422: _P}
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {401: _P, 403: _P, 404: _P, 409: _P, 422: _P, 503: _P}
 

@@ -6,14 +6,15 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
 from api.auth import ActorDep, PrincipalDep
-from api.deps import SessionDep, SettingsDep
+from api.deps import ClockDep, SessionDep, SettingsDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, decode, encode, next_cursor
+from api.routers.certificates import RendererDep, certificate_read
 from api.routers.common import READ_ERRORS, WRITE_ERRORS, uuid_cursor
 from api.schemas.common import Page
 from api.schemas.ledger import BlockRef
@@ -30,6 +31,7 @@ from api.schemas.pledges import (
     TermsRead,
 )
 from api.schemas.valuation import ValuationRead
+from registry.certificate import service as certificates
 from registry.errors import InvalidInput
 from registry.ledger import repository as ledger_repo
 from registry.ledger.service import Selection, SerialRange
@@ -89,6 +91,7 @@ def instruction_read(i: Instruction) -> InstructionRead:
 def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
     blocks, instructions = pledges.details(session, items)
     valued = valuation.latest(session, [p.id for p in items])
+    issued = certificates.latest(session, [p.id for p in items])
     codes = ledger_repo.credit_type_codes(session)
     out = []
     for p in items:
@@ -136,6 +139,9 @@ def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
                     for b in units
                 ],
                 instructions=[instruction_read(i) for i in instructions[p.id]],
+                certificate=certificate_read(issued[p.id], codes[p.credit_type_id])
+                if p.id in issued
+                else None,
                 valuation=ValuationRead.model_validate(valued[p.id], from_attributes=True)
                 if p.id in valued
                 else None,
@@ -312,25 +318,35 @@ def confirm_instruction(
     instruction_id: UUID,
     session: SessionDep,
     actor: ActorDep,
+    background: BackgroundTasks,
+    renderer: RendererDep,
+    clock: ClockDep,
     body: ConfirmBody | None = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     body = body or ConfirmBody()
-    return _decide(
-        request,
-        session,
-        actor,
-        idempotency_key,
-        body,
-        lambda: pledges.confirm(
+
+    def work() -> Instruction:
+        done = pledges.confirm(
             session,
             actor,
             instruction_id,
             buyer_account_id=body.buyer_account_id,
             price=body.price,
             proceeds=body.proceeds,
-        ),
-    )
+        )
+        # After the response (and so after the commit): the certificate this confirmation issued is rendered
+        # while the bank reads the answer, so its first download is already stored.
+        background.add_task(
+            certificates.render_pending,
+            request.app.state.engine,
+            renderer,
+            clock.now,
+            pledge_id=done.pledge_id,
+        )
+        return done
+
+    return _decide(request, session, actor, idempotency_key, body, work)
 
 
 @router.post(

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
+from api.schemas.certificates import CertificateRead
 from api.schemas.common import Quantity, Reason, Schema, ShortText
 from api.schemas.ledger import BlockRef, UnitsSelection
 from api.schemas.valuation import ValuationRead
@@ -185,6 +186,9 @@ class PledgeRead(BaseModel):
         description="the latest valuation; null until the pledge is first valued"
     )
     instructions: list[InstructionRead]
+    certificate: CertificateRead | None = Field(
+        description="the latest certificate version; null until the registration is confirmed"
+    )
     created_at: datetime
     hold_expires_at: datetime | None
     confirmed_at: datetime | None

@@ -1,4 +1,5 @@
-"""Whole-ledger consistency checks in set-based SQL: what `registry check` and every ledger test run.
+"""Whole-ledger consistency checks (units, blocks, pledges, certificates, audit heads) in set-based SQL:
+what `registry check` and every ledger test run.
 
 Each query returns rows only when something is wrong; the message names what."""
 
@@ -45,6 +46,21 @@ CHECKS: dict[str, str] = {
            AND EXISTS (SELECT 1 FROM instruction i WHERE i.pledge_id = p.id)
            AND NOT EXISTS (SELECT 1 FROM instruction i WHERE i.pledge_id = p.id AND i.status = 'pending'
                              AND i.type IN ('register', 'top_up'))""",
+    "a confirmed active pledge has no valid certificate, or one that states other units": """
+        SELECT 'pledge ' || p.id || ': frozen ' || coalesce(h.units, 0) || ', valid certificate '
+               || coalesce(c.number || ' for ' || c.quantity, 'none')
+          FROM pledge p
+          LEFT JOIN certificate c ON c.pledge_id = p.id AND c.status = 'valid'
+          LEFT JOIN (SELECT pledge_id, sum(quantity) AS units FROM holding WHERE status = 'frozen' GROUP BY 1) h
+                 ON h.pledge_id = p.id
+         WHERE p.status = 'active'
+           AND EXISTS (SELECT 1 FROM instruction i WHERE i.pledge_id = p.id AND i.type = 'register'
+                         AND i.status = 'confirmed')
+           AND (c.id IS NULL OR c.quantity <> coalesce(h.units, 0))""",
+    "a pledge that is not active has a valid certificate": """
+        SELECT 'certificate ' || c.number || ' is valid but pledge ' || p.id || ' is ' || p.status
+          FROM certificate c JOIN pledge p ON p.id = c.pledge_id
+         WHERE c.status = 'valid' AND p.status <> 'active'""",
     "an account's chain head disagrees with its events": """
         SELECT 'account ' || a.number || ': head at ' || a.audit_seq || ', events up to ' || coalesce(e.seq, 0)
           FROM account a

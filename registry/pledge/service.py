@@ -16,6 +16,7 @@ from uuid import UUID
 from sqlmodel import Session
 
 from registry import authz
+from registry.certificate import service as certificates
 from registry.errors import InvalidInput, InvalidState, NotFound
 from registry.ledger import repository as ledger_repo
 from registry.ledger import service as ledger
@@ -306,6 +307,8 @@ def confirm(
     if pledge.status == PledgeStatus.ACTIVE:
         # The collateral changed: value it now (this is also the valuation at registration).
         valuation.revalue(session, now=actor.at, pledge_ids=[pledge.id])
+    # The next certificate version (or the revocation of the last one) commits with the change it states.
+    certificates.on_confirmed(session, actor, pledge, closed)
     return closed
 
 

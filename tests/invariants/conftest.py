@@ -20,7 +20,12 @@ from registry.config import Settings
 def live_url(committed_engine: Engine) -> Iterator[str]:
     """The real app on a loopback port, over the committed database."""
     app = create_app(
-        Settings(database_url="postgresql://unused/unused", key_cache_seconds=0, scheduler_enabled=False),
+        Settings(
+            database_url="postgresql://unused/unused",
+            key_cache_seconds=0,
+            scheduler_enabled=False,
+            certificate_workers=0,
+        ),
         engine=committed_engine,
         clock=SystemClock(),
     )

@@ -125,6 +125,6 @@ def test_idempotency_keys_are_kept_for_their_ttl_then_purged(committed_engine: E
         assert claim(s, party_id=party.id, key="k-1", request_fingerprint=fingerprint("POST", "/x", "{}"),
                      now=f.AT) is None  # fmt: skip
     settings = Settings(database_url="postgresql://unused/unused", idempotency_ttl_hours=24)
-    job = scheduler.purge_idempotency_job(settings)
+    job = scheduler.purge_counters_job(settings)
     assert scheduler.guarded(committed_engine, FixedClock(f.AT + timedelta(hours=23)), "purge", job)() == 0
     assert scheduler.guarded(committed_engine, FixedClock(f.AT + timedelta(hours=25)), "purge", job)() == 1

@@ -1,0 +1,186 @@
+"""Pledge certificates: the PDF for those who may see the pledge, and public verification by number and code."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from api import problems
+from api.auth import PrincipalDep
+from api.deps import ClockDep, SessionDep
+from api.pages import page, wants_html
+from api.routers.common import PROBLEM, READ_ERRORS
+from api.schemas.certificates import CertificateRead, Verification
+from registry.certificate import service as certificates
+from registry.certificate.models import Certificate
+from registry.certificate.renderer import Renderer
+from registry.errors import NotFound
+from registry.ledger import repository as ledger_repo
+from registry.pledge import service as pledges
+from registry.ratelimit import service as ratelimit
+
+router = APIRouter(prefix="/v1", tags=["certificates"])
+
+# Wrong verification codes: five free per quarter hour, then blocked 2 s, 4 s, 8 s ... up to 15 min.
+VERIFY_LIMIT = ratelimit.Policy(scope="certificate_verify")
+
+
+async def get_renderer(request: Request) -> Renderer:
+    renderer: Renderer = request.app.state.renderer
+    return renderer
+
+
+RendererDep = Annotated[Renderer, Depends(get_renderer)]
+
+
+def client_of(request: Request) -> str:
+    """Who is asking, for throttling: the peer address (behind a proxy, run uvicorn with
+    --forwarded-allow-ips so that it is the client's); an IPv6 client by its /64, which it can vary."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def certificate_read(certificate: Certificate, credit_type: str) -> CertificateRead:
+    return CertificateRead(
+        number=certificate.number,
+        version=certificate.version,
+        status=certificate.status,
+        issued_at=certificate.issued_at,
+        status_changed_at=certificate.status_changed_at,
+        credit_type=credit_type,
+        quantity=certificate.quantity,
+        sha256=certificate.sha256,
+        download_url=f"/v1/pledges/{certificate.pledge_id}/certificate?version={certificate.version}",
+    )
+
+
+@router.get(
+    "/pledges/{pledge_id}/certificate",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "the PDF, byte for byte as issued"},
+        304: {"description": "unchanged (If-None-Match)"},
+        **READ_ERRORS,
+    },
+    summary="A pledge's certificate as PDF: the latest version, or `?version=` (bank, pledgor, borrower, "
+    "exchange)",
+)
+def download_certificate(
+    request: Request,
+    pledge_id: UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
+    renderer: RendererDep,
+    clock: ClockDep,
+    version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+) -> Response:
+    pledge = pledges.require_pledge(session, principal, pledge_id)
+    certificate = certificates.require(session, pledge, version)
+    headers = {
+        "Content-Disposition": f'inline; filename="{certificate.number}.pdf"',
+        "Cache-Control": "private, no-cache",
+        "X-Certificate-Number": certificate.number,
+        "X-Certificate-Version": str(certificate.version),
+        "X-Certificate-Status": certificate.status,
+    }
+    if certificate.sha256 is not None:
+        headers["ETag"] = f'"{certificate.sha256}"'
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+    pdf = certificates.pdf_for(session, certificate, renderer, clock.now())
+    return Response(pdf, media_type="application/pdf", headers=headers)
+
+
+@router.get(
+    "/pledges/{pledge_id}/certificates",
+    response_model=list[CertificateRead],
+    responses=READ_ERRORS,
+    summary="Every version of a pledge's certificate, oldest first, with its status and digest",
+)
+def list_certificates(pledge_id: UUID, session: SessionDep, principal: PrincipalDep) -> list[CertificateRead]:
+    pledge = pledges.require_pledge(session, principal, pledge_id)
+    codes = ledger_repo.credit_type_codes(session)
+    return [certificate_read(c, codes[c.credit_type_id]) for c in certificates.versions(session, pledge)]
+
+
+@router.get(
+    "/certificates/{number}/verify",
+    response_model=Verification,
+    responses={
+        200: {
+            "content": {"text/html": {}},
+            "description": "JSON, or a page for a browser (a scanned QR code)",
+        },
+        404: {**PROBLEM, "description": "no certificate with this number and code"},
+        422: PROBLEM,
+        429: {**PROBLEM, "description": "too many wrong codes from this client: wait Retry-After seconds"},
+    },
+    summary="Verify a certificate (public, no key): its status and nothing confidential",
+)
+def verify_certificate(
+    request: Request,
+    number: Annotated[str, Path(max_length=64, description="e.g. ZY-2026-000001-01")],
+    code: Annotated[str, Query(min_length=1, max_length=40, description="the verification code it prints")],
+    session: SessionDep,
+    clock: ClockDep,
+) -> Response:
+    now, client, html = clock.now(), client_of(request), wants_html(request)
+    try:
+        ratelimit.check(session, VERIFY_LIMIT, client, now)
+    except ratelimit.RateLimited as limited:
+        if html:
+            return _verify_page(request, None, 429, retry_after=limited.retry_after)
+        return problems.of(request, limited)
+    found = certificates.verify(session, number, code)
+    if found is None:
+        # Returned, not raised: the failure must be counted, so this transaction commits.
+        ratelimit.record_failure(session, VERIFY_LIMIT, client, now)
+        if html:
+            return _verify_page(request, None, 404)
+        return problems.of(request, NotFound("certificate", number))
+    c = found.certificate
+    codes = ledger_repo.credit_type_codes(session)
+    verification = Verification(
+        number=c.number,
+        status=c.status,
+        version=c.version,
+        issued_at=c.issued_at,
+        status_changed_at=c.status_changed_at,
+        quantity=c.quantity,
+        credit_type=codes[c.credit_type_id],
+        sha256=c.sha256,
+        latest_version=found.latest_version,
+    )
+    if html:
+        return _verify_page(request, verification, 200)
+    return JSONResponse(verification.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+
+
+def _verify_page(
+    request: Request, verification: Verification | None, status: int, retry_after: int | None = None
+) -> Response:
+    if status == 429:
+        zh, en = (
+            f"尝试次数过多，请 {retry_after} 秒后再试",
+            f"Too many wrong codes: try again in {retry_after} s",
+        )
+        extra = {"Retry-After": str(retry_after)}
+    else:
+        zh, en, extra = "未找到该证明，或验证码不正确", "No certificate with this number and code", {}
+    return page(
+        request,
+        "verify.html",
+        {"v": verification.model_dump() if verification else None, "message_zh": zh, "message_en": en},
+        status_code=status,
+        headers=extra,
+    )

@@ -1,0 +1,1 @@
+"""Pledge certificates: issued when the exchange confirms, rendered to PDF, verifiable by anyone."""

@@ -1,0 +1,58 @@
+"""Where certificates are rendered: worker processes, so that a 0.1 s CPU-bound rendering neither holds
+the API's event loop nor competes with request handling for the interpreter lock, and so that a long
+run of renderings cannot grow the API's memory (workers are replaced after `recycle_after` documents).
+`workers=0` renders in the calling thread: tests and one-off tools."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from registry.certificate.render import render_pdf
+
+RENDER_TIMEOUT_SECONDS = 60
+
+
+class Renderer:
+    def __init__(self, base_url: str, *, workers: int = 1, recycle_after: int = 200) -> None:
+        self.base_url = base_url
+        self._workers = workers
+        self._recycle_after = recycle_after
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, content: dict[str, Any]) -> bytes:
+        if self._workers == 0:
+            return render_pdf(content, self.base_url)
+        try:
+            return self._executor().submit(render_pdf, content, self.base_url).result(RENDER_TIMEOUT_SECONDS)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): start a fresh pool and try once more.
+            self._reset()
+            return self._executor().submit(render_pdf, content, self.base_url).result(RENDER_TIMEOUT_SECONDS)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn, not fork: the parent has threads and database connections a fork would copy.
+                self._pool = ProcessPoolExecutor(
+                    self._workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    max_tasks_per_child=self._recycle_after,
+                )
+            return self._pool
+
+    def _reset(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
