@@ -43,11 +43,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     with unit_of_work(engine) as session:
         loaded = demo.load(session, actor)
         keys = demo.issue_keys(session, actor)
+        sample = demo.sample_certificate(session)
     engine.dispose()
     print("demo data loaded" if loaded else "demo data was already there; new keys below")
     print("API keys (shown once; send as 'Authorization: Bearer <key>'):")
     for k in keys:
         print(f"  {k.role.value:<9} {k.party}\n            {k.key}")
+    if sample is not None:
+        from registry.certificate.render import verify_url
+
+        print("A pledge certificate anyone can verify (no key; open it in a browser):")
+        print(f"  {verify_url(settings.base_url(), *sample)}")
     if args.serve:
         return cmd_serve(args, settings, url=url)
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from registry.access import service as access
@@ -174,3 +175,13 @@ def issue_keys(session: Session, actor: Actor) -> list[DemoKey]:
         issued = access.create_key(session, party=party, role=role, operator=operator, now=actor.at)
         keys.append(DemoKey(role, name + (f" ({operator})" if operator else ""), issued.key))
     return keys
+
+
+def sample_certificate(session: Session) -> tuple[str, str] | None:
+    """Number and verification code of the demo's valid certificate, for trying the public check."""
+    row = session.execute(
+        text(
+            "SELECT number, verification_code FROM certificate WHERE status = 'valid' ORDER BY issued_at LIMIT 1"
+        )
+    ).first()
+    return None if row is None else (row.number, row.verification_code)

@@ -40,6 +40,7 @@ def world(session: Session) -> World:
     own_pending = _pledge(session, bank, own_account.id, holder.id, confirm=False)
     other_bank = f.party(session, PartyKind.BANK)
     other_pending = _pledge(session, other_bank, other_account.id, other_holder.id, confirm=False)
+    other_active = _pledge(session, other_bank, other_account.id, other_holder.id, confirm=True)
     keys: dict[str, dict[str, str]] = {"anonymous": {}}
     for role, party in [("exchange", exchange), ("auditor", auditor), ("bank", bank), ("holder", holder)]:
         keys[role] = f.auth(f.key(session, party, Role(role)))
@@ -59,6 +60,7 @@ def world(session: Session) -> World:
             "own_pending": str(own_pending.instruction.id),
             "own_instruction": str(own_active.instruction.id),
             "other_pledge": str(other_pending.pledge.id),
+            "other_active": str(other_active.pledge.id),
             "other_instruction": str(other_pending.instruction.id),
         },
     )
@@ -100,6 +102,7 @@ EXCHANGE_DECIDE = {"anonymous": 401, "exchange": 200, "auditor": 403, "bank": 40
 LENDER_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "holder": 403}
 BANK_ONLY = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 200, "holder": 403}
 BANK_ONLY_MISSING = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 403}
+PUBLIC_MISSING = dict.fromkeys(ROLES, 404)
 
 CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("POST", "/v1/parties", {"name": "New Co {role}", "kind": "enterprise"}, EXCHANGE_WRITE),
@@ -185,6 +188,11 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
         EXCHANGE_WRITE,
     ),
     ("GET", "/v1/prices/CCER", None, READ_ALL),
+    ("GET", "/v1/pledges/{own_pledge}/certificate", None, OWN_READ),
+    ("GET", "/v1/pledges/{other_active}/certificate", None, OTHER_READ),
+    ("GET", "/v1/pledges/{own_pledge}/certificates", None, OWN_READ),
+    ("GET", "/v1/pledges/{other_active}/certificates", None, OTHER_READ),
+    ("GET", "/v1/certificates/ZY-2026-999999-01/verify?code=AAAAAAAAAAAA", None, PUBLIC_MISSING),
     ("GET", "/v1/pledges/{own_pledge}/valuations", None, OWN_READ),
     ("GET", "/v1/pledges/{other_pledge}/valuations", None, OTHER_READ),
     ("GET", "/v1/alerts", None, LENDER_READ),

@@ -400,3 +400,18 @@ def test_worker_processes_render_the_same_bytes(client: TestClient, desk: Desk, 
     finally:
         renderer.close()
     assert outputs == [render_pdf(found.content, BASE_URL)] * 3
+
+
+def test_the_sweep_renders_what_a_crash_left_unrendered(committed_engine: Engine) -> None:
+    with unit_of_work(committed_engine) as session:
+        number = _committed_pledge(session)  # confirmed; its background rendering never ran
+    clock = FixedClock(f.AT)
+    sweep = certificates.sweep_job(
+        committed_engine, lambda _: b"%PDF-late", clock.now, grace=timedelta(minutes=2)
+    )
+    assert sweep() == 0  # just issued: its own rendering may still be under way
+    clock.advance(timedelta(minutes=3))
+    assert sweep() == 1 and sweep() == 0
+    with unit_of_work(committed_engine) as session:
+        found = certificates.by_number(session, number)
+        assert found is not None and found.sha256 == hashlib.sha256(b"%PDF-late").hexdigest()

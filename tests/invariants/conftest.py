@@ -6,9 +6,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.app import create_app
@@ -16,8 +18,19 @@ from registry.clock import SystemClock
 from registry.config import Settings
 
 
+@dataclass
+class Live:
+    url: str
+    app: FastAPI
+
+
 @pytest.fixture
-def live_url(committed_engine: Engine) -> Iterator[str]:
+def live_url(live: Live) -> str:
+    return live.url
+
+
+@pytest.fixture
+def live(committed_engine: Engine) -> Iterator[Live]:
     """The real app on a loopback port, over the committed database."""
     app = create_app(
         Settings(
@@ -38,6 +51,6 @@ def live_url(committed_engine: Engine) -> Iterator[str]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
+    yield Live(f"http://127.0.0.1:{port}", app)
     server.should_exit = True
     thread.join(timeout=10)
