@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -415,3 +417,17 @@ def test_the_sweep_renders_what_a_crash_left_unrendered(committed_engine: Engine
     with unit_of_work(committed_engine) as session:
         found = certificates.by_number(session, number)
         assert found is not None and found.sha256 == hashlib.sha256(b"%PDF-late").hexdigest()
+
+
+def test_a_killed_worker_is_replaced(client: TestClient, desk: Desk, session: Session) -> None:
+    pledge = active_pledge(client, desk)
+    found = certificates.by_number(session, f"{pledge['registration_no']}-01")
+    assert found is not None
+    renderer = Renderer(BASE_URL, workers=1)
+    try:
+        first = renderer(found.content)
+        for pid in list(renderer._executor()._processes):  # kill -9 the worker, as the OOM killer would
+            os.kill(pid, signal.SIGKILL)
+        assert renderer(found.content) == first  # a fresh worker renders the same bytes
+    finally:
+        renderer.close()

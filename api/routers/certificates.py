@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from typing import Annotated
 from uuid import UUID
@@ -71,6 +72,7 @@ def certificate_read(certificate: Certificate, credit_type: str) -> CertificateR
         200: {"content": {"application/pdf": {}}, "description": "the PDF, byte for byte as issued"},
         304: {"description": "unchanged (If-None-Match)"},
         **READ_ERRORS,
+        503: {**PROBLEM, "description": "the certificate could not be rendered just now; retry"},
     },
     summary="A pledge's certificate as PDF: the latest version, or `?version=` (bank, pledgor, borrower, "
     "exchange)",
@@ -93,11 +95,10 @@ def download_certificate(
         "X-Certificate-Version": str(certificate.version),
         "X-Certificate-Status": certificate.status,
     }
-    if certificate.sha256 is not None:
-        headers["ETag"] = f'"{certificate.sha256}"'
-        if request.headers.get("if-none-match") == headers["ETag"]:
-            return Response(status_code=304, headers=headers)
+    if certificate.sha256 is not None and request.headers.get("if-none-match") == f'"{certificate.sha256}"':
+        return Response(status_code=304, headers={**headers, "ETag": f'"{certificate.sha256}"'})
     pdf = certificates.pdf_for(session, certificate, renderer, clock.now())
+    headers["ETag"] = f'"{hashlib.sha256(pdf).hexdigest()}"'
     return Response(pdf, media_type="application/pdf", headers=headers)
 
 

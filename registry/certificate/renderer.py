@@ -5,6 +5,7 @@ run of renderings cannot grow the API's memory (workers are replaced after `recy
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -12,6 +13,14 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from registry.certificate.render import render_pdf
+from registry.errors import Busy
+
+log = logging.getLogger(__name__)
+
+
+class RenderingUnavailable(Busy):
+    """The workers did not produce the PDF (died twice, or took too long); nothing was stored."""
+
 
 RENDER_TIMEOUT_SECONDS = 60
 
@@ -28,11 +37,18 @@ class Renderer:
         if self._workers == 0:
             return render_pdf(content, self.base_url)
         try:
-            return self._executor().submit(render_pdf, content, self.base_url).result(RENDER_TIMEOUT_SECONDS)
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): start a fresh pool and try once more.
-            self._reset()
-            return self._executor().submit(render_pdf, content, self.base_url).result(RENDER_TIMEOUT_SECONDS)
+            try:
+                return self._submit(content)
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory): start a fresh pool and try once more.
+                self._reset()
+                return self._submit(content)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            log.exception("certificate rendering failed")
+            raise RenderingUnavailable("the certificate could not be rendered just now; retry") from exc
+
+    def _submit(self, content: dict[str, Any]) -> bytes:
+        return self._executor().submit(render_pdf, content, self.base_url).result(RENDER_TIMEOUT_SECONDS)
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
