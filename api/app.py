@@ -7,13 +7,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.auth import KeyCache
+from api.console import routes as console
+from api.console.auth import SignInRequired
 from api.routers import audit, certificates, ledger, pledges, reference, valuation
 from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
@@ -95,6 +99,11 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     for module in (reference, ledger, pledges, certificates, valuation, audit):
         app.include_router(module.router)
+    app.include_router(console.router)
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in_first(request: Request, exc: SignInRequired) -> RedirectResponse:
+        return RedirectResponse(f"/console/login?next={quote(exc.next_path, safe='')}", status_code=303)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     def healthz() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -39,3 +40,16 @@ async def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def client_of(request: Request) -> str:
+    """Who is asking, for throttling: the peer address (behind a proxy, run uvicorn with
+    --forwarded-allow-ips so that it is the client's); an IPv6 client by its /64, which it can vary."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

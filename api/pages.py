@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,18 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from registry.certificate.render import money, percent, units
+from registry.pledge.calendar import EXCHANGE_TZ
+
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def when(value: datetime | None) -> str:
+    """Times as people at the exchange read them: Beijing time, to the minute."""
+    return "—" if value is None else value.astimezone(EXCHANGE_TZ).strftime("%Y-%m-%d %H:%M")
+
+
+templates.env.filters.update(money=money, percent=percent, units=units, when=when)
 
 # Pages are self-contained (inline styles, data: images): nothing else may load, nothing may frame them,
 # and no address (a verification URL carries its code) leaks to another site as a referrer.

@@ -11,10 +11,11 @@ from typing import Any
 import psycopg.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.console.errors import error_page, is_console
 from registry.errors import RegistryError
 
 log = logging.getLogger("api.problems")
@@ -30,6 +31,7 @@ STATUS_BY_CODE = {
     "already_exists": 409,
     "idempotency_key_reused": 409,
     "rate_limited": 429,
+    "csrf_failed": 403,
     "busy": 503,
 }
 
@@ -48,7 +50,9 @@ _RESERVED = frozenset({"type", "title", "status", "detail", "code", "instance", 
 
 def problem(
     request: Request, status: int, code: str, title: str, detail: str, extra: dict[str, Any] | None = None
-) -> JSONResponse:
+) -> Response:
+    if is_console(request):  # a person at a browser: the same error as a page
+        return error_page(request, status, title, detail)
     body: dict[str, Any] = {
         "type": f"https://registry.example/problems/{code}",
         "title": title,
@@ -67,19 +71,19 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def of(request: Request, exc: RegistryError) -> JSONResponse:
+def of(request: Request, exc: RegistryError) -> Response:
     """The response for a domain error, for an endpoint that returns it instead of raising (so that its
     transaction still commits, e.g. to count a failed attempt)."""
     status = STATUS_BY_CODE.get(exc.code, 400)
     return problem(request, status, exc.code, exc.title, exc.detail, exc.context)
 
 
-def _registry_error(request: Request, exc: Exception) -> JSONResponse:
+def _registry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegistryError)
     return of(request, exc)
 
 
-def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {
@@ -93,7 +97,7 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, 422, "validation_error", "Invalid request", detail, {"errors": errors})
 
 
-def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:
         # FastAPI's answer to a body it cannot even decode (not UTF-8): bad input like any other, so the
@@ -120,7 +124,7 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, exc.status_code, code, code.replace("_", " ").capitalize(), detail)
 
 
-def _database_error(request: Request, exc: Exception) -> JSONResponse:
+def _database_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DBAPIError)
     orig = exc.orig
     if exc.connection_invalidated or isinstance(orig, psycopg.OperationalError):
@@ -144,7 +148,7 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, 500, "internal_error", "Internal error", "the request could not be completed")
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
     return problem(request, 500, "internal_error", "Internal error", "the request could not be completed")
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from registry.clock import SystemClock
@@ -43,12 +44,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     with unit_of_work(engine) as session:
         loaded = demo.load(session, actor)
         keys = demo.issue_keys(session, actor)
+        people = demo.console_users(session, actor)
         sample = demo.sample_certificate(session)
     engine.dispose()
     print("demo data loaded" if loaded else "demo data was already there; new keys below")
     print("API keys (shown once; send as 'Authorization: Bearer <key>'):")
     for k in keys:
         print(f"  {k.role.value:<9} {k.party}\n            {k.key}")
+    print(f"Web console: {settings.base_url()}/console/ — users and passwords (shown once):")
+    for person in people:
+        print(f"  {person.username:<16} {person.password:<18} {person.party}")
     if sample is not None:
         from registry.certificate.render import verify_url
 
@@ -108,6 +113,59 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     print(f"key {issued.record.id} for {party.name} as {role.value}; shown once:", file=sys.stderr)
     print(issued.key)
     return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("the passwords differ")
+    return first
+
+
+def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.ledger import repository as repo
+    from registry.users import service as users
+
+    engine = make_engine(_url(settings), pool_size=1)
+    password = _password(args)
+    with unit_of_work(engine) as session:
+        party = repo.get_party(session, UUID(args.party_id)) if args.party_id else None
+        party = party or (repo.get_party_by_name(session, args.party_name) if args.party_name else None)
+        if party is None:
+            print(f"no party {args.party_id or args.party_name}", file=sys.stderr)
+            return 2
+        user = users.create_user(session, username=args.username, display_name=args.name or args.username,
+                                 party=party, role=Role(args.role), password=password, now=_actor().at)  # fmt: skip
+    engine.dispose()
+    print(f"user {user.username} ({user.role}) for {party.name}")
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.users import service as users
+
+    engine = make_engine(_url(settings), pool_size=1)
+    with unit_of_work(engine) as session:
+        done = users.disable(session, args.username, _actor().at)
+    engine.dispose()
+    print("disabled; their sessions are ended" if done else "no such active user")
+    return 0 if done else 1
+
+
+def cmd_users_password(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.users import service as users
+
+    engine = make_engine(_url(settings), pool_size=1)
+    password = _password(args)
+    with unit_of_work(engine) as session:
+        done = users.set_password(session, args.username, password, _actor().at)
+    engine.dispose()
+    print("password set; their sessions are ended" if done else "no such user")
+    return 0 if done else 1
 
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
@@ -266,6 +324,41 @@ def cmd_certificates_get(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _users_parser(sub: Any) -> None:
+    people = sub.add_parser("users", help="web console users").add_subparsers(
+        dest="users_command", required=True
+    )
+    sp = people.add_parser("create", help="a user of the web console, acting for a party")
+    sp.add_argument("username", help="2-64 of a-z 0-9 . _ -; recorded as the operator in the audit trail")
+    sp.add_argument("--role", required=True, choices=["exchange", "bank", "holder", "auditor"])
+    who = sp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--party-name")
+    who.add_argument("--party-id")
+    sp.add_argument("--name", help="the person's name as pages show it")
+    sp.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    sp.set_defaults(func=cmd_users_create)
+    sp = people.add_parser("disable", help="disable a user and end their sessions")
+    sp.add_argument("username")
+    sp.set_defaults(func=cmd_users_disable)
+    sp = people.add_parser("password", help="set a new password (ends the user's sessions)")
+    sp.add_argument("username")
+    sp.add_argument("--password-stdin", action="store_true")
+    sp.set_defaults(func=cmd_users_password)
+
+
+def _certificates_parser(sub: Any) -> None:
+    certs = sub.add_parser("certificates", help="pledge certificates").add_subparsers(
+        dest="certificates_command", required=True
+    )
+    certs.add_parser("render", help="render and store every certificate that has no PDF yet").set_defaults(
+        func=cmd_certificates_render
+    )
+    sp = certs.add_parser("get", help="write a certificate's PDF (as issued) to a file")
+    sp.add_argument("number", help="e.g. ZY-2026-000001-01")
+    sp.add_argument("-o", "--out", default="-", help="file to write; '-' for standard output")
+    sp.set_defaults(func=cmd_certificates_get)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="registry",
@@ -302,6 +395,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--key-id", required=True)
     sp.set_defaults(func=cmd_keys_revoke)
 
+    _users_parser(sub)
+
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="audit_command", required=True
     )
@@ -317,16 +412,7 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_revalue
     )
     jobs.add_parser("deliver-webhooks", help="send due webhook deliveries").set_defaults(func=cmd_deliver)
-    certs = sub.add_parser("certificates", help="pledge certificates").add_subparsers(
-        dest="certificates_command", required=True
-    )
-    certs.add_parser("render", help="render and store every certificate that has no PDF yet").set_defaults(
-        func=cmd_certificates_render
-    )
-    sp = certs.add_parser("get", help="write a certificate's PDF (as issued) to a file")
-    sp.add_argument("number", help="e.g. ZY-2026-000001-01")
-    sp.add_argument("-o", "--out", default="-", help="file to write; '-' for standard output")
-    sp.set_defaults(func=cmd_certificates_get)
+    _certificates_parser(sub)
     price = sub.add_parser("prices", help="trade prices").add_subparsers(dest="prices_command", required=True)
     sp = price.add_parser("import", help="load a CSV of daily prints (all rows or none)")
     sp.add_argument("file")

@@ -4,7 +4,9 @@ Loading is idempotent (a second run adds nothing); every run prints fresh API ke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from uuid import UUID
 
 from sqlalchemy import text
@@ -17,6 +19,7 @@ from registry.ledger.models import Party, PartyKind
 from registry.ledger.service import Selection
 from registry.ledger.uscc import make as uscc
 from registry.principal import Actor, Principal, Role
+from registry.users import service as users
 
 EXCHANGE = ("西南环境权益交易所 Southwest Environmental Rights Exchange", "12510000MB1K2X3Y4")
 BANKS = [
@@ -39,9 +42,11 @@ class DemoKey:
 
 
 def load(session: Session, actor: Actor) -> bool:
-    """Returns False when the demo was loaded before."""
+    """Returns False when the demo was loaded before. The story starts 45 days ago, so that the active
+    pledge has a valuation history, a top-up and two certificate versions by today."""
     if repo.get_party_by_name(session, EXCHANGE[0]) is not None:
         return False
+    now, actor = actor, replace(actor, at=actor.at - timedelta(days=45))
     parties: dict[str, Party] = {}
     for (name, code), kind in (
         [(EXCHANGE, PartyKind.EXCHANGE)]
@@ -90,7 +95,7 @@ def load(session: Session, actor: Actor) -> bool:
     )
     # Trades settle as transfers: the affiliated company ends up holding CCER it can pledge for the borrower.
     for seller, buyer, credit_type, quantity in [
-        (hydro, tech, "CCER", 20_000),
+        (hydro, tech, "CCER", 25_000),
         (forestry, hydro, "CCER", 5_000),
         (tech, forestry, "CDCER", 1_500),
     ]:
@@ -103,14 +108,13 @@ def load(session: Session, actor: Actor) -> bool:
         selection=Selection(credit_type="CCER", quantity=2_000),
         reason="2025 voluntary offset",
     )
-    _prices(session, actor)
-    _pledges(session, actor, parties, accounts)
+    _prices(session, now)
+    _pledges(session, now, parties, accounts)
     return True
 
 
 def _prices(session: Session, actor: Actor) -> None:
     """Six weeks of listed CCER prints around 60-70 CNY/t and a block trade; CDCER entered by hand."""
-    from datetime import timedelta
     from decimal import Decimal
 
     from registry.valuation import prices
@@ -128,31 +132,48 @@ def _prices(session: Session, actor: Actor) -> None:
     prices.record_trades(session, actor, trades)
 
 
-def _pledges(session: Session, actor: Actor, parties: dict[str, Party], accounts: dict[str, UUID]) -> None:
-    """An affiliated company's 20,000 t pledged for the borrower (active), and a request still waiting."""
-    from datetime import date
+def _pledges(session: Session, now: Actor, parties: dict[str, Party], accounts: dict[str, UUID]) -> None:
+    """An affiliated company's CCER pledged for the borrower 40 days ago, valued every business day since,
+    topped up 12 days ago; and a request from the other bank still waiting for the back office."""
+    from datetime import date, datetime
     from decimal import Decimal
 
     from registry.pledge import service as pledges
+    from registry.pledge.calendar import EXCHANGE_TZ
+    from registry.pledge.states import InstructionType
+    from registry.valuation import service as valuation
 
-    def bank(name: str) -> Actor:
-        return Actor(Principal(party_id=parties[name].id, role=Role.BANK), actor.at, request_id="demo")
+    def bank(name: str, at: datetime) -> Actor:
+        return Actor(Principal(party_id=parties[name].id, role=Role.BANK), at, request_id="demo")
+
+    def operator(name: str, at: datetime) -> Actor:
+        return Actor(Principal(party_id=parties[EXCHANGE[0]].id, role=Role.EXCHANGE, operator=name), at,
+                     request_id="demo")  # fmt: skip
 
     terms = pledges.Terms(
         Decimal("0.80"), Decimal("1.30"), Decimal("1.10")
     )  # the lender caps the rate at 80 %
+    asked = now.at - timedelta(days=40)
     active = pledges.register(
-        session, bank(BANKS[0][0]), pledgor_account_id=accounts[ENTERPRISES[2][0]],
+        session, bank(BANKS[0][0], asked), pledgor_account_id=accounts[ENTERPRISES[2][0]],
         borrower_party_id=parties[ENTERPRISES[0][0]].id,
         loan=pledges.Loan("蜀都碳汇贷-2026-0001", Decimal("1000000.00"), date(2026, 3, 2), date(2027, 3, 1)),
         collateral=Selection(credit_type="CCER", quantity=20_000), terms=terms,
         pboc_registration_no="0512 3456 7890 1234 5678", bank_ref="LN-2026-0001",
     )  # fmt: skip
-    operator = Actor(Principal(party_id=parties[EXCHANGE[0]].id, role=Role.EXCHANGE, operator="demo-operator-1"),
-                     actor.at, request_id="demo")  # fmt: skip
-    pledges.confirm(session, operator, active.instruction.id)
+    pledges.confirm(session, operator("demo-operator-1", asked + timedelta(hours=3)), active.instruction.id)
+    for back in range(39, 0, -1):  # the daily revaluation after the close, 15:30 in Shanghai
+        day = (now.at - timedelta(days=back)).astimezone(EXCHANGE_TZ).replace(hour=15, minute=30)
+        if back == 12:  # the bank tops up in the morning; a second operator confirms before noon
+            top_up = pledges.request(
+                session, bank(BANKS[0][0], day - timedelta(hours=6)), active.pledge.id,
+                kind=InstructionType.TOP_UP, selection=Selection(credit_type="CCER", quantity=2_000),
+            )  # fmt: skip
+            pledges.confirm(session, operator("demo-operator-2", day - timedelta(hours=4)), top_up.id)
+        if day.weekday() < 5:
+            valuation.revalue(session, now=day, pledge_ids=[active.pledge.id])
     pledges.register(
-        session, bank(BANKS[1][0]), pledgor_account_id=accounts[ENTERPRISES[1][0]],
+        session, bank(BANKS[1][0], now.at), pledgor_account_id=accounts[ENTERPRISES[1][0]],
         borrower_party_id=parties[ENTERPRISES[1][0]].id,
         loan=pledges.Loan("锦江-ZY-2026-017", Decimal("1500000.00"), date(2026, 4, 1), date(2027, 3, 31)),
         collateral=Selection(credit_type="CCER", quantity=30_000), terms=terms,
@@ -175,6 +196,36 @@ def issue_keys(session: Session, actor: Actor) -> list[DemoKey]:
         issued = access.create_key(session, party=party, role=role, operator=operator, now=actor.at)
         keys.append(DemoKey(role, name + (f" ({operator})" if operator else ""), issued.key))
     return keys
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    party: str
+    password: str
+
+
+def console_users(session: Session, actor: Actor) -> list[DemoUser]:
+    """Web console users for each kind of party, with fresh random passwords (reset when they exist)."""
+    wanted = [
+        ("demo-operator-1", "操作员一 Operator One", Role.EXCHANGE, EXCHANGE[0]),
+        ("demo-operator-2", "操作员二 Operator Two", Role.EXCHANGE, EXCHANGE[0]),
+        ("shudu-bank", "蜀都银行信贷部 Shudu Bank credit desk", Role.BANK, BANKS[0][0]),
+        ("jinjiang-bank", "锦江银行信贷部 Jinjiang Bank credit desk", Role.BANK, BANKS[1][0]),
+        ("lvxing", "绿行科技财务部 Lvxing Technology finance", Role.HOLDER, ENTERPRISES[2][0]),
+        ("shunan-forestry", "蜀南林业财务部 Shunan Forestry finance", Role.HOLDER, ENTERPRISES[0][0]),
+        ("auditor", "审计员 Auditor", Role.AUDITOR, AUDITOR),
+    ]
+    made = []
+    for username, display, role, party_name in wanted:
+        party = repo.get_party_by_name(session, party_name)
+        assert party is not None
+        password = secrets.token_urlsafe(12)
+        if not users.set_password(session, username, password, actor.at):
+            users.create_user(session, username=username, display_name=display, party=party, role=role,
+                              password=password, now=actor.at)  # fmt: skip
+        made.append(DemoUser(username, party_name, password))
+    return made
 
 
 def sample_certificate(session: Session) -> tuple[str, str] | None:

@@ -6,12 +6,15 @@ from registry.certificate.models import Certificate
 from registry.idempotency.models import IdempotencyRecord
 from registry.ledger.models import Account, CreditType, Holding, Issuance, Party
 from registry.pledge.models import Instruction, Pledge
+from registry.users.models import ConsoleSession, ConsoleUser
 
 __all__ = [
     "Account",
     "ApiKey",
     "AuditEvent",
     "Certificate",
+    "ConsoleSession",
+    "ConsoleUser",
     "CreditType",
     "Holding",
     "IdempotencyRecord",

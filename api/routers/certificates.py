@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from typing import Annotated
 from uuid import UUID
 
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api import problems
 from api.auth import PrincipalDep
-from api.deps import ClockDep, SessionDep
+from api.deps import ClockDep, SessionDep, client_of
 from api.pages import page, wants_html
 from api.routers.common import PROBLEM, READ_ERRORS
 from api.schemas.certificates import CertificateRead, Verification
@@ -36,19 +35,6 @@ async def get_renderer(request: Request) -> Renderer:
 
 
 RendererDep = Annotated[Renderer, Depends(get_renderer)]
-
-
-def client_of(request: Request) -> str:
-    """Who is asking, for throttling: the peer address (behind a proxy, run uvicorn with
-    --forwarded-allow-ips so that it is the client's); an IPv6 client by its /64, which it can vary."""
-    host = request.client.host if request.client else "unknown"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
 
 
 def certificate_read(certificate: Certificate, credit_type: str) -> CertificateRead:

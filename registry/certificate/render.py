@@ -38,11 +38,11 @@ def grouped(code: str) -> str:
     return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
 
 
-def money(value: str | None) -> str:
+def money(value: str | Decimal | None) -> str:
     return "—" if value is None else f"{Decimal(value):,.2f}"
 
 
-def percent(value: str | None) -> str:
+def percent(value: str | Decimal | None) -> str:
     return "—" if value is None else f"{Decimal(value) * 100:.2f}%"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -62,6 +62,11 @@ def credit_type_codes(session: Session) -> dict[int, str]:
 
 def get_party(session: Session, party_id: UUID) -> Party | None:
     return session.get(Party, party_id)
+
+
+def party_names(session: Session, party_ids: Iterable[UUID]) -> dict[UUID, str]:
+    rows = session.execute(text("SELECT id, name FROM party WHERE id = ANY(:ids)"), {"ids": list(party_ids)})
+    return {r.id: r.name for r in rows}
 
 
 def get_party_by_name(session: Session, name: str) -> Party | None:

@@ -124,3 +124,64 @@ def frozen_quantity(session: Session, pledge_id: UUID) -> int:
             {"p": pledge_id},
         ).scalar_one()
     )
+
+
+def queue(session: Session, limit: int) -> list[Any]:
+    """Pending instructions, oldest first, each with what the pledgor's account holds of the credit type:
+    what the back office checks before it confirms (权属认定)."""
+    return list(
+        session.execute(
+            text("""
+                SELECT i.id, i.seq, i.type, i.quantity, i.blocks, i.reason, i.outstanding_principal,
+                       i.created_at, i.hold_expires_at, i.reviewed_by, i.requested_by_operator,
+                       p.id AS pledge_id, p.status AS pledge_status, p.registration_no, p.contract_no, p.principal,
+                       ct.code AS credit_type, pe.name AS pledgee, po.name AS pledgor, a.number AS account_number,
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'available'), 0) AS available,
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'held' AND h.pledge_id = p.id), 0)
+                           AS held_for_this,
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'held' AND h.pledge_id <> p.id), 0)
+                           AS held_for_others,
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'frozen' AND h.pledge_id = p.id), 0)
+                           AS frozen_for_this,
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'frozen' AND h.pledge_id <> p.id), 0)
+                           AS frozen_for_others
+                  FROM instruction i
+                  JOIN pledge p ON p.id = i.pledge_id
+                  JOIN credit_type ct ON ct.id = p.credit_type_id
+                  JOIN party pe ON pe.id = p.pledgee_party_id
+                  JOIN party po ON po.id = p.pledgor_party_id
+                  JOIN account a ON a.id = p.pledgor_account_id
+                  LEFT JOIN holding h ON h.account_id = p.pledgor_account_id AND h.credit_type_id = p.credit_type_id
+                 WHERE i.status = 'pending'
+                 GROUP BY i.id, p.id, ct.code, pe.name, po.name, a.number
+                 ORDER BY i.seq
+                 LIMIT :limit"""),
+            {"limit": limit},
+        ).all()
+    )
+
+
+def search(
+    session: Session, query: str, *, bank: UUID | None, holder: UUID | None, limit: int = 50
+) -> list[Pledge]:
+    """Pledges by registration number (prefix), contract number or party name (part), or a serial number
+    they hold or held for a pending request; newest first, within what the caller may see."""
+    like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    serial = int(query) if query.isdigit() and len(query) <= 15 else None
+    found = (
+        select(Pledge)
+        .where(
+            or_(
+                col(Pledge.registration_no).ilike(like.lstrip("%")),
+                col(Pledge.contract_no).ilike(like),
+                text("EXISTS (SELECT 1 FROM party x WHERE x.id IN (pledge.pledgee_party_id, pledge.pledgor_party_id, "
+                     "pledge.borrower_party_id) AND x.name ILIKE :like)"),
+                text("EXISTS (SELECT 1 FROM holding h WHERE h.pledge_id = pledge.id "
+                     "AND CAST(:serial AS bigint) BETWEEN h.serial_start AND h.serial_end)"),
+            )
+        )
+        .params(like=like, serial=serial)
+        .order_by(col(Pledge.created_at).desc())
+        .limit(limit)
+    )  # fmt: skip
+    return list(session.exec(_scope(found, bank=bank, holder=holder)))

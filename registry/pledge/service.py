@@ -590,3 +590,19 @@ def _check_terms(terms: Terms) -> None:
         raise InvalidInput("terms.valuation_method", "one of vwap, last_close, lower_of")
     if not Decimal(0) <= terms.haircut < 1:
         raise InvalidInput("terms.haircut", "a haircut is a fraction in [0, 1)")
+
+
+def queue(session: Session, principal: Principal, *, limit: int = 100) -> list[Any]:
+    """The back office's queue with the pledgor's holdings beside each request (exchange, auditor)."""
+    authz.require_role(principal, Role.EXCHANGE, Role.AUDITOR)
+    return repo.queue(session, limit)
+
+
+def search(session: Session, principal: Principal, query: str) -> list[Pledge]:
+    query = query.strip()
+    if not query:
+        return []
+    if len(query) > 100:
+        raise InvalidInput("q", "at most 100 characters")
+    scope = _scope(principal)
+    return repo.search(session, query, bank=scope["bank"], holder=scope["holder"])

@@ -1,0 +1,380 @@
+"""Console pages. Each page reads through the same domain services as the API, as the signed-in user's
+principal, so what a page shows or does is exactly what that user's API key could; every form carries the
+session's CSRF token; a refused action is shown as a message on the page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, BackgroundTasks, Form, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
+
+from api.console.auth import (
+    LANG_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    MaybeUserDep,
+    UserDep,
+    check_csrf,
+    check_login_csrf,
+    lang_of,
+    new_login_csrf,
+    render,
+    safe_next,
+    set_cookie,
+)
+from api.console.i18n import LANGUAGES, translator
+from api.deps import ClockDep, SessionDep, SettingsDep, client_of
+from api.routers.certificates import RendererDep
+from api.routers.pledges import pledge_reads
+from registry import authz, charts
+from registry.alert import service as alerts
+from registry.audit import service as audit
+from registry.certificate import service as certificates
+from registry.errors import InvalidInput, NotFound, RegistryError
+from registry.ledger import repository as ledger_repo
+from registry.ledger import service as ledger
+from registry.pledge import service as pledges
+from registry.principal import Actor, Role
+from registry.ratelimit import service as ratelimit
+from registry.users import service as users
+from registry.users.service import SignedIn
+from registry.valuation import service as valuation
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+SIGN_IN_LIMIT = ratelimit.Policy(scope="console_sign_in", free_failures=5)
+CsrfField = Annotated[str, Form(max_length=200)]
+NOTICES = {  # what a redirect after a successful form may announce: fixed texts, never from the address
+    "confirmed": "Confirmed.",
+    "reviewed": "Reviewed: a second operator must now confirm.",
+    "rejected": "Rejected.",
+    "acked": "Alert acknowledged.",
+}
+
+
+def _redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def _notice(done: str | None) -> str | None:
+    return NOTICES.get(done or "")
+
+
+def _actor(request: Request, user: SignedIn, clock: Any) -> Actor:
+    return Actor(user.principal, clock.now(), request_id=getattr(request.state, "request_id", None))
+
+
+def _attempt(session: Session, work: Callable[[], Any]) -> RegistryError | None:
+    """Run a form's action in a savepoint: refused, it leaves nothing behind and the page can still be
+    drawn in the same transaction."""
+    try:
+        with session.begin_nested():
+            work()
+    except RegistryError as refused:
+        return refused
+    return None
+
+
+# --- signing in -------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(
+    request: Request, settings: SettingsDep, user: MaybeUserDep, next: str | None = None
+) -> Response:
+    if user is not None:
+        return _redirect(safe_next(next))
+    token = new_login_csrf()
+    response = render(request, "login.html", None, login_csrf=token, next=safe_next(next), error=None)
+    set_cookie(response, settings, LOGIN_CSRF_COOKIE, token, max_age=3600)
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf: CsrfField = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    check_login_csrf(request, csrf)
+    now, client = clock.now(), client_of(request)
+
+    def again(status: int, error: str, **headers: str) -> Response:
+        response = render(request, "login.html", None, status_code=status, login_csrf=csrf, next=safe_next(next),
+                          error=error, username=username)  # fmt: skip
+        response.headers.update(headers)
+        return response
+
+    try:
+        ratelimit.check(session, SIGN_IN_LIMIT, client, now)
+    except ratelimit.RateLimited as limited:
+        return again(429, "Too many attempts; try again later.", **{"Retry-After": str(limited.retry_after)})
+    user = users.authenticate(session, username, password)
+    if user is None:
+        ratelimit.record_failure(session, SIGN_IN_LIMIT, client, now)  # committed: the page is returned
+        return again(401, "Wrong username or password.")
+    token, _ = users.start_session(session, user, now)
+    redirect = _redirect(safe_next(next))
+    set_cookie(redirect, settings, SESSION_COOKIE, token, max_age=int(users.ABSOLUTE.total_seconds()))
+    redirect.delete_cookie(LOGIN_CSRF_COOKIE, path="/console")
+    return redirect
+
+
+@router.post("/logout")
+def logout(
+    request: Request, session: SessionDep, clock: ClockDep, user: UserDep, csrf: CsrfField = ""
+) -> Response:
+    check_csrf(user, csrf)
+    users.end_session(session, user.session_id, clock.now())
+    response = _redirect("/console/login")
+    response.delete_cookie(SESSION_COOKIE, path="/console")
+    return response
+
+
+@router.get("/lang/{lang}")
+def switch_language(lang: Annotated[str, Path(max_length=2)], next: str | None = None) -> Response:
+    response = _redirect(safe_next(next))
+    if lang in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path="/console", samesite="lax")
+    return response
+
+
+@router.get("")
+@router.get("/")
+def home(user: UserDep) -> Response:
+    role = user.principal.role
+    return _redirect("/console/queue" if role is Role.EXCHANGE else "/console/pledges")
+
+
+# --- the back office ---------------------------------------------------------------------------------
+
+
+@router.get("/queue")
+def queue_page(request: Request, session: SessionDep, user: UserDep, done: str | None = None) -> Response:
+    rows = pledges.queue(session, user.principal)
+    return render(request, "queue.html", user, rows=rows, notice=_notice(done), error=None)
+
+
+@router.post("/instructions/{instruction_id}/confirm")
+def confirm(
+    request: Request,
+    instruction_id: UUID,
+    session: SessionDep,
+    user: UserDep,
+    clock: ClockDep,
+    renderer: RendererDep,
+    background: BackgroundTasks,
+    csrf: CsrfField = "",
+) -> Response:
+    check_csrf(user, csrf)
+    decided: list[Any] = []
+    refused = _attempt(
+        session,
+        lambda: decided.append(pledges.confirm(session, _actor(request, user, clock), instruction_id)),
+    )
+    if refused is not None:
+        return _queue_with_error(request, session, user, refused)
+    instruction = decided[0]
+    if instruction.status == "pending":  # first pair of eyes on a disposal
+        return _redirect("/console/queue?done=reviewed")
+    background.add_task(
+        certificates.render_pending,
+        request.app.state.engine,
+        renderer,
+        clock.now,
+        pledge_id=instruction.pledge_id,
+    )
+    return _redirect(f"/console/pledges/{instruction.pledge_id}?done=confirmed")
+
+
+@router.post("/instructions/{instruction_id}/reject")
+def reject(
+    request: Request,
+    instruction_id: UUID,
+    session: SessionDep,
+    user: UserDep,
+    clock: ClockDep,
+    csrf: CsrfField = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    check_csrf(user, csrf)
+    if not reason.strip():
+        refused: RegistryError | None = InvalidInput("reason", "A reason is required to reject.")
+    else:
+        refused = _attempt(
+            session,
+            lambda: pledges.reject(
+                session, _actor(request, user, clock), instruction_id, reason=reason.strip()
+            ),
+        )
+    if refused is not None:
+        return _queue_with_error(request, session, user, refused)
+    return _redirect("/console/queue?done=rejected")
+
+
+def _queue_with_error(request: Request, session: Session, user: SignedIn, refused: RegistryError) -> Response:
+    rows = pledges.queue(session, user.principal)
+    status = 422 if refused.code == "validation_error" else 409
+    if refused.code == "not_found":
+        status = 404
+    return render(
+        request, "queue.html", user, status_code=status, rows=rows, notice=None, error=refused.detail
+    )
+
+
+# --- pledges -----------------------------------------------------------------------------------------
+
+
+@router.get("/pledges")
+def pledges_page(
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    statuses = ("pending", "active", "rejected", "cancelled", "expired", "released", "disposed")
+    chosen = status if status in statuses else None
+    items = pledges.list_pledges(session, user.principal, status=chosen, after=None, limit=200)
+    reads = pledge_reads(session, items)
+    names = ledger_repo.party_names(
+        session, {i for p in reads for i in (p.pledgee_party_id, p.pledgor_party_id, p.borrower_party_id)}
+    )
+    return render(request, "pledges.html", user, pledges=reads, names=names, statuses=statuses, chosen=chosen)
+
+
+@router.get("/pledges/{pledge_id}")
+def pledge_page(
+    request: Request, pledge_id: UUID, session: SessionDep, user: UserDep, done: str | None = None
+) -> Response:
+    principal = user.principal
+    pledge = pledges.require_pledge(session, principal, pledge_id)
+    read = pledge_reads(session, [pledge])[0]
+    names = ledger_repo.party_names(
+        session, [pledge.pledgee_party_id, pledge.pledgor_party_id, pledge.borrower_party_id]
+    )
+    history = list(reversed(valuation.history(session, pledge.id, before_id=None, limit=120)))
+    t = translator(lang_of(request))
+    chart = charts.coverage_chart(
+        [(v.as_of, v.coverage_ratio) for v in history],
+        [
+            charts.Line(t("Warning line"), pledge.warning_ratio, "#c77700"),
+            charts.Line(t("Disposal line"), pledge.disposal_ratio, "#b3261e"),
+        ],
+        title=t("Coverage ratio over time"),
+    )
+    lender = principal.role in (Role.BANK, Role.EXCHANGE, Role.AUDITOR)
+    pledge_alerts = (
+        alerts.list_alerts(
+            session, principal, pledge_id=pledge.id, kind=None, status=None, after=None, limit=100
+        )
+        if lender
+        else []
+    )
+    return render(
+        request,
+        "pledge.html",
+        user,
+        p=read,
+        names=names,
+        versions=certificates.versions(session, pledge),
+        history=list(reversed(history))[:20],
+        chart=chart,
+        alerts=pledge_alerts,
+        notice=_notice(done),
+    )
+
+
+@router.get("/pledges/{pledge_id}/certificate")
+def certificate(
+    pledge_id: UUID,
+    session: SessionDep,
+    user: UserDep,
+    renderer: RendererDep,
+    clock: ClockDep,
+    version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+) -> Response:
+    pledge = pledges.require_pledge(session, user.principal, pledge_id)
+    found = certificates.require(session, pledge, version)
+    pdf = certificates.pdf_for(session, found, renderer, clock.now())
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{found.number}.pdf"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+# --- alerts ------------------------------------------------------------------------------------------
+
+
+@router.get("/alerts")
+def alerts_page(request: Request, session: SessionDep, user: UserDep, done: str | None = None) -> Response:
+    rows = alerts.list_alerts(
+        session, user.principal, pledge_id=None, kind=None, status="open", after=None, limit=500
+    )
+    return render(request, "alerts.html", user, alerts=rows, notice=_notice(done))
+
+
+@router.post("/alerts/{alert_id}/ack")
+def ack(
+    request: Request,
+    alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    session: SessionDep,
+    user: UserDep,
+    clock: ClockDep,
+    csrf: CsrfField = "",
+) -> Response:
+    check_csrf(user, csrf)
+    alerts.acknowledge(session, _actor(request, user, clock), alert_id)
+    return _redirect("/console/alerts?done=acked")
+
+
+# --- search and unit history -------------------------------------------------------------------------
+
+
+@router.get("/search")
+def search_page(
+    request: Request, session: SessionDep, user: UserDep, q: Annotated[str, Query(max_length=100)] = ""
+) -> Response:
+    found = pledge_reads(session, pledges.search(session, user.principal, q))
+    names = ledger_repo.party_names(
+        session, {i for p in found for i in (p.pledgee_party_id, p.pledgor_party_id, p.borrower_party_id)}
+    )
+    units = []
+    if q.strip().isdigit() and user.principal.role in authz.READERS_OF_EVERYTHING:
+        units = [ct.code for ct in ledger_repo.credit_types(session)]
+    return render(
+        request, "search.html", user, q=q, pledges=found, names=names, unit_types=units, serial=q.strip()
+    )
+
+
+@router.get("/units/{credit_type}/{serial}")
+def unit_page(
+    request: Request,
+    credit_type: Annotated[str, Path(max_length=16)],
+    serial: Annotated[int, Path(ge=1, le=2**40 - 1)],
+    session: SessionDep,
+    user: UserDep,
+) -> Response:
+    authz.require_role(user.principal, *authz.READERS_OF_EVERYTHING)
+    ct = ledger.require_credit_type(session, credit_type)
+    assert ct.id is not None
+    events = audit.unit_history(session, ct.id, serial, after_id=None, limit=500)
+    if not events:
+        raise NotFound("unit", f"{credit_type} {serial}")
+    accounts = {e.from_party_id for e in events} | {e.to_party_id for e in events}
+    names = ledger_repo.party_names(session, [a for a in accounts if a is not None])
+    return render(
+        request, "unit.html", user, credit_type=credit_type, serial=serial, events=events, names=names
+    )

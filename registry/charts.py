@@ -1,0 +1,105 @@
+"""Small charts as SVG text, for pages and PDFs alike: no JavaScript, no image library, no fonts fetched.
+
+Pure functions from numbers to markup; every label is escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from xml.sax.saxutils import escape
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A horizontal reference line (e.g. the warning line at coverage 1.30)."""
+
+    label: str
+    value: Decimal
+    colour: str
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def coverage_chart(
+    points: Sequence[tuple[date, Decimal | None]],
+    lines: Sequence[Line],
+    *,
+    title: str,
+    width: int = 640,
+    height: int = 240,
+    as_percent: bool = True,
+) -> str:
+    """A time series (dates ascending) against reference lines. Points without a value leave a gap."""
+    left, right, top, bottom = 56, 16, 28, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [float(v) for _, v in points if v is not None] + [float(line.value) for line in lines]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (hi - lo) * 0.1 or max(abs(hi) * 0.1, 0.1)
+    lo, hi = max(lo - pad, 0.0), hi + pad
+    days = [d.toordinal() for d, _ in points]
+    first, last = (min(days), max(days)) if days else (0, 1)
+    span = (last - first) or 1
+
+    def x(day: date) -> float:
+        return left + plot_w * (day.toordinal() - first) / span if len(points) > 1 else left + plot_w / 2
+
+    def y(value: float) -> float:
+        return top + plot_h * (1 - (value - lo) / (hi - lo))
+
+    def label(value: float) -> str:
+        return f"{value * 100:.0f}%" if as_percent else f"{value:,.2f}"
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ddd"/>',
+        f'<text x="{left}" y="16" font-weight="bold">{escape(title)}</text>',
+    ]
+    for i in range(5):  # horizontal grid with its values
+        tick = lo + (hi - lo) * i / 4
+        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{_fmt(y(tick))}" y2="{_fmt(y(tick))}" '
+                   f'stroke="#eee"/>')  # fmt: skip
+        out.append(f'<text x="{left - 6}" y="{_fmt(y(tick) + 4)}" text-anchor="end" fill="#666">'
+                   f"{escape(label(tick))}</text>")  # fmt: skip
+    for line in lines:
+        yy = _fmt(y(float(line.value)))
+        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{yy}" y2="{yy}" stroke="{escape(line.colour)}" '
+                   f'stroke-dasharray="6 4" stroke-width="1.5"/>')  # fmt: skip
+        caption = f"{escape(line.label)} {escape(label(float(line.value)))}"
+        out.append(f'<text x="{left + plot_w - 4}" y="{_fmt(float(yy) - 4)}" text-anchor="end" '
+                   f'fill="{escape(line.colour)}">{caption}</text>')  # fmt: skip
+    segment: list[str] = []
+    segments: list[list[str]] = []
+    for day, value in points:
+        if value is None:
+            if segment:
+                segments.append(segment)
+            segment = []
+            continue
+        segment.append(f"{_fmt(x(day))},{_fmt(y(float(value)))}")
+    if segment:
+        segments.append(segment)
+    for seg in segments:
+        out.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="#1f5fa8" stroke-width="2"/>')
+        for point in seg:
+            px, py = point.split(",")
+            out.append(f'<circle cx="{px}" cy="{py}" r="2.5" fill="#1f5fa8"/>')
+    if points:
+        ends = (
+            [(points[0][0], "start"), (points[-1][0], "end")]
+            if len(points) > 1
+            else [(points[0][0], "middle")]
+        )
+        for day, anchor in ends:
+            out.append(f'<text x="{_fmt(x(day))}" y="{height - 8}" text-anchor="{anchor}" fill="#666">'
+                       f"{day.isoformat()}</text>")  # fmt: skip
+    else:
+        out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" fill="#999">'
+                   "—</text>")  # fmt: skip
+    out.append("</svg>")
+    return "".join(out)
