@@ -1,7 +1,9 @@
-"""Regenerates the pictures in docs/img/ from the demo data: `.venv/bin/python scripts/docs_images.py`.
+"""Regenerates the pictures in docs/img/ from the demo data: `.venv/bin/python scripts/docs_images.py`
+(after `scripts/install --tests`, which brings pdftoppm and chromium).
 
 The demo is loaded into a throw-away embedded PostgreSQL; the certificate is the demo's active pledge's,
-rendered exactly as the registry renders it, its first page turned into PNG by pdftoppm."""
+rendered exactly as the registry renders it, its first page turned into PNG by pdftoppm; the console's
+pages are screenshots of the app, served on a loopback port, in headless Chromium."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -35,8 +38,10 @@ def main() -> int:
     now = SystemClock().now()
     with unit_of_work(engine) as session:
         demo.load(session, Actor(SYSTEM, now, request_id="docs"))
+        people = {u.username: u.password for u in demo.console_users(session, Actor(SYSTEM, now))}
+        pledge_id = session.execute(text("SELECT id FROM pledge WHERE status = 'active'")).scalar_one()
         number = session.execute(
-            text("SELECT number FROM certificate ORDER BY issued_at LIMIT 1")
+            text("SELECT number FROM certificate WHERE status = 'valid' ORDER BY issued_at LIMIT 1")
         ).scalar_one()
         found = certificates.by_number(session, number)
         assert found is not None
@@ -49,7 +54,48 @@ def main() -> int:
         check=True,
     )  # fmt: skip
     print(f"docs/img/certificate.png: {number}")
+    screenshots(engine, people, pledge_id)
     return 0
+
+
+def screenshots(engine: Any, people: dict[str, str], pledge_id: Any) -> None:
+    import threading
+    import time
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from api.app import create_app
+    from registry.config import Settings
+
+    settings = Settings(database_url="postgresql://unused/unused", scheduler_enabled=False, certificate_workers=0,
+                        public_url=PUBLIC_URL)  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, engine=engine), port=8765, log_level="warning")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    base = "http://127.0.0.1:8765"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+        for username, path, name, height in [
+            ("demo-operator-2", "/console/queue", "console-queue", 560),
+            ("demo-operator-2", f"/console/pledges/{pledge_id}", "console-pledge", 1180),
+        ]:
+            page = browser.new_page(viewport={"width": 1280, "height": height})
+            page.goto(f"{base}/console/login")
+            page.fill("input[name=username]", username)
+            page.fill("input[name=password]", people[username])
+            page.click("button[type=submit]")
+            page.goto(base + path)
+            page.screenshot(path=str(IMG / f"{name}.png"))
+            print(f"docs/img/{name}.png")
+            page.close()
+        browser.close()
+    server.should_exit = True
 
 
 if __name__ == "__main__":

@@ -10,12 +10,18 @@ Alembic into a template once per worker, then cloned.
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -24,7 +30,7 @@ from sqlmodel import Session
 
 from api.app import create_app
 from api.deps import get_session
-from registry.clock import FixedClock
+from registry.clock import FixedClock, SystemClock
 from registry.config import Settings
 from registry.db import make_engine, migrate, start_embedded
 from registry.ledger.consistency import find_problems
@@ -149,3 +155,52 @@ def client(session: Session, engine: Engine, clock: FixedClock, settings: Settin
 def desk(session: Session) -> Desk:
     """A pledgor with 10,000 CCER, a borrower, two banks and two exchange operators (tests/desk.py)."""
     return make_desk(session)
+
+
+@dataclass
+class Live:
+    url: str
+    app: FastAPI
+
+
+@pytest.fixture
+def live_url(live: Live) -> str:
+    return live.url
+
+
+@pytest.fixture
+def live(committed_engine: Engine) -> Iterator[Live]:
+    """The real app on a loopback port, over the committed database."""
+    app = create_app(
+        Settings(
+            database_url="postgresql://unused/unused",
+            key_cache_seconds=0,
+            scheduler_enabled=False,
+            certificate_workers=0,
+        ),
+        engine=committed_engine,
+        clock=SystemClock(),
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield Live(f"http://127.0.0.1:{port}", app)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id at its production cost (64 MiB, 3 passes) is the point in production and a minute of CPU
+    across the suite; tests hash with the same algorithm at the lowest cost. One test checks the real one."""
+    from argon2 import PasswordHasher
+
+    from registry.users import service as users
+
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))

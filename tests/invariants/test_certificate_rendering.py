@@ -14,7 +14,7 @@ from registry.db import unit_of_work
 from registry.ledger.models import PartyKind
 from registry.principal import Role
 from tests import factories as f
-from tests.invariants.conftest import Live
+from tests.conftest import Live
 
 
 class HeldRenderer:

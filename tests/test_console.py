@@ -1,0 +1,399 @@
+"""The web console through HTTP: sign-in, CSRF, who sees which page, the back office's actions, errors as
+pages. (Real-browser flows are in tests/browser/.)"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from api.console.i18n import ZH
+from registry.clock import FixedClock
+from registry.ledger.models import Party, PartyKind
+from registry.principal import Role
+from registry.users import service as users
+from tests import factories as f
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Office:
+    """Two operators, two banks and their users, a pledgor and a borrower; a pending and an active pledge."""
+
+    exchange: Party
+    bank: Party
+    other_bank: Party
+    pledgor: Party
+    borrower: Party
+    bank_key: dict[str, str]
+    other_bank_key: dict[str, str]
+    op_key: dict[str, str]
+    account: str
+    pending: dict[str, Any]
+    active: dict[str, Any]
+    other: dict[str, Any]
+
+
+def user(session: Session, username: str, party: Party, role: Role) -> None:
+    users.create_user(
+        session, username=username, display_name=username.title(), party=party, role=role, password=PASSWORD,
+        now=f.AT,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def office(session: Session, client: TestClient) -> Office:
+    exchange = f.the_exchange(session)
+    bank, other_bank = f.party(session, PartyKind.BANK), f.party(session, PartyKind.BANK)
+    pledgor, borrower = f.party(session), f.party(session)
+    account = f.account(session, pledgor)
+    f.account(session, bank)  # where a disposal puts the units
+    f.issue(session, account.id, 10_000)
+    for name, party, role in [
+        ("op-one", exchange, Role.EXCHANGE),
+        ("op-two", exchange, Role.EXCHANGE),
+        ("banker", bank, Role.BANK),
+        ("other-banker", other_bank, Role.BANK),
+        ("pledgor", pledgor, Role.HOLDER),
+        ("borrower", borrower, Role.HOLDER),
+        ("auditor", f.party(session, PartyKind.AUDITOR), Role.AUDITOR),
+    ]:
+        user(session, name, party, role)
+    bank_key, other_key = (
+        f.auth(f.key(session, bank, Role.BANK)),
+        f.auth(f.key(session, other_bank, Role.BANK)),
+    )
+    op_key = f.auth(f.key(session, exchange, Role.EXCHANGE, operator="api-op"))
+
+    def pledge(key: dict[str, str], quantity: int, *, confirm: bool) -> dict[str, Any]:
+        made = client.post("/v1/pledges", headers=key, json=f.pledge_body(account.id, borrower.id, quantity))
+        assert made.status_code == 201, made.text
+        if confirm:
+            client.post(f"/v1/instructions/{made.json()['instructions'][0]['id']}/confirm", headers=op_key)
+        body: dict[str, Any] = client.get(f"/v1/pledges/{made.json()['id']}", headers=key).json()
+        return body
+
+    return Office(
+        exchange, bank, other_bank, pledgor, borrower, bank_key, other_key, op_key, str(account.id),
+        pending=pledge(bank_key, 1500, confirm=False),
+        active=pledge(bank_key, 2000, confirm=True),
+        other=pledge(other_key, 500, confirm=True),
+    )  # fmt: skip
+
+
+def browser(client: TestClient) -> TestClient:
+    """Another person at another browser: the same app, a cookie jar of its own."""
+    return TestClient(client.app, follow_redirects=False)
+
+
+def hidden(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no hidden {name} in the page"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> TestClient:
+    person = browser(client)
+    form = person.get("/console/login")
+    answer = person.post(
+        "/console/login",
+        data={"username": username, "password": password, "csrf": hidden(form.text, "csrf"), "next": ""},
+    )
+    assert answer.status_code == 303, answer.text
+    return person
+
+
+def csrf_of(person: TestClient, path: str = "/console/pledges") -> str:
+    return hidden(person.get(path).text, "csrf")
+
+
+# --- signing in --------------------------------------------------------------------------------------
+
+
+def test_sign_in_out_and_the_cookie(client: TestClient, office: Office) -> None:
+    person = browser(client)
+    assert person.get("/console/queue").headers["location"] == "/console/login?next=%2Fconsole%2Fqueue"
+    form = person.get("/console/login")
+    token = hidden(form.text, "csrf")
+    wrong = person.post("/console/login", data={"username": "op-one", "password": "nope", "csrf": token})
+    assert wrong.status_code == 401 and "用户名或密码错误" in wrong.text
+    right = person.post(
+        "/console/login",
+        data={"username": "op-one", "password": PASSWORD, "csrf": token, "next": "/console/queue"},
+    )
+    assert right.status_code == 303 and right.headers["location"] == "/console/queue"
+    cookie = right.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
+    assert person.get("/console/queue").status_code == 200
+
+    assert person.post("/console/logout", data={}).status_code == 403  # no token: refused
+    out = person.post("/console/logout", data={"csrf": csrf_of(person)})
+    assert out.status_code == 303
+    assert person.get("/console/queue").status_code == 303  # the session is over, even with the old cookie
+
+
+def test_a_sign_in_form_from_elsewhere_is_refused(client: TestClient, office: Office) -> None:
+    person = browser(client)
+    forged = person.post("/console/login", data={"username": "op-one", "password": PASSWORD, "csrf": "x"})
+    assert forged.status_code == 403 and "text/html" in forged.headers["content-type"]
+
+
+def test_the_next_address_stays_in_the_console(client: TestClient, office: Office) -> None:
+    person = browser(client)
+    token = hidden(person.get("/console/login").text, "csrf")
+    answer = person.post(
+        "/console/login",
+        data={"username": "op-one", "password": PASSWORD, "csrf": token, "next": "https://evil.example/"},
+    )
+    assert answer.headers["location"] == "/console/"
+
+
+def test_sessions_end_when_idle_and_for_disabled_users(
+    client: TestClient, office: Office, session: Session, clock: FixedClock
+) -> None:
+    person = sign_in(client, "banker")
+    clock.advance(timedelta(minutes=20))
+    assert person.get("/console/pledges").status_code == 200
+    clock.advance(timedelta(minutes=31))  # idle for longer than 30 minutes
+    assert person.get("/console/pledges").status_code == 303
+    again = sign_in(client, "banker")
+    users.disable(session, "banker", clock.now())
+    assert again.get("/console/pledges").status_code == 303
+    token = hidden(browser(client).get("/console/login").text, "csrf")
+    refused = browser(client).post(
+        "/console/login", data={"username": "banker", "password": PASSWORD, "csrf": token}
+    )
+    assert refused.status_code in (401, 403)
+
+
+def test_repeated_wrong_passwords_are_slowed_down(client: TestClient, office: Office) -> None:
+    person = browser(client)
+    token = hidden(person.get("/console/login").text, "csrf")
+    for _ in range(6):
+        person.post("/console/login", data={"username": "op-one", "password": "guess", "csrf": token})
+    blocked = person.post("/console/login", data={"username": "op-one", "password": PASSWORD, "csrf": token})
+    assert blocked.status_code == 429 and "尝试次数过多" in blocked.text and blocked.headers["retry-after"]
+
+
+def test_passwords_are_stored_as_argon2id(session: Session, office: Office) -> None:
+    from sqlalchemy import text
+
+    stored = session.execute(
+        text("SELECT password_hash FROM console_user WHERE username = 'op-one'")
+    ).scalar_one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+# --- the back office ---------------------------------------------------------------------------------
+
+
+def test_the_queue_shows_what_the_pledgor_holds_and_a_confirmation_freezes(
+    client: TestClient, office: Office
+) -> None:
+    op = sign_in(client, "op-one")
+    queue = op.get("/console/queue")
+    row = re.search(
+        rf'<tr id="instruction-{office.pending["instructions"][0]["id"]}".*?</tr>', queue.text, re.S
+    )
+    assert row, "the pending registration is in the queue"
+    cells = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row.group(0)))
+    # asked 1,500 (held for it); of the pledgor's 10,000: 6,000 available, 2,500 frozen for two other pledges
+    assert "本申请已锁定 1,500 可用 6,000 其他申请锁定 0 已冻结（质押中） 2,500" in cells
+
+    done = op.post(
+        f"/console/instructions/{office.pending['instructions'][0]['id']}/confirm", data={"csrf": csrf_of(op)}
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith(
+        f"/console/pledges/{office.pending['id']}"
+    )
+    page = op.get(done.headers["location"])
+    assert "已确认" in page.text and 'id="pledge-status">生效' in page.text
+    registered = client.get(f"/v1/pledges/{office.pending['id']}", headers=office.bank_key).json()
+    assert f"{registered['registration_no']}-01" in page.text  # its certificate
+
+
+def test_a_rejection_needs_a_reason_and_a_refusal_is_a_message(client: TestClient, office: Office) -> None:
+    op = sign_in(client, "op-one")
+    instruction = office.pending["instructions"][0]["id"]
+    empty = op.post(f"/console/instructions/{instruction}/reject", data={"csrf": csrf_of(op), "reason": " "})
+    assert empty.status_code == 422 and "驳回须填写理由" in empty.text
+    assert (
+        client.get(f"/v1/instructions/{instruction}", headers=office.bank_key).json()["status"] == "pending"
+    )
+    rejected = op.post(
+        f"/console/instructions/{instruction}/reject", data={"csrf": csrf_of(op), "reason": "权属存疑"}
+    )
+    assert rejected.status_code == 303
+    again = op.post(f"/console/instructions/{instruction}/confirm", data={"csrf": csrf_of(op)})
+    assert again.status_code == 409 and "already rejected" in again.text and "Traceback" not in again.text
+
+
+def test_a_disposal_needs_two_operators_in_the_console_too(client: TestClient, office: Office) -> None:
+    disposal = client.post(
+        f"/v1/pledges/{office.active['id']}/instructions", headers=office.bank_key,
+        json={"type": "dispose", "reason": "default"},
+    ).json()  # fmt: skip
+    one, two = sign_in(client, "op-one"), sign_in(client, "op-two")
+    first = one.post(f"/console/instructions/{disposal['id']}/confirm", data={"csrf": csrf_of(one)})
+    assert first.headers["location"] == "/console/queue?done=reviewed"
+    assert "须由另一名操作员复核" in one.get(first.headers["location"]).text
+    same = one.post(f"/console/instructions/{disposal['id']}/confirm", data={"csrf": csrf_of(one)})
+    assert same.status_code == 409 and "op-one" in same.text
+    second = two.post(f"/console/instructions/{disposal['id']}/confirm", data={"csrf": csrf_of(two)})
+    assert second.status_code == 303
+    assert (
+        client.get(f"/v1/pledges/{office.active['id']}", headers=office.bank_key).json()["status"]
+        == "disposed"
+    )
+
+
+def test_forms_without_this_sessions_token_are_refused(client: TestClient, office: Office) -> None:
+    op, other = sign_in(client, "op-one"), sign_in(client, "op-two")
+    instruction = office.pending["instructions"][0]["id"]
+    for data in ({}, {"csrf": ""}, {"csrf": csrf_of(other)}):  # none, empty, another session's
+        refused = op.post(f"/console/instructions/{instruction}/confirm", data=data)
+        assert refused.status_code == 403 and "text/html" in refused.headers["content-type"]
+    assert (
+        client.get(f"/v1/instructions/{instruction}", headers=office.bank_key).json()["status"] == "pending"
+    )
+
+
+# --- who sees what -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("username", "page", "status"),
+    [
+        ("banker", "active", 200),
+        ("banker", "other", 404),  # another bank's pledge does not exist for it
+        ("other-banker", "active", 404),
+        ("borrower", "active", 200),
+        ("pledgor", "active", 200),
+        ("auditor", "other", 200),
+        ("op-one", "other", 200),
+        ("banker", "/console/queue", 403),
+        ("borrower", "/console/queue", 403),
+        ("borrower", "/console/alerts", 403),
+        ("banker", "/console/units/CCER/1", 403),
+        ("auditor", "/console/queue", 200),
+    ],
+)
+def test_who_sees_which_page(
+    client: TestClient, office: Office, username: str, page: str, status: int
+) -> None:
+    person = sign_in(client, username)
+    path = page if page.startswith("/") else f"/console/pledges/{getattr(office, page)['id']}"
+    answer = person.get(path)
+    assert answer.status_code == status
+    assert "text/html" in answer.headers["content-type"] and "Traceback" not in answer.text
+    if status == 200 and "pledges" in path:
+        assert getattr(office, page)["loan"]["contract_no"] in answer.text
+
+
+def test_lists_show_only_ones_own(client: TestClient, office: Office) -> None:
+    banker = sign_in(client, "banker").get("/console/pledges").text
+    assert (
+        office.active["loan"]["contract_no"] in banker and office.other["loan"]["contract_no"] not in banker
+    )
+    borrower = sign_in(client, "borrower").get("/console/pledges").text
+    assert office.active["loan"]["contract_no"] in borrower and "下载" in borrower
+
+
+def test_the_borrower_downloads_the_current_certificate(client: TestClient, office: Office) -> None:
+    borrower = sign_in(client, "borrower")
+    listing = borrower.get("/console/pledges").text
+    link = f"/console/pledges/{office.active['id']}/certificate"
+    assert link in listing
+    pdf = borrower.get(link)
+    assert (
+        pdf.status_code == 200
+        and pdf.content.startswith(b"%PDF")
+        and "attachment" in pdf.headers["content-disposition"]
+    )
+    assert browser(client).get(link).status_code == 303  # signed out: to the sign-in page
+
+
+def test_search_by_number_contract_name_and_serial(client: TestClient, office: Office) -> None:
+    op = sign_in(client, "op-one")
+    reg = office.active["registration_no"]
+    for query in [
+        reg,
+        office.active["loan"]["contract_no"],
+        office.pledgor.name[:8],
+        str(office.active["blocks"][0]["serial_start"]),
+    ]:
+        assert (
+            f"/console/pledges/{office.active['id']}" in op.get("/console/search", params={"q": query}).text
+        ), query
+    serial = op.get("/console/search", params={"q": str(office.active["blocks"][0]["serial_start"])}).text
+    assert f"/console/units/CCER/{office.active['blocks'][0]['serial_start']}" in serial
+    history = op.get(f"/console/units/CCER/{office.active['blocks'][0]['serial_start']}")
+    assert history.status_code == 200 and "freeze" in history.text
+    other_bank = sign_in(client, "other-banker")
+    assert (
+        f"/console/pledges/{office.active['id']}"
+        not in other_bank.get("/console/search", params={"q": reg}).text
+    )
+
+
+def test_the_bank_acknowledges_its_alerts(client: TestClient, office: Office, session: Session) -> None:
+    from sqlalchemy import text
+
+    session.execute(
+        text("INSERT INTO alert (pledge_id, pledgee_party_id, kind, trigger, status, raised_at, details) "
+             "VALUES (:p, :b, 'margin_warning', 'coverage', 'open', now(), '{}')"),
+        {"p": office.active["id"], "b": office.bank.id},
+    )  # fmt: skip
+    banker = sign_in(client, "banker")
+    page = banker.get("/console/alerts").text
+    alert_id = re.search(r'action="/console/alerts/(\d+)/ack"', page)
+    assert alert_id, "an acknowledge button"
+    done = banker.post(f"/console/alerts/{alert_id.group(1)}/ack", data={"csrf": csrf_of(banker)})
+    assert done.status_code == 303
+    assert "已知悉" in banker.get("/console/alerts?done=acked").text
+
+
+# --- the pages themselves ----------------------------------------------------------------------------
+
+
+def test_pages_carry_security_headers_and_speak_english_on_request(
+    client: TestClient, office: Office
+) -> None:
+    op = sign_in(client, "op-one")
+    page = op.get(f"/console/pledges/{office.active['id']}")
+    assert (
+        page.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    )
+    assert "<svg" in page.text and "覆盖倍数走势" in page.text  # the coverage chart
+    switched = op.get("/console/lang/en", params={"next": f"/console/pledges/{office.active['id']}"})
+    assert switched.status_code == 303
+    english = op.get(switched.headers["location"]).text
+    assert "Coverage ratio over time" in english and "Certificate versions" in english
+
+
+def test_an_unknown_page_is_a_page(client: TestClient, office: Office) -> None:
+    op = sign_in(client, "op-one")
+    missing = op.get("/console/pledges/00000000-0000-0000-0000-000000000000")
+    assert (
+        missing.status_code == 404
+        and "未找到" in missing.text
+        and "text/html" in missing.headers["content-type"]
+    )
+    bad = op.get("/console/pledges/not-a-uuid")
+    assert bad.status_code == 422 and "text/html" in bad.headers["content-type"]
+
+
+def test_every_text_on_the_pages_has_its_chinese() -> None:
+    templates = Path(__file__).resolve().parent.parent / "api" / "templates" / "console"
+    used = set()
+    for template in templates.glob("*.html"):
+        used |= set(re.findall(r"""t\(["']([^"']+)["']\)""", template.read_text()))
+    assert used - ZH.keys() == set()
