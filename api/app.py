@@ -22,7 +22,7 @@ from api.routers import audit, certificates, ledger, pledges, reference, valuati
 from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
-from registry.db import database_url, make_engine
+from registry.db import app_database_url, make_engine
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -87,7 +87,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.engine = engine or make_engine(database_url(settings), pool_size=settings.db_pool_size)
+    app.state.engine = engine or make_engine(app_database_url(settings), pool_size=settings.db_pool_size)
     app.state.clock = clock or SystemClock()
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     app.state.renderer = Renderer(

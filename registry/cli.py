@@ -6,13 +6,14 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from registry.clock import SystemClock
 from registry.config import Settings, get_settings
-from registry.db import database_url, describe, make_engine, migrate, unit_of_work
+from registry.db import APP_ROLE, as_role, database_url, describe, make_engine, migrate, unit_of_work
 from registry.errors import RegistryError
 from registry.principal import SYSTEM, Actor, Role
 
@@ -68,8 +69,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, *, url: str | None =
     import uvicorn
 
     url = url or _url(settings)
-    # Worker processes connect to the server this process resolved (and, when embedded, keeps alive).
+    # Worker processes connect to the server this process resolved (and, when embedded, keeps alive),
+    # as the restricted application role when the server is the embedded one.
     os.environ["DATABASE_URL"] = url
+    if not settings.database_url and not settings.app_database_url:
+        os.environ["REGISTRY_APP_DATABASE_URL"] = as_role(url, APP_ROLE)
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"registry serving at http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
@@ -199,21 +203,22 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from registry.audit.service import verify_chains
-    from registry.ledger.consistency import find_problems
+    from registry import check
+    from registry.ledger.consistency import CHECKS
 
-    engine = make_engine(_url(settings), pool_size=1)
-    with unit_of_work(engine) as session:
-        problems = find_problems(session)
-    result = verify_chains(engine)
+    began = time.perf_counter()
+    engine = make_engine(_url(settings), pool_size=2)
+    report = check.run(engine)
     engine.dispose()
-    if not result.ok and result.first_bad_event:
-        bad = result.first_bad_event
-        problems.append(f"audit chain broken at event {bad.id} (account {bad.account_id}): {bad.problem}")
-    for problem in problems:
+    for problem in report.problems:
         print(f"FAIL {problem}")
-    print(f"{'ok' if not problems else 'inconsistent'}: {result.events} audit events checked")
-    return 1 if problems else 0
+    if args.timings:
+        for title, seconds in sorted(report.timings.items(), key=lambda t: -t[1]):
+            print(f"  {seconds:8.2f} s  {title}", file=sys.stderr)
+    verdict = "ok" if report.ok else "inconsistent"
+    print(f"{verdict}: {len(CHECKS)} checks, {report.events} audit events in {report.chains} chains "
+          f"recomputed (head {report.head_hash[:16]}…) in {time.perf_counter() - began:.1f} s")  # fmt: skip
+    return 0 if report.ok else 1
 
 
 def cmd_expire_holds(args: argparse.Namespace, settings: Settings) -> int:
@@ -401,9 +406,9 @@ def parser() -> argparse.ArgumentParser:
         dest="audit_command", required=True
     )
     audit.add_parser("verify", help="recompute every hash chain").set_defaults(func=cmd_audit_verify)
-    sub.add_parser("check", help="full consistency check of the ledger and its audit trail").set_defaults(
-        func=cmd_check
-    )
+    sp = sub.add_parser("check", help="full consistency check of the ledger and its audit trail")
+    sp.add_argument("--timings", action="store_true", help="print how long each check took")
+    sp.set_defaults(func=cmd_check)
     jobs = sub.add_parser("jobs", help="run a scheduled job now").add_subparsers(dest="job", required=True)
     jobs.add_parser("expire-holds", help="lapse unconfirmed pledge requests whose hold expired").set_defaults(
         func=cmd_expire_holds

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     # The plain DATABASE_URL (no prefix) is what every PostgreSQL tool understands.
     # Unset: an embedded PostgreSQL (pgserver) is started in `data_dir`.
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    # What the app's requests connect as: a role granted `registry_app` (migration 0006), which cannot
+    # change history. Unset: `registry_app` itself on the embedded server; DATABASE_URL's user otherwise.
+    app_database_url: str | None = None
     data_dir: Path = Path(".registry-data")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -44,7 +47,7 @@ class Settings(BaseSettings):
     certificate_recycle_after: int = Field(default=200, ge=1)
     log_level: str = "INFO"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "app_database_url")
     @classmethod
     def _use_psycopg3(cls, value: str | None) -> str | None:
         """`postgresql://` and `postgres://` URLs are taken as they are written for every other tool."""

@@ -42,6 +42,50 @@ def start_embedded(data_dir: Path) -> str:
     return "postgresql+psycopg://" + uri.removeprefix("postgresql://")
 
 
+def pg_tool(name: str) -> str:
+    """A PostgreSQL client program (pg_dump, pg_restore, psql): the embedded server's own, else the PATH's."""
+    import shutil
+
+    try:
+        import pgserver
+
+        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / name
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:  # pragma: no cover - pgserver is a dependency
+        pass
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found: install the PostgreSQL client programs")
+    return found
+
+
+def libpq_url(url: str) -> str:
+    """The URL as libpq programs take it (no SQLAlchemy driver suffix)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+APP_ROLE = "registry_app"
+
+
+def as_role(url: str, role: str) -> str:
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def app_database_url(settings: Settings) -> str:
+    """Where the app's requests connect: the restricted role when there is one (see migration 0006)."""
+    if settings.app_database_url:
+        return settings.app_database_url
+    if not settings.database_url:
+        return as_role(start_embedded(settings.data_dir), APP_ROLE)
+    log.warning(
+        "the app connects as DATABASE_URL's user; set REGISTRY_APP_DATABASE_URL to a role granted %s so that "
+        "it cannot change history (docs/operations.md)",
+        APP_ROLE,
+    )
+    return settings.database_url
+
+
 def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url

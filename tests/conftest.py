@@ -32,7 +32,7 @@ from api.app import create_app
 from api.deps import get_session
 from registry.clock import FixedClock, SystemClock
 from registry.config import Settings
-from registry.db import make_engine, migrate, start_embedded
+from registry.db import APP_ROLE, as_role, make_engine, migrate, start_embedded
 from registry.ledger.consistency import find_problems
 from tests.desk import Desk, make_desk
 
@@ -169,8 +169,17 @@ def live_url(live: Live) -> str:
 
 
 @pytest.fixture
-def live(committed_engine: Engine) -> Iterator[Live]:
-    """The real app on a loopback port, over the committed database."""
+def app_engine(committed_engine: Engine) -> Iterator[Engine]:
+    """The committed database as the app sees it in production: connected as the restricted role."""
+    url = as_role(committed_engine.url.render_as_string(hide_password=False), APP_ROLE)
+    engine = make_engine(url, pool_size=40)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def live(app_engine: Engine) -> Iterator[Live]:
+    """The real app on a loopback port, over the committed database, as the application role."""
     app = create_app(
         Settings(
             database_url="postgresql://unused/unused",
@@ -178,7 +187,7 @@ def live(committed_engine: Engine) -> Iterator[Live]:
             scheduler_enabled=False,
             certificate_workers=0,
         ),
-        engine=committed_engine,
+        engine=app_engine,
         clock=SystemClock(),
     )
     with socket.socket() as s:

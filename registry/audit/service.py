@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from registry.audit.chain import GENESIS, HASHED_FIELDS, digest_of_heads, link
+from registry.audit.chain import GENESIS, HASH_SQL, HASHED_FIELDS, digest_of_heads, link
 from registry.audit.models import EventKind
 from registry.ledger.repository import LockedAccount
 from registry.principal import Actor
@@ -158,75 +158,58 @@ class Verification:
 def verify_chains(engine: Engine) -> Verification:
     """Recompute every chain from its genesis, and compare each chain's end with its account's head.
 
-    Reads through its own connection, in one REPEATABLE READ snapshot so that writes going on
-    meanwhile are not mistaken for breaks. Names the earliest (lowest id) bad event."""
-    cols = ", ".join(("id", *_COLUMNS))
-    bad: list[BadEvent] = []
-    heads: list[tuple[UUID, int, bytes]] = []
-    events = 0
+    One set-based pass in PostgreSQL (each event's hash recomputed from its canonical form, its link
+    and sequence checked against the event before it in its chain), in one REPEATABLE READ snapshot so
+    that writes going on meanwhile are not mistaken for breaks. Names the earliest (lowest id) bad event,
+    and the first break of each chain: what follows a break is suspect anyway."""
     with engine.connect() as plain:
         conn = plain.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            stored = {
-                r.id: (r.audit_seq, r.audit_head)
-                for r in conn.execute(
-                    text("SELECT id, audit_seq, audit_head FROM account WHERE audit_seq > 0")
-                )
-            }
-            result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
-                text(f"SELECT {cols} FROM audit_event ORDER BY account_id, seq")
-            )
-            chain: UUID | None = None
-            prev = GENESIS
-            expected_seq = 1
-            last_bad_chain: UUID | None = None
-            for row in result:
-                events += 1
-                event: Mapping[str, Any] = row._mapping  # type: ignore[assignment]
-                if row.account_id != chain:
-                    if chain is not None:
-                        _close_chain(chain, expected_seq - 1, prev, stored, heads, bad)
-                    chain, prev, expected_seq = row.account_id, GENESIS, 1
-                problem = None
-                if row.seq != expected_seq:
-                    problem = f"sequence gap: expected {expected_seq}, found {row.seq}"
-                elif bytes(row.prev_hash) != prev:
-                    problem = "prev_hash does not match the previous event's hash"
-                elif link(prev, event) != bytes(row.hash):
-                    problem = "content does not match its hash"
-                if problem and last_bad_chain != chain:
-                    # Report the first break of each chain; what follows a break is suspect anyway.
-                    bad.append(BadEvent(row.id, row.account_id, row.seq, problem))
-                    last_bad_chain = chain
-                prev = bytes(row.hash)
-                expected_seq = row.seq + 1
-            if chain is not None:
-                _close_chain(chain, expected_seq - 1, prev, stored, heads, bad)
-            chained = {h[0] for h in heads}
-            for account_id, (seq, _) in stored.items():
-                if account_id not in chained:
-                    bad.append(BadEvent(None, account_id, seq, "the account's chain has no events"))
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
+            rows = conn.execute(
+                text(f"""
+                    WITH linked AS (
+                        SELECT id, account_id, seq, prev_hash, hash,
+                               lag(seq) OVER w AS prior_seq, lag(hash) OVER w AS prior_hash,
+                               {HASH_SQL} AS recomputed
+                          FROM audit_event WINDOW w AS (PARTITION BY account_id ORDER BY seq)
+                    ), judged AS (
+                        SELECT id, account_id, seq,
+                               CASE WHEN seq <> coalesce(prior_seq, 0) + 1
+                                        THEN 'sequence gap: expected ' || (coalesce(prior_seq, 0) + 1)
+                                             || ', found ' || seq
+                                    WHEN prev_hash <> coalesce(prior_hash, :genesis)
+                                        THEN 'prev_hash does not match the previous event''s hash'
+                                    WHEN recomputed <> hash THEN 'content does not match its hash'
+                               END AS problem
+                          FROM linked
+                    )
+                    SELECT DISTINCT ON (account_id) id, account_id, seq, problem
+                      FROM judged WHERE problem IS NOT NULL ORDER BY account_id, seq"""),
+                {"genesis": GENESIS},
+            ).all()
+            bad = [BadEvent(r.id, r.account_id, r.seq, r.problem) for r in rows]
+            ends = conn.execute(
+                text("""
+                    SELECT a.id, a.audit_seq, a.audit_head, e.seq AS last_seq, e.hash AS last_hash, e.events
+                      FROM account a
+                      LEFT JOIN (SELECT DISTINCT ON (account_id) account_id, seq, hash,
+                                        count(*) OVER (PARTITION BY account_id) AS events
+                                   FROM audit_event ORDER BY account_id, seq DESC) e ON e.account_id = a.id
+                     WHERE a.audit_seq > 0 OR e.account_id IS NOT NULL""")
+            ).all()
+    heads: list[tuple[UUID, int, bytes]] = []
+    events = 0
+    broken = {b.account_id for b in bad}
+    for end in ends:
+        if end.last_seq is None:
+            bad.append(BadEvent(None, end.id, end.audit_seq, "the account's chain has no events"))
+            continue
+        events += end.events
+        heads.append((end.id, end.last_seq, bytes(end.last_hash)))
+        moved = end.audit_seq != end.last_seq or bytes(end.audit_head or b"") != bytes(end.last_hash)
+        if moved and end.id not in broken:
+            problem = "the chain does not end at its account's recorded head (events removed?)"
+            bad.append(BadEvent(None, end.id, end.last_seq, problem))
     first = min(bad, key=lambda b: (b.id is None, b.id or 0)) if bad else None
     return Verification(events, len(heads), digest_of_heads(heads), first, len(bad))
-
-
-def _close_chain(
-    chain: UUID,
-    last_seq: int,
-    last_hash: bytes,
-    stored: dict[UUID, tuple[int, bytes]],
-    heads: list[tuple[UUID, int, bytes]],
-    bad: list[BadEvent],
-) -> None:
-    heads.append((chain, last_seq, last_hash))
-    head = stored.get(chain)
-    moved = head is None or head[0] != last_seq or bytes(head[1]) != last_hash
-    if moved and not any(b.account_id == chain for b in bad):
-        bad.append(
-            BadEvent(
-                None,
-                chain,
-                last_seq,
-                "the chain does not end at its account's recorded head (events removed?)",
-            )
-        )

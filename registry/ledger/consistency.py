@@ -61,6 +61,33 @@ CHECKS: dict[str, str] = {
         SELECT 'certificate ' || c.number || ' is valid but pledge ' || p.id || ' is ' || p.status
           FROM certificate c JOIN pledge p ON p.id = c.pledge_id
          WHERE c.status = 'valid' AND p.status <> 'active'""",
+    # The trail is the ledger's history: replaying it (each serial takes the state named by the latest
+    # event that touched it) must give the blocks as they are. Checked on the pieces between every block
+    # and event boundary, each looked up by the GiST indexes on the packed spans.
+    "the blocks differ from a replay of the audit trail": """
+        WITH cut AS (
+            SELECT credit_type_id AS ct, serial_start AS at FROM holding
+            UNION SELECT credit_type_id, serial_end + 1 FROM holding
+            UNION SELECT credit_type_id, serial_start FROM audit_event
+            UNION SELECT credit_type_id, serial_end + 1 FROM audit_event
+        ), piece AS (
+            SELECT ct, at AS lo, lead(at) OVER (PARTITION BY ct ORDER BY at) - 1 AS hi FROM cut
+        )
+        SELECT 'credit type ' || p.ct || ' serials ' || p.lo || '-' || p.hi || ': block says '
+               || coalesce(h.account_id::text || ' ' || h.status || coalesce(' ' || h.pledge_id, ''), 'nothing')
+               || ', the trail says '
+               || coalesce(e.to_account_id::text || ' ' || e.to_status || coalesce(' ' || e.to_pledge_id, ''),
+                           'nothing') || coalesce(' (event ' || e.id || ')', '')
+          FROM piece p
+          LEFT JOIN LATERAL (
+              SELECT account_id, status, pledge_id FROM holding
+               WHERE span @> ((p.ct::bigint << 40) + p.lo)) h ON true
+          LEFT JOIN LATERAL (
+              SELECT id, to_account_id, to_status, to_pledge_id FROM audit_event
+               WHERE span @> ((p.ct::bigint << 40) + p.lo)
+               ORDER BY id + 0 DESC LIMIT 1) e ON true  -- `+ 0`: find by span (GiST), not by walking the key
+         WHERE p.hi IS NOT NULL
+           AND (h.account_id, h.status, h.pledge_id) IS DISTINCT FROM (e.to_account_id, e.to_status, e.to_pledge_id)""",
     "an account's chain head disagrees with its events": """
         SELECT 'account ' || a.number || ': head at ' || a.audit_seq || ', events up to ' || coalesce(e.seq, 0)
           FROM account a

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, text
 from registry.audit.service import verify_chains
 from registry.db import unit_of_work
 from registry.ledger import service as ledger
+from registry.ledger.consistency import find_problems
 from registry.ledger.models import PartyKind
 from registry.ledger.service import Selection
 from registry.principal import Role
@@ -93,3 +94,22 @@ def test_a_removed_middle_event_is_a_gap(committed_engine: Engine) -> None:
     result = verify_chains(committed_engine)
     assert result.first_bad_event is not None and result.first_bad_event.id == ids[3]
     assert "gap" in result.first_bad_event.problem
+
+
+def test_blocks_moved_behind_the_trails_back_differ_from_its_replay(committed_engine: Engine) -> None:
+    """Units given to another account by editing the blocks, triggers off, no event written: the chains
+    still verify (nothing in them changed), but the blocks no longer match a replay of the trail."""
+    _history(committed_engine)
+    with unit_of_work(committed_engine) as s:
+        assert find_problems(s) == []
+        thief = f.account(s).id
+    _as_superuser(
+        committed_engine,
+        "UPDATE holding SET account_id = :thief WHERE id = (SELECT max(id) FROM holding WHERE status = 'available')",
+        thief=thief,
+    )
+    assert verify_chains(committed_engine).ok
+    with unit_of_work(committed_engine) as s:
+        problems = find_problems(s)
+    assert [p for p in problems if p.startswith("the blocks differ from a replay of the audit trail")]
+    assert str(thief) in " ".join(problems)

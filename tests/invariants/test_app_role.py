@@ -1,0 +1,68 @@
+"""The app's database role cannot change history, whatever statement it is made to run.
+
+Everything here runs as `registry_app` (what the app connects as), on a database with history in it; the
+refusals come from the privilege system (SQLSTATE 42501), before any trigger is consulted."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from psycopg import errors
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from registry.db import unit_of_work
+from registry.ledger.models import PartyKind
+from registry.principal import Role
+from tests import factories as f
+from tests.conftest import Live
+
+ATTEMPTS = [
+    "UPDATE audit_event SET reason = 'edited' WHERE id = (SELECT min(id) FROM audit_event)",
+    "DELETE FROM audit_event",
+    "TRUNCATE audit_event",
+    "UPDATE valuation SET price = 1",
+    "DELETE FROM valuation",
+    "UPDATE issuance SET quantity = quantity + 1",
+    "DELETE FROM issuance",
+    "UPDATE certificate SET content = '{}'::jsonb",
+    "UPDATE certificate SET verification_code = 'AAAAAAAAAAAA'",
+    "DELETE FROM certificate",
+    "DELETE FROM pledge",
+    "DELETE FROM instruction",
+    "ALTER TABLE audit_event DISABLE TRIGGER ALL",
+    "SET session_replication_role = replica",
+    "DROP TABLE audit_event",
+    "UPDATE alembic_version SET version_num = '0001_ledger_core'",
+    # what an injected string would try: a harmless statement, then the damage
+    "SELECT 1; DELETE FROM audit_event",
+]
+
+
+@pytest.fixture
+def history(live: Live, committed_engine: Engine) -> None:
+    """A pledge made and confirmed through the app itself, running as the restricted role."""
+    with unit_of_work(committed_engine) as s:
+        bank, pledgor = f.party(s, PartyKind.BANK), f.party(s)
+        account = f.account(s, pledgor)
+        f.issue(s, account.id, 1000)
+        bank_key = f.auth(f.key(s, bank, Role.BANK))
+        op_key = f.auth(f.key(s, f.the_exchange(s), Role.EXCHANGE, operator="op"))
+    with httpx.Client(base_url=live.url) as http:
+        pledge = http.post("/v1/pledges", headers=bank_key, json=f.pledge_body(account.id, pledgor.id, 100))
+        assert pledge.status_code == 201, pledge.text
+        confirmed = http.post(
+            f"/v1/instructions/{pledge.json()['instructions'][0]['id']}/confirm", headers=op_key
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        pdf = http.get(f"/v1/pledges/{pledge.json()['id']}/certificate", headers=bank_key)
+        assert pdf.status_code == 200  # stored as the app role: the column grants allow exactly that
+
+
+@pytest.mark.parametrize("statement", ATTEMPTS)
+def test_the_app_role_cannot_change_history(history: None, app_engine: Engine, statement: str) -> None:
+    with app_engine.connect() as conn:
+        assert conn.execute(text("SELECT current_user")).scalar_one() == "registry_app"
+        with pytest.raises(DBAPIError) as refused:
+            conn.exec_driver_sql(statement)
+        assert isinstance(refused.value.orig, errors.InsufficientPrivilege), refused.value
