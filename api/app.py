@@ -35,7 +35,8 @@ with a stable `code`. Every state-changing POST accepts `Idempotency-Key`.
 
 
 class RequestIdMiddleware:
-    """Takes the client's X-Request-ID (or makes one), puts it on request.state and echoes it back."""
+    """Takes the client's X-Request-ID (or makes one), puts it on request.state and echoes it back; and
+    marks every response `X-Content-Type-Options: nosniff`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,7 +51,12 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append(
+                        (b"x-content-type-options", b"nosniff")
+                    )  # no response is sniffed as another type
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -1,0 +1,152 @@
+"""A bounded fuzz of every documented operation, as every role: schemathesis generates valid and invalid
+requests from /openapi.json; each is sent anonymously and with an exchange, auditor, bank and holder key.
+
+It fails on any 5xx, any status code, content type or body the schema does not document, and any request
+answered 4xx that changed data (a fingerprint of every table, taken before and after). The app runs as
+the restricted database role, over a database that already holds a pledge book. The long run is
+`bench/fuzz_bench.py`; FUZZ_EXAMPLES sets how many examples each operation gets here."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import Case, GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.schemas import BaseSchema
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy import Engine, create_engine, text
+
+from api.app import create_app
+from registry.clock import FixedClock
+from registry.config import Settings
+from registry.db import unit_of_work
+from registry.ledger.models import PartyKind
+from registry.principal import Role
+from tests import factories as f
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+REPORT = os.environ.get("FUZZ_REPORT")
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# Tables a refused request may legitimately write: the counters that throttle wrong verification codes.
+WRITTEN_ON_REFUSAL = frozenset({"rate_limit"})
+
+
+@dataclass
+class FuzzWorld:
+    keys: dict[str, dict[str, str]]
+    fingerprint: Callable[[], tuple[object, ...]]
+
+
+def fingerprinter(engine: Engine) -> Callable[[], tuple[object, ...]]:
+    """Rows and the newest row version of every table: any insert, update or delete moves one of them."""
+    with engine.connect() as conn:
+        tables = [
+            t
+            for t in conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).scalars()
+            if t not in WRITTEN_ON_REFUSAL
+        ]
+    query = text(
+        "SELECT "
+        + ", ".join(
+            f"(SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM {t})" for t in tables
+        )
+    )
+
+    def take() -> tuple[object, ...]:
+        with engine.connect() as conn:
+            return tuple(conn.execute(query).one())
+
+    return take
+
+
+@pytest.fixture
+def fuzz_world(committed_engine: Engine) -> FuzzWorld:
+    with unit_of_work(committed_engine) as s:
+        exchange, bank, auditor = f.the_exchange(s), f.party(s, PartyKind.BANK), f.party(s, PartyKind.AUDITOR)
+        holder = f.party(s)
+        account = f.account(s, holder)
+        f.account(s, bank)
+        f.issue(s, account.id, 100_000)
+        keys = {
+            "anonymous": {},
+            "exchange": f.auth(f.key(s, exchange, Role.EXCHANGE, operator="fuzz")),
+            "auditor": f.auth(f.key(s, auditor, Role.AUDITOR)),
+            "bank": f.auth(f.key(s, bank, Role.BANK)),
+            "holder": f.auth(f.key(s, holder, Role.HOLDER)),
+        }
+    return FuzzWorld(keys, fingerprinter(committed_engine))
+
+
+def _schema() -> BaseSchema:
+    """The schema as the app documents it; each test sends its requests to an app of its own."""
+    unused = create_engine("postgresql+psycopg://unused@/unused")  # never connected: only the schema is read
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(_settings(), engine=unused))
+
+
+def _settings() -> Settings:
+    return Settings(database_url="postgresql://unused/unused", scheduler_enabled=False, key_cache_seconds=0,
+                    certificate_workers=0)  # fmt: skip
+
+
+SCHEMA = _schema()
+
+
+def _operations() -> list[Any]:
+    found = []
+    for result in SCHEMA.get_all_operations():
+        if not isinstance(result, Ok):
+            raise result.err()  # our own schema is invalid: say so, do not skip the operation
+        found.append(result.ok())
+    return found
+
+
+OPERATIONS = _operations()
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
+def test_every_operation_as_every_role(operation: Any, fuzz_world: FuzzWorld, app_engine: Engine) -> None:
+    app = create_app(_settings(), engine=app_engine, clock=FixedClock())
+    tally: Counter[str] = Counter()
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)
+    )
+
+    @given(case=cases)
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def each(case: Case[Any]) -> None:
+        mode = getattr(getattr(getattr(case, "meta", None), "generation", None), "mode", None)
+        for role, headers in fuzz_world.keys.items():
+            before = fuzz_world.fingerprint()
+            response = case.call(headers=headers or None, app=app)
+            tally[f"{response.status_code // 100}xx"] += 1
+            tally["negative" if mode == GenerationMode.NEGATIVE else "positive"] += 1
+            case.validate_response(response, checks=CHECKS)
+            if 400 <= response.status_code < 500:
+                changed = fuzz_world.fingerprint() != before
+                assert not changed, (
+                    f"{case.method} {case.formatted_path} as {role}: {response.status_code}, data changed"
+                )
+
+    try:
+        each()
+    finally:
+        if REPORT:  # the long run (bench/fuzz_bench.py) adds up what every operation sent and got
+            with open(REPORT, "a") as out:
+                out.write(json.dumps({"operation": operation.label, **tally}) + "\n")
