@@ -356,16 +356,18 @@ def main() -> None:
     for k in range(args.faults):
         time.sleep(rng.uniform(0.5, 1.5) * gap * 0.8)
         if k % 2 == 0:
+            what = "app killed"
             app.kill()
-            faults["app killed"] += 1
+            faults[what] += 1
             time.sleep(rng.uniform(0.2, 1.0))
             app.start()
         else:
+            what = "postgres killed"
             db.kill()
-            faults["postgres killed"] += 1
+            faults[what] += 1
             time.sleep(rng.uniform(0.5, 1.5))
             db.restart()
-        print(f"  t={time.monotonic() - began:5.1f} s  {list(faults.elements())[-1]}, back up", flush=True)
+        print(f"  t={time.monotonic() - began:5.1f} s  {what}, back up", flush=True)
     for t in threads:
         t.join()
     app.kill()
