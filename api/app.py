@@ -18,7 +18,7 @@ from api import problems
 from api.auth import KeyCache
 from api.console import routes as console
 from api.console.auth import SignInRequired
-from api.routers import audit, certificates, ledger, pledges, reference, valuation
+from api.routers import audit, certificates, ledger, pledges, reference, reports, valuation
 from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
@@ -103,7 +103,7 @@ def create_app(
     )
     problems.install(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (reference, ledger, pledges, certificates, valuation, audit):
+    for module in (reference, ledger, pledges, certificates, valuation, reports, audit):
         app.include_router(module.router)
     app.include_router(console.router)
 

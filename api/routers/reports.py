@@ -1,0 +1,97 @@
+"""Quarterly reports: a bank's collateral book and the exchange's statistics, as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api.auth import PrincipalDep
+from api.deps import SessionDep
+from api.routers.common import READ_ERRORS
+from api.schemas.reports import CollateralBookRead, ExchangeStatsRead
+from registry.report.collateral_book import collateral_book
+from registry.report.exchange_stats import exchange_stats
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+Format = Literal["json", "csv"]
+CSV_RESPONSE = {"content": {"text/csv": {}}, "description": "JSON, or CSV with `?format=csv`"}
+
+
+def _csv(rows: list[dict[str, Any]], filename: str) -> Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    # A byte-order mark so that spreadsheet programs read the Chinese names as UTF-8.
+    return Response(
+        "\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/collateral-book",
+    response_model=CollateralBookRead,
+    responses={200: CSV_RESPONSE, **READ_ERRORS},
+    summary="A bank's collateral book as of the end of a day (bank: its own; exchange, auditor: `bank_id`)",
+)
+def read_collateral_book(
+    session: SessionDep,
+    principal: PrincipalDep,
+    as_of: Annotated[date, Query(description="a past day or today, Beijing time")],
+    bank_id: UUID | None = None,
+    format: Format = "json",
+) -> Any:
+    book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id)
+    if format == "json":
+        return CollateralBookRead.model_validate(asdict(book))
+    rows = [{"section": "group", **asdict(line)} for line in book.lines]
+    rows.append({"section": "total", **asdict(book.total)})
+    rows += [
+        {"section": "maturity", "credit_type": None, "project_type": rung.bucket, "vintage": None,
+         "pledges": rung.pledges, "units": None, "collateral_value": rung.collateral_value,
+         "outstanding_principal": rung.outstanding_principal, "coverage_ratio": None, "at_warning": None,
+         "at_disposal": None, "unvalued": None}
+        for rung in book.ladder
+    ]  # fmt: skip
+    return _csv(rows, f"collateral-book-{as_of.isoformat()}.csv")
+
+
+@router.get(
+    "/exchange",
+    response_model=ExchangeStatsRead,
+    responses={200: CSV_RESPONSE, **READ_ERRORS},
+    summary="The exchange's pledge statistics for a period (exchange, auditor)",
+)
+def read_exchange_stats(
+    session: SessionDep,
+    principal: PrincipalDep,
+    period_from: Annotated[date, Query(alias="from")],
+    period_to: Annotated[date, Query(alias="to")],
+    format: Format = "json",
+) -> Any:
+    stats = exchange_stats(session, principal, period_from=period_from, period_to=period_to)
+    if format == "json":
+        return ExchangeStatsRead.model_validate(asdict(stats))
+    figures: list[tuple[str, Any]] = [
+        ("registered", stats.registered),
+        ("released", stats.released),
+        ("disposed", stats.disposed),
+        ("financing_secured", stats.financing_secured),
+        ("confirmation_hours_avg", stats.confirmation_hours_avg),
+        ("confirmation_hours_median", stats.confirmation_hours_median),
+        *((f"units_frozen:{code}", units) for code, units in stats.units_frozen.items()),
+        *((f"largest_pledgor:{p.name}", p.units) for p in stats.largest_pledgors),
+        *((f"financing:{m.month}", m.financing) for m in stats.months),
+    ]
+    return _csv([{"figure": name, "value": value} for name, value in figures],
+                f"exchange-{period_from.isoformat()}-{period_to.isoformat()}.csv")  # fmt: skip

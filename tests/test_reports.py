@@ -1,0 +1,243 @@
+"""Reports checked figure by figure against a book small enough to compute by hand.
+
+The story (Beijing time, March 2026; every CCER print at 50.00, so every unit is worth 50.00):
+- 3rd 10:00, bank A registers X: pledgor P1, 2,000 forestry-2023 + 1,000 hydropower-2024 units, principal
+  100,000, matures 2026-05-01; confirmed an hour later (value 150,000, coverage 1.5).
+- 4th 10:00, bank A registers Y: pledgor P2, 1,000 forestry-2023, principal 45,000, matures 2027-03-01;
+  confirmed an hour later (value 50,000, coverage 1.1111: below the 1.30 warning line).
+- 5th 10:00, bank B registers Z: P1, 500 hydropower-2024, principal 10,000; confirmed an hour later.
+- 6th, bank A asks for W (never confirmed: not in any book).
+- 10th, X releases 1,000 forestry units, outstanding 60,000; 12th, Y is released in full."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from registry.ledger import service as ledger
+from registry.ledger.models import Party, PartyKind
+from registry.ledger.service import Selection, SerialRange
+from registry.pledge import service as pledges
+from registry.pledge.calendar import EXCHANGE_TZ
+from registry.pledge.states import InstructionType
+from registry.principal import Actor, Principal, Role
+from registry.valuation import prices
+from tests import factories as f
+
+
+def at(day: int, hour: int = 10) -> datetime:
+    return datetime(2026, 3, day, hour, tzinfo=EXCHANGE_TZ)
+
+
+@dataclass
+class Book:
+    bank_a: Party
+    bank_b: Party
+    keys: dict[str, dict[str, str]]
+
+
+@pytest.fixture
+def book(session: Session) -> Book:
+    exchange = f.the_exchange(session)
+    bank_a, bank_b = (
+        f.party(session, PartyKind.BANK, "银行甲 Bank A"),
+        f.party(session, PartyKind.BANK, "银行乙 Bank B"),
+    )
+    p1, p2 = f.party(session, name="出质人一 Pledgor One"), f.party(session, name="出质人二 Pledgor Two")
+    a1, a2 = f.account(session, p1), f.account(session, p2)
+    system = f.system(at(1))
+
+    def issue(account: UUID, kind: str, vintage: int, quantity: int) -> int:
+        return ledger.issue(session, system, credit_type="CCER", project_code=f"P-{kind}", project_type=kind,
+                            vintage=vintage, quantity=quantity, account_id=account).serial_start  # fmt: skip
+
+    forestry1, hydro1 = issue(a1.id, "forestry", 2023, 10_000), issue(a1.id, "hydropower", 2024, 10_000)
+    forestry2 = issue(a2.id, "forestry", 2023, 5_000)
+    days = [date(2026, 2, 23) + timedelta(days=d) for d in range(14)]
+    prices.record_trades(
+        session, system, [prices.Trade("CCER", d, Decimal("50.00"), 1_000) for d in days if d.weekday() < 5]
+    )
+
+    def bank(party: Party, when: datetime) -> Actor:
+        return Actor(Principal(party.id, Role.BANK), when)
+
+    def operator(when: datetime) -> Actor:
+        return Actor(Principal(exchange.id, Role.EXCHANGE, operator="op"), when)
+
+    def register(
+        lender: Party,
+        account: Any,
+        borrower: Party,
+        blocks: list[tuple[int, int]],
+        principal: str,
+        maturity: date,
+        day: int,
+        *,
+        confirm: bool = True,
+    ) -> UUID:
+        made = pledges.register(
+            session,
+            bank(lender, at(day)),
+            pledgor_account_id=account.id,
+            borrower_party_id=borrower.id,
+            loan=pledges.Loan(f"C-{day}", Decimal(principal), date(2026, 3, 1), maturity),
+            collateral=Selection(blocks=[SerialRange("CCER", s, e) for s, e in blocks]),
+            terms=pledges.Terms(Decimal("0.95"), Decimal("1.30"), Decimal("1.10")),
+        )
+        if confirm:
+            pledges.confirm(session, operator(at(day, 11)), made.instruction.id)
+        return made.pledge.id
+
+    x = register(
+        bank_a,
+        a1,
+        p1,
+        [(forestry1, forestry1 + 1999), (hydro1, hydro1 + 999)],
+        "100000.00",
+        date(2026, 5, 1),
+        3,
+    )
+    y = register(bank_a, a2, p2, [(forestry2, forestry2 + 999)], "45000.00", date(2027, 3, 1), 4)
+    register(bank_b, a1, p1, [(hydro1 + 1000, hydro1 + 1499)], "10000.00", date(2026, 9, 1), 5)
+    register(
+        bank_a, a1, p1, [(forestry1 + 5000, forestry1 + 5099)], "1000.00", date(2026, 9, 1), 6, confirm=False
+    )
+    release = pledges.request(session, bank(bank_a, at(10)), x, kind=InstructionType.RELEASE,
+                              selection=Selection(blocks=[SerialRange("CCER", forestry1, forestry1 + 999)]),
+                              outstanding_principal=Decimal("60000.00"))  # fmt: skip
+    pledges.confirm(session, operator(at(10, 11)), release.id)
+    full = pledges.request(session, bank(bank_a, at(12)), y, kind=InstructionType.RELEASE)
+    pledges.confirm(session, operator(at(12, 11)), full.id)
+    keys = {
+        "a": f.auth(f.key(session, bank_a, Role.BANK)),
+        "b": f.auth(f.key(session, bank_b, Role.BANK)),
+        "exchange": f.auth(f.key(session, exchange, Role.EXCHANGE)),
+        "auditor": f.auth(f.key(session, f.party(session, PartyKind.AUDITOR), Role.AUDITOR)),
+        "holder": f.auth(f.key(session, p1, Role.HOLDER)),
+    }
+    return Book(bank_a, bank_b, keys)
+
+
+def book_of(client: TestClient, book: Book, as_of: str, who: str = "a", **params: str) -> dict[str, Any]:
+    answer = client.get(
+        "/v1/reports/collateral-book", params={"as_of": as_of, **params}, headers=book.keys[who]
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def figures(line: dict[str, Any]) -> tuple[Any, ...]:
+    return (line["pledges"], line["units"], line["collateral_value"], line["outstanding_principal"],
+            line["coverage_ratio"], line["at_warning"], line["at_disposal"])  # fmt: skip
+
+
+def test_the_book_in_the_past_before_the_release(client: TestClient, book: Book) -> None:
+    body = book_of(client, book, "2026-03-06")
+    assert body["bank"] == "银行甲 Bank A"
+    lines = {(ln["credit_type"], ln["project_type"], ln["vintage"]): figures(ln) for ln in body["lines"]}
+    assert lines == {
+        # X's 2,000 (its 100,000 split 2/3) and Y's 1,000 (45,000, at warning): 150,000 / 111,666.67
+        ("CCER", "forestry", 2023): (2, 3000, "150000.00", "111666.67", "1.3433", 1, 0),
+        # X's other 1,000 (1/3 of 100,000)
+        ("CCER", "hydropower", 2024): (1, 1000, "50000.00", "33333.33", "1.5000", 0, 0),
+    }
+    assert figures(body["total"]) == (2, 4000, "200000.00", "145000.00", "1.3793", 1, 0)
+    ladder = {rung["bucket"]: (rung["pledges"], rung["outstanding_principal"]) for rung in body["ladder"]}
+    assert ladder["31-90"] == (1, "100000.00")  # X matures 2026-05-01: 56 days on
+    assert ladder["181-365"] == (1, "45000.00")  # Y: 360 days on
+    assert ladder["0-30"] == ladder["overdue"] == ladder["over 365"] == (0, "0.00")
+
+
+def test_the_book_after_the_releases(client: TestClient, book: Book) -> None:
+    body = book_of(client, book, "2026-03-13")
+    lines = {(ln["project_type"], ln["vintage"]): figures(ln) for ln in body["lines"]}
+    assert lines == {
+        ("forestry", 2023): (1, 1000, "50000.00", "30000.00", "1.6667", 0, 0),
+        ("hydropower", 2024): (1, 1000, "50000.00", "30000.00", "1.6667", 0, 0),
+    }
+    assert figures(body["total"]) == (1, 2000, "100000.00", "60000.00", "1.6667", 0, 0)
+    before = book_of(client, book, "2026-03-02")  # nothing registered yet
+    assert before["lines"] == [] and figures(before["total"]) == (0, 0, "0.00", "0.00", None, 0, 0)
+
+
+def test_who_may_ask_for_which_book(client: TestClient, book: Book) -> None:
+    other = client.get("/v1/reports/collateral-book", params={"as_of": "2026-03-06", "bank_id": str(book.bank_a.id)},
+                       headers=book.keys["b"])  # fmt: skip
+    assert other.status_code == 404  # bank B cannot ask for bank A's book
+    own = book_of(client, book, "2026-03-06", "b")
+    assert own["bank"] == "银行乙 Bank B" and figures(own["total"]) == (
+        1,
+        500,
+        "25000.00",
+        "10000.00",
+        "2.5000",
+        0,
+        0,
+    )
+    for who in ("exchange", "auditor"):
+        assert (
+            figures(book_of(client, book, "2026-03-06", who, bank_id=str(book.bank_a.id))["total"])[1] == 4000
+        )
+    missing = client.get(
+        "/v1/reports/collateral-book", params={"as_of": "2026-03-06"}, headers=book.keys["exchange"]
+    )
+    assert missing.status_code == 422 and missing.json()["field"] == "bank_id"
+    assert (
+        client.get(
+            "/v1/reports/collateral-book", params={"as_of": "2026-03-06"}, headers=book.keys["holder"]
+        ).status_code
+        == 403
+    )
+    stats = client.get(
+        "/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31"}, headers=book.keys["a"]
+    )
+    assert stats.status_code == 403
+
+
+def test_the_exchange_statistics(client: TestClient, book: Book) -> None:
+    march = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31"},
+                       headers=book.keys["exchange"]).json()  # fmt: skip
+    assert (march["registered"], march["released"], march["disposed"]) == (3, 1, 0)
+    assert march["financing_secured"] == "155000.00"
+    assert march["units_frozen"] == {"CCER": 2500}  # X 2,000 + Z 500 at the end of March
+    assert march["largest_pledgors"] == [{"name": "出质人一 Pledgor One", "pledges": 2, "units": 2500}]
+    assert march["confirmation_hours_avg"] == "1.0" and march["confirmation_hours_median"] == "1.0"
+    assert march["months"] == [{"month": "2026-03", "registered": 3, "financing": "155000.00"}]
+    early = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-04"},
+                       headers=book.keys["auditor"]).json()  # fmt: skip
+    assert (early["registered"], early["released"], early["financing_secured"]) == (2, 0, "145000.00")
+    assert early["units_frozen"] == {"CCER": 4000}
+    assert [(p["name"], p["units"]) for p in early["largest_pledgors"]] == [
+        ("出质人一 Pledgor One", 3000),
+        ("出质人二 Pledgor Two", 1000),
+    ]
+    backwards = client.get("/v1/reports/exchange", params={"from": "2026-03-31", "to": "2026-03-01"},
+                           headers=book.keys["exchange"])  # fmt: skip
+    assert backwards.status_code == 422
+
+
+def test_csv_for_spreadsheets(client: TestClient, book: Book) -> None:
+    answer = client.get("/v1/reports/collateral-book", params={"as_of": "2026-03-06", "format": "csv"},
+                        headers=book.keys["a"])  # fmt: skip
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text.lstrip("\ufeff"))))
+    total = next(r for r in rows if r["section"] == "total")
+    assert (total["units"], total["collateral_value"], total["coverage_ratio"]) == (
+        "4000",
+        "200000.00",
+        "1.3793",
+    )
+    assert [r["project_type"] for r in rows if r["section"] == "maturity"][:2] == ["overdue", "0-30"]
+    stats = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31", "format": "csv"},
+                       headers=book.keys["exchange"]).text  # fmt: skip
+    assert "financing_secured,155000.00" in stats and "units_frozen:CCER,2500" in stats
