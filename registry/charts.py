@@ -103,3 +103,40 @@ def coverage_chart(
                    "—</text>")  # fmt: skip
     out.append("</svg>")
     return "".join(out)
+
+
+def bar_chart(
+    bars: Sequence[tuple[str, Decimal | int]],
+    *,
+    title: str,
+    width: int = 520,
+    height: int = 220,
+    colour: str = "#8a1c1c",
+    money: bool = False,
+) -> str:
+    """Vertical bars with their value above each and their label below."""
+    left, right, top, bottom = 16, 16, 32, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max((float(v) for _, v in bars), default=0.0) or 1.0
+    step = plot_w / max(len(bars), 1)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="10">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="14" font-weight="bold" font-size="11">{escape(title)}</text>',
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#999"/>',
+    ]
+    for i, (name, value) in enumerate(bars):
+        h = plot_h * float(value) / peak
+        x = left + i * step + step * 0.15
+        y = top + plot_h - h
+        shown = f"{float(value):,.0f}" if money else f"{value:,}"
+        middle = _fmt(x + step * 0.35)
+        out += [
+            f'<rect x="{_fmt(x)}" y="{_fmt(y)}" width="{_fmt(step * 0.7)}" height="{_fmt(h)}" '
+            f'fill="{escape(colour)}"/>',
+            f'<text x="{middle}" y="{_fmt(y - 3)}" text-anchor="middle" fill="#333">{escape(shown)}</text>',
+            f'<text x="{middle}" y="{height - 18}" text-anchor="middle" fill="#555">{escape(name)}</text>',
+        ]
+    out.append("</svg>")
+    return "".join(out)

@@ -156,6 +156,9 @@ def test_the_book_in_the_past_before_the_release(client: TestClient, book: Book)
     assert ladder["31-90"] == (1, "100000.00")  # X matures 2026-05-01: 56 days on
     assert ladder["181-365"] == (1, "45000.00")  # Y: 360 days on
     assert ladder["0-30"] == ladder["overdue"] == ladder["over 365"] == (0, "0.00")
+    bands = {band["band"]: band["pledges"] for band in body["coverage_bands"]}
+    assert bands == {"under 1.10": 0, "1.10-1.30": 1, "1.30-1.50": 0, "1.50-2.00": 1, "2.00 and over": 0,
+                     "unvalued": 0}  # Y at 1.1111, X at 1.5000  # fmt: skip
 
 
 def test_the_book_after_the_releases(client: TestClient, book: Book) -> None:
@@ -241,3 +244,19 @@ def test_csv_for_spreadsheets(client: TestClient, book: Book) -> None:
     stats = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31", "format": "csv"},
                        headers=book.keys["exchange"]).text  # fmt: skip
     assert "financing_secured,155000.00" in stats and "units_frozen:CCER,2500" in stats
+
+
+def test_pdfs_with_charts(client: TestClient, book: Book) -> None:
+    from pypdf import PdfReader
+
+    answer = client.get("/v1/reports/collateral-book", params={"as_of": "2026-03-06", "format": "pdf"},
+                        headers=book.keys["a"])  # fmt: skip
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/pdf"
+    words = "".join(page.extract_text() for page in PdfReader(io.BytesIO(answer.content)).pages)
+    for expected in ["质押品台账", "银行甲 Bank A", "2026-03-06", "200,000.00", "145,000.00", "4,000", "137.93%",
+                     "Outstanding by days to maturity", "Pledges by coverage"]:  # fmt: skip
+        assert expected in words, expected
+    stats = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31", "format": "pdf"},
+                       headers=book.keys["exchange"])  # fmt: skip
+    text_ = "".join(page.extract_text() for page in PdfReader(io.BytesIO(stats.content)).pages)
+    assert "155,000.00" in text_ and "出质人一 Pledgor One" in text_ and "Financing secured by month" in text_

@@ -1,4 +1,4 @@
-"""Quarterly reports: a bank's collateral book and the exchange's statistics, as JSON or CSV."""
+"""Quarterly reports: a bank's collateral book and the exchange's statistics, as JSON, CSV or PDF."""
 
 from __future__ import annotations
 
@@ -16,13 +16,24 @@ from api.auth import PrincipalDep
 from api.deps import SessionDep
 from api.routers.common import READ_ERRORS
 from api.schemas.reports import CollateralBookRead, ExchangeStatsRead
+from registry.ledger.repository import exchange_name
 from registry.report.collateral_book import collateral_book
 from registry.report.exchange_stats import exchange_stats
+from registry.report.render import collateral_book_pdf, exchange_stats_pdf
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-Format = Literal["json", "csv"]
-CSV_RESPONSE = {"content": {"text/csv": {}}, "description": "JSON, or CSV with `?format=csv`"}
+Format = Literal["json", "csv", "pdf"]
+CSV_RESPONSE = {
+    "content": {"text/csv": {}, "application/pdf": {}},
+    "description": "JSON; CSV with `?format=csv`; a PDF with charts with `?format=pdf`",
+}
+
+
+def _pdf(pdf: bytes, filename: str) -> Response:
+    return Response(
+        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{filename}"'}
+    )
 
 
 def _csv(rows: list[dict[str, Any]], filename: str) -> Response:
@@ -54,6 +65,10 @@ def read_collateral_book(
     book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id)
     if format == "json":
         return CollateralBookRead.model_validate(asdict(book))
+    if format == "pdf":
+        return _pdf(
+            collateral_book_pdf(book, exchange_name(session)), f"collateral-book-{as_of.isoformat()}.pdf"
+        )
     rows = [{"section": "group", **asdict(line)} for line in book.lines]
     rows.append({"section": "total", **asdict(book.total)})
     rows += [
@@ -82,6 +97,9 @@ def read_exchange_stats(
     stats = exchange_stats(session, principal, period_from=period_from, period_to=period_to)
     if format == "json":
         return ExchangeStatsRead.model_validate(asdict(stats))
+    if format == "pdf":
+        name = f"exchange-{period_from.isoformat()}-{period_to.isoformat()}.pdf"
+        return _pdf(exchange_stats_pdf(stats, exchange_name(session)), name)
     figures: list[tuple[str, Any]] = [
         ("registered", stats.registered),
         ("released", stats.released),

@@ -34,6 +34,11 @@ class LadderRung(BaseModel):
     collateral_value: Decimal
 
 
+class BandRead(BaseModel):
+    band: str = Field(description="coverage ratio band: under 1.10 … 2.00 and over, or unvalued")
+    pledges: int
+
+
 class CollateralBookRead(BaseModel):
     bank_id: UUID
     bank: str
@@ -41,6 +46,7 @@ class CollateralBookRead(BaseModel):
     lines: list[BookLine] = Field(description="by credit type, project type and vintage")
     total: BookLine
     ladder: list[LadderRung] = Field(description="the maturity ladder")
+    coverage_bands: list[BandRead] = Field(description="how many pledges at each coverage level")
 
 
 class MonthRead(BaseModel):

@@ -324,3 +324,11 @@ def issuances_page(
 
 def credit_types(session: Session) -> list[CreditType]:
     return list(session.exec(select(CreditType).order_by(col(CreditType.id))))
+
+
+def exchange_name(session: Session) -> str:
+    """The exchange that keeps the registry (the first exchange party), as documents name their issuer."""
+    name = session.execute(
+        text("SELECT name FROM party WHERE kind = 'exchange' ORDER BY created_at, id LIMIT 1")
+    ).scalar_one_or_none()
+    return str(name) if name else "—"

@@ -7,6 +7,7 @@ indexed columns; Python only shapes the rows."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -26,6 +27,14 @@ from registry.principal import Principal, Role
 CENT, RATIO = Decimal("0.01"), Decimal("0.0001")
 LADDER = (("overdue", None, -1), ("0-30", 0, 30), ("31-90", 31, 90), ("91-180", 91, 180),
           ("181-365", 181, 365), ("over 365", 366, None))  # fmt: skip
+
+
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+
+
+def check_day(day: date, field: str) -> None:
+    if not EARLIEST <= day <= LATEST:
+        raise InvalidInput(field, f"a day between {EARLIEST} and {LATEST}")
 
 
 def end_of_day(day: date) -> datetime:
@@ -87,6 +96,20 @@ GROUPS = (
 """
 )
 
+BANDS = (
+    POSITIONS
+    + """
+    SELECT CASE WHEN bool_or(unvalued) THEN 'unvalued'
+                WHEN sum(value) < 1.10 * sum(outstanding) THEN 'under 1.10'
+                WHEN sum(value) < 1.30 * sum(outstanding) THEN '1.10-1.30'
+                WHEN sum(value) < 1.50 * sum(outstanding) THEN '1.30-1.50'
+                WHEN sum(value) < 2.00 * sum(outstanding) THEN '1.50-2.00'
+                ELSE '2.00 and over' END AS band
+      FROM positions GROUP BY pledge_id
+"""
+)
+COVERAGE_BANDS = ("under 1.10", "1.10-1.30", "1.30-1.50", "1.50-2.00", "2.00 and over", "unvalued")
+
 MATURITIES = (
     POSITIONS
     + """
@@ -123,6 +146,12 @@ class Rung:
 
 
 @dataclass(frozen=True, slots=True)
+class Band:
+    band: str  # the pledge's coverage ratio (collateral value / outstanding principal)
+    pledges: int
+
+
+@dataclass(frozen=True, slots=True)
 class CollateralBook:
     bank_id: UUID
     bank: str
@@ -130,6 +159,7 @@ class CollateralBook:
     lines: list[Line]
     total: Line
     ladder: list[Rung]
+    coverage_bands: list[Band]
 
 
 def _money(value: Any) -> Decimal:
@@ -158,6 +188,7 @@ def collateral_book(
 ) -> CollateralBook:
     """A bank asks for its own book; the exchange and auditors for any bank's (bank_id)."""
     authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
+    check_day(as_of, "as_of")
     if principal.role is Role.BANK:
         if bank_id is not None and bank_id != principal.party_id:
             raise NotFound("bank", bank_id, field="bank_id")  # another bank's book does not exist for it
@@ -183,4 +214,6 @@ def collateral_book(
         outstanding[name] += r.outstanding
         value[name] += r.value
     ladder = [Rung(n, pledges[n], _money(outstanding[n]), _money(value[n])) for n in pledges]
-    return CollateralBook(bank_id, bank.name, as_of, lines, totals[0] if totals else empty, ladder)
+    counted = Counter(session.execute(text(BANDS), params).scalars())
+    bands = [Band(name, counted[name]) for name in COVERAGE_BANDS]
+    return CollateralBook(bank_id, bank.name, as_of, lines, totals[0] if totals else empty, ladder, bands)

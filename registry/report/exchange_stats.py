@@ -19,7 +19,7 @@ from sqlmodel import Session
 from registry import authz
 from registry.errors import InvalidInput
 from registry.principal import Principal, Role
-from registry.report.collateral_book import CENT, POSITIONS, end_of_day
+from registry.report.collateral_book import CENT, POSITIONS, check_day, end_of_day
 
 MAX_DAYS = 3700  # ten years
 
@@ -101,6 +101,8 @@ def exchange_stats(
     session: Session, principal: Principal, *, period_from: date, period_to: date, top: int = 10
 ) -> ExchangeStats:
     authz.require_role(principal, Role.EXCHANGE, Role.AUDITOR)
+    check_day(period_from, "from")
+    check_day(period_to, "to")
     if period_to < period_from:
         raise InvalidInput("to", "the period ends before it starts")
     if (period_to - period_from).days > MAX_DAYS:
