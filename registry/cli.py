@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
@@ -364,6 +365,77 @@ def _certificates_parser(sub: Any) -> None:
     sp.set_defaults(func=cmd_certificates_get)
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Reports as the exchange sees them (a bank's book needs --bank-id), to a file or standard output."""
+    import csv
+    import json
+    from dataclasses import asdict
+    from datetime import date
+
+    from registry.ledger.repository import exchange_name
+    from registry.principal import Principal
+    from registry.report import render
+    from registry.report.collateral_book import collateral_book
+    from registry.report.exchange_stats import exchange_stats
+
+    reader = Principal(party_id=None, role=Role.AUDITOR, operator="cli")
+    engine = make_engine(_url(settings), pool_size=1)
+    with unit_of_work(engine) as session:
+        if args.report_command == "collateral-book":
+            report: Any = collateral_book(
+                session, reader, as_of=date.fromisoformat(args.as_of), bank_id=UUID(args.bank_id)
+            )
+            pdf: Any = render.collateral_book_pdf if args.format == "pdf" else None
+            rows = [{"section": "group", **asdict(x)} for x in report.lines]
+            rows.append({"section": "total", **asdict(report.total)})
+        else:
+            report = exchange_stats(session, reader, period_from=date.fromisoformat(args.period_from),
+                                    period_to=date.fromisoformat(args.period_to))  # fmt: skip
+            pdf = render.exchange_stats_pdf if args.format == "pdf" else None
+            rows = [
+                {"figure": k, "value": v}
+                for k, v in asdict(report).items()
+                if not isinstance(v, (list, dict))
+            ]
+        issuer = exchange_name(session)
+    engine.dispose()
+    if pdf is not None:
+        data = pdf(report, issuer)
+    elif args.format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        data = ("\ufeff" + out.getvalue()).encode()
+    else:
+        data = (json.dumps(asdict(report), ensure_ascii=False, indent=2, default=str) + "\n").encode()
+    if args.out == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        with open(args.out, "wb") as target:
+            target.write(data)
+        print(f"{args.out}: {len(data)} bytes", file=sys.stderr)
+    return 0
+
+
+def _report_parser(sub: Any) -> None:
+    reports = sub.add_parser("report", help="quarterly reports").add_subparsers(
+        dest="report_command", required=True
+    )
+    for name, helptext in (("collateral-book", "a bank's collateral book as of a day"),
+                           ("exchange", "the exchange's pledge statistics for a period")):  # fmt: skip
+        sp = reports.add_parser(name, help=helptext)
+        if name == "collateral-book":
+            sp.add_argument("--bank-id", required=True)
+            sp.add_argument("--as-of", required=True, help="YYYY-MM-DD (Beijing)")
+        else:
+            sp.add_argument("--from", dest="period_from", required=True, help="YYYY-MM-DD")
+            sp.add_argument("--to", dest="period_to", required=True, help="YYYY-MM-DD")
+        sp.add_argument("--format", choices=["json", "csv", "pdf"], default="json")
+        sp.add_argument("-o", "--out", default="-", help="file to write; '-' for standard output")
+        sp.set_defaults(func=cmd_report)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="registry",
@@ -418,6 +490,7 @@ def parser() -> argparse.ArgumentParser:
     )
     jobs.add_parser("deliver-webhooks", help="send due webhook deliveries").set_defaults(func=cmd_deliver)
     _certificates_parser(sub)
+    _report_parser(sub)
     price = sub.add_parser("prices", help="trade prices").add_subparsers(dest="prices_command", required=True)
     sp = price.add_parser("import", help="load a CSV of daily prints (all rows or none)")
     sp.add_argument("file")

@@ -20,7 +20,11 @@ from registry.certificate import service as certificates
 from registry.certificate.renderer import Renderer
 from registry.clock import SystemClock
 from registry.db import make_engine, migrate, start_embedded, unit_of_work
-from registry.principal import SYSTEM, Actor
+from registry.ledger.repository import exchange_name
+from registry.pledge.calendar import EXCHANGE_TZ
+from registry.principal import SYSTEM, Actor, Principal, Role
+from registry.report.collateral_book import collateral_book
+from registry.report.render import collateral_book_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
@@ -39,7 +43,13 @@ def main() -> int:
     with unit_of_work(engine) as session:
         demo.load(session, Actor(SYSTEM, now, request_id="docs"))
         people = {u.username: u.password for u in demo.console_users(session, Actor(SYSTEM, now))}
-        pledge_id = session.execute(text("SELECT id FROM pledge WHERE status = 'active'")).scalar_one()
+        pledge_id, bank_id = session.execute(
+            text("SELECT id, pledgee_party_id FROM pledge WHERE status = 'active'")
+        ).one()
+        book = collateral_book(
+            session, Principal(None, Role.AUDITOR), as_of=now.astimezone(EXCHANGE_TZ).date(), bank_id=bank_id
+        )
+        (work / "report.pdf").write_bytes(collateral_book_pdf(book, exchange_name(session)))
         number = session.execute(
             text("SELECT number FROM certificate WHERE status = 'valid' ORDER BY issued_at LIMIT 1")
         ).scalar_one()
@@ -54,6 +64,12 @@ def main() -> int:
         check=True,
     )  # fmt: skip
     print(f"docs/img/certificate.png: {number}")
+    subprocess.run(
+        ["pdftoppm", "-r", "90", "-png", "-f", "1", "-l", "1", "-singlefile", str(work / "report.pdf"),
+         str(IMG / "report-collateral-book")],
+        check=True,
+    )  # fmt: skip
+    print("docs/img/report-collateral-book.png")
     screenshots(engine, people, pledge_id)
     return 0
 

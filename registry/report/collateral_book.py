@@ -81,43 +81,48 @@ POSITIONS = """
     )
 """
 
-GROUPS = (
-    POSITIONS
-    + """
+GROUPS = """
     SELECT credit_type, project_type, vintage, GROUPING(credit_type) = 1 AS total,
            count(DISTINCT pledge_id) AS pledges, sum(units) AS units, sum(value) AS value,
            sum(outstanding) AS outstanding,
            count(DISTINCT pledge_id) FILTER (WHERE level = 'warning') AS at_warning,
            count(DISTINCT pledge_id) FILTER (WHERE level = 'disposal') AS at_disposal,
            count(DISTINCT pledge_id) FILTER (WHERE unvalued) AS unvalued
-      FROM positions
+      FROM report_positions
      GROUP BY GROUPING SETS ((credit_type, project_type, vintage), ())
      ORDER BY total, credit_type, project_type, vintage
 """
-)
 
-BANDS = (
-    POSITIONS
-    + """
+BANDS = """
     SELECT CASE WHEN bool_or(unvalued) THEN 'unvalued'
                 WHEN sum(value) < 1.10 * sum(outstanding) THEN 'under 1.10'
                 WHEN sum(value) < 1.30 * sum(outstanding) THEN '1.10-1.30'
                 WHEN sum(value) < 1.50 * sum(outstanding) THEN '1.30-1.50'
                 WHEN sum(value) < 2.00 * sum(outstanding) THEN '1.50-2.00'
                 ELSE '2.00 and over' END AS band
-      FROM positions GROUP BY pledge_id
+      FROM report_positions GROUP BY pledge_id
 """
-)
 COVERAGE_BANDS = ("under 1.10", "1.10-1.30", "1.30-1.50", "1.50-2.00", "2.00 and over", "unvalued")
 
-MATURITIES = (
-    POSITIONS
-    + """
+MATURITIES = """
     SELECT maturity_date - CAST(:as_of AS date) AS days, count(DISTINCT pledge_id) AS pledges,
            sum(outstanding) AS outstanding, sum(value) AS value
-      FROM positions GROUP BY 1
+      FROM report_positions GROUP BY 1
 """
-)
+
+
+def load_positions(session: Session, params: dict[str, Any]) -> None:
+    """Replay the book once into a temporary table (dropped at commit) that every aggregate then reads.
+
+    Reports read whole books: PostgreSQL cannot estimate how many events a condition between two columns
+    keeps (`account_id = to_account_id`), guesses a handful, and would nest loops over a million pledges;
+    hash joins are right at every size here (for the rest of this read-only transaction)."""
+    session.execute(text("SET LOCAL enable_nestloop = off"))
+    session.execute(text("DROP TABLE IF EXISTS report_positions"))
+    session.execute(
+        text(f"CREATE TEMP TABLE report_positions ON COMMIT DROP AS {POSITIONS} SELECT * FROM positions"),
+        params,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +204,7 @@ def collateral_book(
     if bank is None or bank.kind != PartyKind.BANK:
         raise NotFound("bank", bank_id, field="bank_id")
     params = {"end": end_of_day(as_of), "bank": bank_id, "as_of": as_of}
+    load_positions(session, params)
     rows = session.execute(text(GROUPS), params).all()
     lines = [_line(r) for r in rows if not r.total]
     totals = [_line(r) for r in rows if r.total]

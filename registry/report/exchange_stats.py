@@ -19,7 +19,7 @@ from sqlmodel import Session
 from registry import authz
 from registry.errors import InvalidInput
 from registry.principal import Principal, Role
-from registry.report.collateral_book import CENT, POSITIONS, check_day, end_of_day
+from registry.report.collateral_book import CENT, check_day, end_of_day, load_positions
 
 MAX_DAYS = 3700  # ten years
 
@@ -76,21 +76,15 @@ MONTHS = """
       FROM pledge WHERE confirmed_at >= :start AND confirmed_at < :end GROUP BY 1 ORDER BY 1
 """
 
-FROZEN = (
-    POSITIONS
-    + """
-    SELECT credit_type, sum(units) AS units FROM positions GROUP BY 1 ORDER BY 1
+FROZEN = """
+    SELECT credit_type, sum(units) AS units FROM report_positions GROUP BY 1 ORDER BY 1
 """
-)
 
-PLEDGORS = (
-    POSITIONS
-    + """
+PLEDGORS = """
     SELECT party.name, count(DISTINCT pledge_id) AS pledges, sum(units) AS units
-      FROM positions JOIN party ON party.id = positions.pledgor_party_id
+      FROM report_positions JOIN party ON party.id = report_positions.pledgor_party_id
      GROUP BY party.name ORDER BY units DESC, party.name LIMIT :top
 """
-)
 
 
 def _hours(value: Any) -> Decimal | None:
@@ -112,6 +106,7 @@ def exchange_stats(
         end_of_day(period_to),
     )  # [first instant, after last)
     params: dict[str, Any] = {"start": start, "end": end, "bank": None, "top": top}
+    load_positions(session, params)
     counts = session.execute(text(COUNTS), params).one()
     timing = session.execute(text(CONFIRMATION), params).one()
     return ExchangeStats(
