@@ -7,7 +7,9 @@ The story (Beijing time, March 2026; every CCER print at 50.00, so every unit is
   confirmed an hour later (value 50,000, coverage 1.1111: below the 1.30 warning line).
 - 5th 10:00, bank B registers Z: P1, 500 hydropower-2024, principal 10,000; confirmed an hour later.
 - 6th, bank A asks for W (never confirmed: not in any book).
-- 10th, X releases 1,000 forestry units, outstanding 60,000; 12th, Y is released in full."""
+- 7th, bank A asks for V, rejected; 8th, bank A asks for U and cancels it (neither is ever registered).
+- 10th, X releases 1,000 forestry units, outstanding 60,000; 12th, Y is released in full.
+- 20th, bank B disposes of Z (two operators)."""
 
 from __future__ import annotations
 
@@ -107,16 +109,34 @@ def book(session: Session) -> Book:
         3,
     )
     y = register(bank_a, a2, p2, [(forestry2, forestry2 + 999)], "45000.00", date(2027, 3, 1), 4)
-    register(bank_b, a1, p1, [(hydro1 + 1000, hydro1 + 1499)], "10000.00", date(2026, 9, 1), 5)
-    register(
-        bank_a, a1, p1, [(forestry1 + 5000, forestry1 + 5099)], "1000.00", date(2026, 9, 1), 6, confirm=False
-    )
+    z = register(bank_b, a1, p1, [(hydro1 + 1000, hydro1 + 1499)], "10000.00", date(2026, 9, 1), 5)
+
+    def unregistered(day: int, offset: int) -> UUID:
+        blocks = [(forestry1 + offset, forestry1 + offset + 99)]
+        return register(bank_a, a1, p1, blocks, "1000.00", date(2026, 9, 1), day, confirm=False)
+
+    def waiting(pledge: UUID) -> UUID:
+        asked = pledges.list_instructions(
+            session, Principal(None, Role.EXCHANGE), status="pending", after=None, limit=50
+        )
+        return next(i.id for i in asked if i.pledge_id == pledge)
+
+    unregistered(6, 5000)  # W: still waiting
+    pledges.reject(session, operator(at(7, 11)), waiting(unregistered(7, 6000)), reason="ownership not shown")
+    pledges.cancel(session, bank(bank_a, at(8, 11)), waiting(unregistered(8, 7000)))
     release = pledges.request(session, bank(bank_a, at(10)), x, kind=InstructionType.RELEASE,
                               selection=Selection(blocks=[SerialRange("CCER", forestry1, forestry1 + 999)]),
                               outstanding_principal=Decimal("60000.00"))  # fmt: skip
     pledges.confirm(session, operator(at(10, 11)), release.id)
     full = pledges.request(session, bank(bank_a, at(12)), y, kind=InstructionType.RELEASE)
     pledges.confirm(session, operator(at(12, 11)), full.id)
+    f.account(session, bank_b)  # where the disposed units go
+    disposal = pledges.request(
+        session, bank(bank_b, at(20)), z, kind=InstructionType.DISPOSE, reason="default"
+    )
+    pledges.confirm(session, operator(at(20, 11)), disposal.id)
+    second = Actor(Principal(exchange.id, Role.EXCHANGE, operator="op2"), at(20, 12))
+    pledges.confirm(session, second, disposal.id)
     keys = {
         "a": f.auth(f.key(session, bank_a, Role.BANK)),
         "b": f.auth(f.key(session, bank_b, Role.BANK)),
@@ -187,6 +207,8 @@ def test_who_may_ask_for_which_book(client: TestClient, book: Book) -> None:
         0,
         0,
     )
+    after = book_of(client, book, "2026-03-21", "b")  # Z disposed of on the 20th
+    assert after["lines"] == [] and figures(after["total"])[:2] == (0, 0)
     for who in ("exchange", "auditor"):
         assert (
             figures(book_of(client, book, "2026-03-06", who, bank_id=str(book.bank_a.id))["total"])[1] == 4000
@@ -210,10 +232,10 @@ def test_who_may_ask_for_which_book(client: TestClient, book: Book) -> None:
 def test_the_exchange_statistics(client: TestClient, book: Book) -> None:
     march = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31"},
                        headers=book.keys["exchange"]).json()  # fmt: skip
-    assert (march["registered"], march["released"], march["disposed"]) == (3, 1, 0)
+    assert (march["registered"], march["released"], march["disposed"]) == (3, 1, 1)  # V, U never registered
     assert march["financing_secured"] == "155000.00"
-    assert march["units_frozen"] == {"CCER": 2500}  # X 2,000 + Z 500 at the end of March
-    assert march["largest_pledgors"] == [{"name": "出质人一 Pledgor One", "pledges": 2, "units": 2500}]
+    assert march["units_frozen"] == {"CCER": 2000}  # X's 2,000 at the end of March; Z was disposed of
+    assert march["largest_pledgors"] == [{"name": "出质人一 Pledgor One", "pledges": 1, "units": 2000}]
     assert march["confirmation_hours_avg"] == "1.0" and march["confirmation_hours_median"] == "1.0"
     assert march["months"] == [{"month": "2026-03", "registered": 3, "financing": "155000.00"}]
     early = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-04"},
@@ -243,7 +265,7 @@ def test_csv_for_spreadsheets(client: TestClient, book: Book) -> None:
     assert [r["project_type"] for r in rows if r["section"] == "maturity"][:2] == ["overdue", "0-30"]
     stats = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31", "format": "csv"},
                        headers=book.keys["exchange"]).text  # fmt: skip
-    assert "financing_secured,155000.00" in stats and "units_frozen:CCER,2500" in stats
+    assert "financing_secured,155000.00" in stats and "units_frozen:CCER,2000" in stats
 
 
 def test_pdfs_with_charts(client: TestClient, book: Book) -> None:
