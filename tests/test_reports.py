@@ -6,8 +6,8 @@ The story (Beijing time, March 2026; every CCER print at 50.00, so every unit is
 - 4th 10:00, bank A registers Y: pledgor P2, 1,000 forestry-2023, principal 45,000, matures 2027-03-01;
   confirmed an hour later (value 50,000, coverage 1.1111: below the 1.30 warning line).
 - 5th 10:00, bank B registers Z: P1, 500 hydropower-2024, principal 10,000; confirmed an hour later.
-- 6th, bank A asks for W (never confirmed: not in any book).
-- 7th, bank A asks for V, rejected; 8th, bank A asks for U and cancels it (neither is ever registered).
+- 6th, bank A asks for W, nobody confirms it: it lapses; 9th, T is asked and still waits at the end.
+- 7th, bank A asks for V, rejected; 8th, bank A asks for U and cancels it. (W, T, V, U are in no figure.)
 - 10th, X releases 1,000 forestry units, outstanding 60,000; 12th, Y is released in full.
 - 20th, bank B disposes of Z (two operators)."""
 
@@ -121,7 +121,8 @@ def book(session: Session) -> Book:
         )
         return next(i.id for i in asked if i.pledge_id == pledge)
 
-    unregistered(6, 5000)  # W: still waiting
+    unregistered(6, 5000)  # W: nobody confirms it; it lapses on the 13th (five business days)
+    unregistered(9, 8000)  # T: still waiting at the end
     pledges.reject(session, operator(at(7, 11)), waiting(unregistered(7, 6000)), reason="ownership not shown")
     pledges.cancel(session, bank(bank_a, at(8, 11)), waiting(unregistered(8, 7000)))
     release = pledges.request(session, bank(bank_a, at(10)), x, kind=InstructionType.RELEASE,
@@ -130,6 +131,7 @@ def book(session: Session) -> Book:
     pledges.confirm(session, operator(at(10, 11)), release.id)
     full = pledges.request(session, bank(bank_a, at(12)), y, kind=InstructionType.RELEASE)
     pledges.confirm(session, operator(at(12, 11)), full.id)
+    assert pledges.expire_lapsed(session, Actor(Principal(None, Role.SYSTEM), at(14))) == 1  # W
     f.account(session, bank_b)  # where the disposed units go
     disposal = pledges.request(
         session, bank(bank_b, at(20)), z, kind=InstructionType.DISPOSE, reason="default"
