@@ -37,9 +37,17 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _where(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The settings with --host/--port applied, so that printed links and QR codes name the served port."""
+    host = getattr(args, "host", None) or settings.host
+    port = getattr(args, "port", None) or settings.port
+    return settings.model_copy(update={"host": host, "port": port})
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from registry import demo
 
+    settings = _where(args, settings)
     url = _url(settings)
     engine = make_engine(url, pool_size=1)
     actor = _actor()
@@ -75,8 +83,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, *, url: str | None =
     os.environ["DATABASE_URL"] = url
     if not settings.database_url and not settings.app_database_url:
         os.environ["REGISTRY_APP_DATABASE_URL"] = as_role(url, APP_ROLE)
-    host = args.host or settings.host
-    port = args.port or settings.port
+    settings = _where(args, settings)
+    host, port = settings.host, settings.port
+    # The worker processes read their settings from the environment: the same host and port.
+    os.environ["REGISTRY_HOST"], os.environ["REGISTRY_PORT"] = host, str(port)
     print(f"registry serving at http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
     uvicorn.run(
         "api.app:create_app",
