@@ -331,13 +331,18 @@ def cmd_certificates_get(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         pdf = certificates.pdf_for(session, found, Renderer(settings.base_url(), workers=0), _actor().at)
     engine.dispose()
-    if args.out == "-":
-        sys.stdout.buffer.write(pdf)
-    else:
-        with open(args.out, "wb") as out:
-            out.write(pdf)
-        print(f"{args.out}: {found.number} ({found.status}), {len(pdf)} bytes", file=sys.stderr)
+    _write_out(pdf, args.out, f"{found.number} ({found.status})")
     return 0
+
+
+def _write_out(data: bytes, out: str, what: str) -> None:
+    """To a file (saying so on stderr), or to standard output for '-'."""
+    if out == "-":
+        sys.stdout.buffer.write(data)
+        return
+    with open(out, "wb") as target:
+        target.write(data)
+    print(f"{out}: {what}, {len(data)} bytes", file=sys.stderr)
 
 
 def _users_parser(sub: Any) -> None:
@@ -419,12 +424,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         data = ("\ufeff" + out.getvalue()).encode()
     else:
         data = (json.dumps(asdict(report), ensure_ascii=False, indent=2, default=str) + "\n").encode()
-    if args.out == "-":
-        sys.stdout.buffer.write(data)
-    else:
-        with open(args.out, "wb") as target:
-            target.write(data)
-        print(f"{args.out}: {len(data)} bytes", file=sys.stderr)
+    _write_out(data, args.out, f"{args.report_command} ({args.format})")
     return 0
 
 

@@ -28,7 +28,7 @@ from api.console.auth import (
 )
 from api.console.i18n import LANGUAGES, translator
 from api.deps import ClockDep, SessionDep, SettingsDep, client_of
-from api.routers.certificates import RendererDep
+from api.routers.certificates import RendererDep, render_after_response
 from api.routers.pledges import pledge_reads
 from registry import authz, charts
 from registry.alert import service as alerts
@@ -171,7 +171,6 @@ def confirm(
     session: SessionDep,
     user: UserDep,
     clock: ClockDep,
-    renderer: RendererDep,
     background: BackgroundTasks,
     csrf: CsrfField = "",
 ) -> Response:
@@ -186,13 +185,7 @@ def confirm(
     instruction = decided[0]
     if instruction.status == "pending":  # first pair of eyes on a disposal
         return _redirect("/console/queue?done=reviewed")
-    background.add_task(
-        certificates.render_pending,
-        request.app.state.engine,
-        renderer,
-        clock.now,
-        pledge_id=instruction.pledge_id,
-    )
+    render_after_response(request, background, instruction.pledge_id)
     return _redirect(f"/console/pledges/{instruction.pledge_id}?done=confirmed")
 
 

@@ -6,7 +6,7 @@ import hashlib
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api import problems
@@ -35,6 +35,15 @@ async def get_renderer(request: Request) -> Renderer:
 
 
 RendererDep = Annotated[Renderer, Depends(get_renderer)]
+
+
+def render_after_response(request: Request, background: BackgroundTasks, pledge_id: UUID) -> None:
+    """After the response (and so after the commit), render the certificate a confirmation issued while the
+    user reads the answer, so that its first download is already stored."""
+    state = request.app.state
+    background.add_task(
+        certificates.render_pending, state.engine, state.renderer, state.clock.now, pledge_id=pledge_id
+    )
 
 
 def certificate_read(certificate: Certificate, credit_type: str) -> CertificateRead:

@@ -11,10 +11,10 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from api.auth import ActorDep, PrincipalDep
-from api.deps import ClockDep, SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, decode, encode, next_cursor
-from api.routers.certificates import RendererDep, certificate_read
+from api.routers.certificates import certificate_read, render_after_response
 from api.routers.common import READ_ERRORS, WRITE_ERRORS, uuid_cursor
 from api.schemas.common import Page
 from api.schemas.ledger import BlockRef
@@ -319,8 +319,6 @@ def confirm_instruction(
     session: SessionDep,
     actor: ActorDep,
     background: BackgroundTasks,
-    renderer: RendererDep,
-    clock: ClockDep,
     body: ConfirmBody | None = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -335,15 +333,7 @@ def confirm_instruction(
             price=body.price,
             proceeds=body.proceeds,
         )
-        # After the response (and so after the commit): the certificate this confirmation issued is rendered
-        # while the bank reads the answer, so its first download is already stored.
-        background.add_task(
-            certificates.render_pending,
-            request.app.state.engine,
-            renderer,
-            clock.now,
-            pledge_id=done.pledge_id,
-        )
+        render_after_response(request, background, done.pledge_id)
         return done
 
     return _decide(request, session, actor, idempotency_key, body, work)
