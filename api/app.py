@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
@@ -79,6 +80,7 @@ def create_app(
         yield
         if jobs is not None:
             jobs.shutdown(wait=False)
+        app.state.render_queue.shutdown(wait=False, cancel_futures=True)
         app.state.renderer.close()
         if owns_engine:
             app.state.engine.dispose()
@@ -96,6 +98,9 @@ def create_app(
     app.state.engine = engine or make_engine(app_database_url(settings), pool_size=settings.db_pool_size)
     app.state.clock = clock or SystemClock()
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    # Certificates are rendered one after another off the request path: a confirmation only queues its
+    # pledge here (after its commit) and its connection is free at once (see render_after_response).
+    app.state.render_queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
     app.state.renderer = Renderer(
         settings.base_url(),
         workers=settings.certificate_workers,

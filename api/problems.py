@@ -139,6 +139,11 @@ def _database_error(request: Request, exc: Exception) -> Response:
         | psycopg.errors.QueryCanceled,
     ):
         return problem(request, 503, "busy", "Busy, retry", "the registry is busy with the same units; retry")
+    if isinstance(orig, psycopg.DataError):
+        # A value PostgreSQL cannot take as it is (a NUL character in text, a number out of range) reached a
+        # query: bad input, refused like any other, and the transaction rolled back.
+        detail = "a value in the request cannot be stored as it is (e.g. a NUL character in text)"
+        return problem(request, 422, "validation_error", "Invalid request", detail)
     if isinstance(exc, IntegrityError):
         name = getattr(getattr(orig, "diag", None), "constraint_name", None)
         if name in CONSTRAINT_CODES:

@@ -431,3 +431,8 @@ def test_a_killed_worker_is_replaced(client: TestClient, desk: Desk, session: Se
         assert renderer(found.content) == first  # a fresh worker renders the same bytes
     finally:
         renderer.close()
+
+
+def test_a_nul_character_in_a_number_is_bad_input(client: TestClient) -> None:
+    answer = client.get("/v1/certificates/ZY%00-1/verify", params={"code": "AAAAAAAAAAAA"})
+    assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"

@@ -398,3 +398,21 @@ def test_every_text_on_the_pages_has_its_chinese() -> None:
         for double, single in re.findall(r"""\bt\("([^"]+)"\)|\bt\('([^']+)'\)""", template.read_text()):
             used.add(double or single)
     assert used - ZH.keys() == set()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/console/search?q=a%00b", 422), ("/console/units/CC%00/1", 422), ("/console/pledges?status=%00", 200)],
+)
+def test_a_nul_character_is_bad_input_not_a_crash(
+    client: TestClient, office: Office, path: str, status: int
+) -> None:
+    answer = sign_in(client, "op-one").get(path)  # an unknown status filter is ignored: all pledges
+    assert answer.status_code == status and "text/html" in answer.headers["content-type"]
+
+
+def test_a_nul_character_in_a_sign_in_form_is_refused(client: TestClient, office: Office) -> None:
+    person = browser(client)
+    token = hidden(person.get("/console/login").text, "csrf")
+    answer = person.post("/console/login", data={"username": "a\x00b", "password": PASSWORD, "csrf": token})
+    assert answer.status_code == 422 and "text/html" in answer.headers["content-type"]

@@ -38,11 +38,17 @@ RendererDep = Annotated[Renderer, Depends(get_renderer)]
 
 
 def render_after_response(request: Request, background: BackgroundTasks, pledge_id: UUID) -> None:
-    """After the response (and so after the commit), render the certificate a confirmation issued while the
-    user reads the answer, so that its first download is already stored."""
+    """After the response (and so after the commit), queue the rendering of the certificate a confirmation
+    issued, so that its first download is already stored. Only the queueing runs as the request's
+    background task: a task that rendered would hold the client's connection for the rendering."""
     state = request.app.state
     background.add_task(
-        certificates.render_pending, state.engine, state.renderer, state.clock.now, pledge_id=pledge_id
+        state.render_queue.submit,
+        certificates.render_pending,
+        state.engine,
+        state.renderer,
+        state.clock.now,
+        pledge_id=pledge_id,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +24,12 @@ class RenderingUnavailable(Busy):
 
 
 RENDER_TIMEOUT_SECONDS = 60
+
+
+def _yield_to_requests() -> None:
+    """Workers run at a lower CPU priority: under a burst of confirmations, answering requests comes first
+    and the renderings catch up afterwards."""
+    os.nice(10)
 
 
 class Renderer:
@@ -58,6 +65,7 @@ class Renderer:
                     self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     max_tasks_per_child=self._recycle_after,
+                    initializer=_yield_to_requests,
                 )
             return self._pool
 
