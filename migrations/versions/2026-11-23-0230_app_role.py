@@ -34,8 +34,10 @@ BEGIN
             -- LOGIN so that the embedded server (local socket, trust) can connect as it; it has no password,
             -- so elsewhere it logs in only as pg_hba.conf and the operator allow.
             CREATE ROLE registry_app LOGIN;
-        EXCEPTION WHEN duplicate_object THEN
-            NULL;  -- another migration made it meanwhile (roles belong to the whole server)
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            -- another migration (of another database on the same server) made it meanwhile: roles belong
+            -- to the whole server, and two concurrent CREATE ROLEs collide on pg_authid's unique index
+            NULL;
         WHEN insufficient_privilege THEN
             RAISE NOTICE 'cannot create role registry_app: create it, then run the grants of migration 0006';
             RETURN;
