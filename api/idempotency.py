@@ -39,11 +39,13 @@ def respond(
         return Response(work().model_dump_json(), status_code=status_code, media_type="application/json")
     if not key.strip() or not key.isprintable():
         raise InvalidInput("Idempotency-Key", "the key must be printable text")
-    party_id = actor.principal.party_id
-    assert party_id is not None
+    # The key string is the API key's own: another key (another operator of the same party) sending the same
+    # string makes a new request, never a replay of someone else's response.
+    key_id, party_id = actor.principal.key_id, actor.principal.party_id
+    assert key_id is not None and party_id is not None
     request_print = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
     stored = idempotency.claim(
-        session, party_id=party_id, key=key, request_fingerprint=request_print, now=actor.at
+        session, key_id=key_id, party_id=party_id, key=key, request_fingerprint=request_print, now=actor.at
     )
     if stored is not None:
         return Response(
@@ -53,5 +55,5 @@ def respond(
             headers={"Idempotent-Replayed": "true"},
         )
     payload = work().model_dump_json().encode()
-    idempotency.store(session, party_id=party_id, key=key, status_code=status_code, body=payload)
+    idempotency.store(session, key_id=key_id, key=key, status_code=status_code, body=payload)
     return Response(payload, status_code=status_code, media_type="application/json")

@@ -23,6 +23,8 @@ log = logging.getLogger("api.problems")
 STATUS_BY_CODE = {
     "validation_error": 422,
     "pledge_rate_exceeded": 422,
+    "collateral_insufficient": 409,
+    "loan_already_pledged": 409,
     "unauthenticated": 401,
     "forbidden": 403,
     "not_found": 404,
@@ -40,6 +42,8 @@ CONSTRAINT_CODES = {
     "uq_party_name": ("already_exists", "a party with this name exists"),
     "uq_party_credit_code": ("already_exists", "a party with this credit code exists"),
     "uq_credit_type_code": ("already_exists", "this credit type exists"),
+    "uq_pledge_open_loan": ("loan_already_pledged", "this loan contract already has an open pledge"),
+    "uq_instruction_one_open": ("invalid_state", "another instruction of this pledge is still waiting"),
 }
 
 PROBLEM_JSON = "application/problem+json"
@@ -149,12 +153,17 @@ def _database_error(request: Request, exc: Exception) -> Response:
         if name in CONSTRAINT_CODES:
             code, detail = CONSTRAINT_CODES[name]
             return problem(request, STATUS_BY_CODE[code], code, "Conflict", detail)
-    log.exception("database error", extra={"request_id": getattr(request.state, "request_id", None)})
+    # exc_info=exc: a handler runs outside the except block, where log.exception would log no traceback.
+    log.error(
+        "database error", exc_info=exc, extra={"request_id": getattr(request.state, "request_id", None)}
+    )
     return problem(request, 500, "internal_error", "Internal error", "the request could not be completed")
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
+    log.error(
+        "unhandled error", exc_info=exc, extra={"request_id": getattr(request.state, "request_id", None)}
+    )
     return problem(request, 500, "internal_error", "Internal error", "the request could not be completed")
 
 

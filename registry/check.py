@@ -64,7 +64,7 @@ def run(engine: Engine, *, limit_per_check: int = 20) -> Report:
     if verified.first_bad_event is not None:
         bad = verified.first_bad_event
         report.problems.append(
-            f"audit chain broken at event {bad.id} (account {bad.account_id}): {bad.problem}"
+            f"audit chain broken at event {bad.id} ({bad.describe_chain()}): {bad.problem}"
             + (f"; {verified.bad_events} chains broken" if verified.bad_events > 1 else "")
         )
     return report

@@ -207,7 +207,7 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     bad = result.first_bad_event
     assert bad is not None
     print(
-        f"TAMPERED: first bad event {bad.id} (account {bad.account_id}, seq {bad.seq}): {bad.problem}; "
+        f"TAMPERED: first bad event {bad.id} ({bad.describe_chain()}, seq {bad.seq}): {bad.problem}; "
         f"{result.bad_events} chain(s) broken"
     )
     return 1

@@ -133,8 +133,10 @@ def _prices(session: Session, actor: Actor) -> None:
 
 
 def _pledges(session: Session, now: Actor, parties: dict[str, Party], accounts: dict[str, UUID]) -> None:
-    """An affiliated company's CCER pledged for the borrower 40 days ago, valued every business day since,
-    topped up 12 days ago; and a request from the other bank still waiting for the back office."""
+    """An affiliated company's CCER pledged for the borrower 40 days ago (asked by the bank, consented by
+    the pledgor, confirmed by the exchange), valued every business day since, topped up 12 days ago; a
+    request of the other bank that its pledgor consented to, waiting for the back office; and a request
+    still waiting for its pledgor's consent."""
     from datetime import date, datetime
     from decimal import Decimal
 
@@ -146,6 +148,11 @@ def _pledges(session: Session, now: Actor, parties: dict[str, Party], accounts: 
     def bank(name: str, at: datetime) -> Actor:
         return Actor(Principal(party_id=parties[name].id, role=Role.BANK), at, request_id="demo")
 
+    def holder(name: str, user: str, at: datetime) -> Actor:
+        return Actor(
+            Principal(party_id=parties[name].id, role=Role.HOLDER, operator=user), at, request_id="demo"
+        )
+
     def operator(name: str, at: datetime) -> Actor:
         return Actor(Principal(party_id=parties[EXCHANGE[0]].id, role=Role.EXCHANGE, operator=name), at,
                      request_id="demo")  # fmt: skip
@@ -153,31 +160,54 @@ def _pledges(session: Session, now: Actor, parties: dict[str, Party], accounts: 
     terms = pledges.Terms(
         Decimal("0.80"), Decimal("1.30"), Decimal("1.10")
     )  # the lender caps the rate at 80 %
+    lvxing, hydro, shunan = ENTERPRISES[2][0], ENTERPRISES[1][0], ENTERPRISES[0][0]
     asked = now.at - timedelta(days=40)
+    # Loan dates follow the day the demo is loaded, so that its loans are always running ones.
+    today = valuation.exchange_day(now.at)
+
+    def term(start_days_ago: int, days: int = 364) -> tuple[date, date]:
+        start = today - timedelta(days=start_days_ago)
+        return start, start + timedelta(days=days)
+
     active = pledges.register(
-        session, bank(BANKS[0][0], asked), pledgor_account_id=accounts[ENTERPRISES[2][0]],
-        borrower_party_id=parties[ENTERPRISES[0][0]].id,
-        loan=pledges.Loan("蜀都碳汇贷-2026-0001", Decimal("1000000.00"), date(2026, 3, 2), date(2027, 3, 1)),
+        session, bank(BANKS[0][0], asked), pledgor_account_id=accounts[lvxing],
+        borrower_party_id=parties[shunan].id,
+        loan=pledges.Loan("蜀都碳汇贷-2026-0001", Decimal("1000000.00"), *term(41)),
         collateral=Selection(credit_type="CCER", quantity=20_000), terms=terms,
         pboc_registration_no="0512 3456 7890 1234 5678", bank_ref="LN-2026-0001",
     )  # fmt: skip
+    pledges.consent(session, holder(lvxing, "lvxing", asked + timedelta(hours=1)), active.instruction.id)
     pledges.confirm(session, operator("demo-operator-1", asked + timedelta(hours=3)), active.instruction.id)
     for back in range(39, 0, -1):  # the daily revaluation after the close, 15:30 in Shanghai
         day = (now.at - timedelta(days=back)).astimezone(EXCHANGE_TZ).replace(hour=15, minute=30)
-        if back == 12:  # the bank tops up in the morning; a second operator confirms before noon
+        if back == 12:  # the bank asks for a top-up, the pledgor agrees, a second operator confirms by noon
             top_up = pledges.request(
-                session, bank(BANKS[0][0], day - timedelta(hours=6)), active.pledge.id,
+                session, bank(BANKS[0][0], day - timedelta(hours=7)), active.pledge.id,
                 kind=InstructionType.TOP_UP, selection=Selection(credit_type="CCER", quantity=2_000),
             )  # fmt: skip
+            pledges.consent(session, holder(lvxing, "lvxing", day - timedelta(hours=6)), top_up.id)
             pledges.confirm(session, operator("demo-operator-2", day - timedelta(hours=4)), top_up.id)
         if day.weekday() < 5:
             valuation.revalue(session, now=day, pledge_ids=[active.pledge.id])
-    pledges.register(
-        session, bank(BANKS[1][0], now.at), pledgor_account_id=accounts[ENTERPRISES[1][0]],
-        borrower_party_id=parties[ENTERPRISES[1][0]].id,
-        loan=pledges.Loan("锦江-ZY-2026-017", Decimal("1500000.00"), date(2026, 4, 1), date(2027, 3, 31)),
+    waiting = pledges.register(
+        session, bank(BANKS[1][0], now.at - timedelta(hours=2)), pledgor_account_id=accounts[hydro],
+        borrower_party_id=parties[hydro].id,
+        loan=pledges.Loan("锦江-ZY-2026-017", Decimal("1500000.00"), *term(0, 365)),
         collateral=Selection(credit_type="CCER", quantity=30_000), terms=terms,
     )  # fmt: skip
+    pledges.consent(
+        session, holder(hydro, "chuanxi-hydro", now.at - timedelta(hours=1)), waiting.instruction.id
+    )
+    pledges.register(
+        session, bank(BANKS[0][0], now.at), pledgor_account_id=accounts[shunan],
+        borrower_party_id=parties[shunan].id,
+        loan=pledges.Loan(DEMO_AWAITING_CONTRACT, Decimal("1200000.00"), *term(0)),
+        collateral=Selection(credit_type="CCER", quantity=25_000), terms=terms, bank_ref="LN-2026-0042",
+    )  # fmt: skip
+
+
+# The demo's request that waits for its pledgor (蜀南林业) to consent, as the API guide walks through it.
+DEMO_AWAITING_CONTRACT = "蜀都碳汇贷-2026-0042"
 
 
 def issue_keys(session: Session, actor: Actor) -> list[DemoKey]:
@@ -186,7 +216,8 @@ def issue_keys(session: Session, actor: Actor) -> list[DemoKey]:
         (Role.EXCHANGE, EXCHANGE[0], "demo-operator-2"),
         (Role.BANK, BANKS[0][0], None),
         (Role.BANK, BANKS[1][0], None),
-        (Role.HOLDER, ENTERPRISES[2][0], None),
+        (Role.HOLDER, ENTERPRISES[2][0], "lvxing"),
+        (Role.HOLDER, ENTERPRISES[0][0], "shunan-forestry"),
         (Role.AUDITOR, AUDITOR, None),
     ]
     keys = []
@@ -214,6 +245,7 @@ def console_users(session: Session, actor: Actor) -> list[DemoUser]:
         ("jinjiang-bank", "锦江银行信贷部 Jinjiang Bank credit desk", Role.BANK, BANKS[1][0]),
         ("lvxing", "绿行科技财务部 Lvxing Technology finance", Role.HOLDER, ENTERPRISES[2][0]),
         ("shunan-forestry", "蜀南林业财务部 Shunan Forestry finance", Role.HOLDER, ENTERPRISES[0][0]),
+        ("chuanxi-hydro", "川西水电财务部 West Sichuan Hydropower finance", Role.HOLDER, ENTERPRISES[1][0]),
         ("auditor", "审计员 Auditor", Role.AUDITOR, AUDITOR),
     ]
     made = []

@@ -5,7 +5,7 @@ from registry.audit.models import AuditEvent
 from registry.certificate.models import Certificate
 from registry.idempotency.models import IdempotencyRecord
 from registry.ledger.models import Account, CreditType, Holding, Issuance, Party
-from registry.pledge.models import Instruction, Pledge
+from registry.pledge.models import Instruction, Pledge, PledgeChain, PledgeEvent
 from registry.users.models import ConsoleSession, ConsoleUser
 
 __all__ = [
@@ -22,4 +22,6 @@ __all__ = [
     "Issuance",
     "Party",
     "Pledge",
+    "PledgeChain",
+    "PledgeEvent",
 ]

@@ -55,7 +55,17 @@ def units(client: TestClient, desk: Desk) -> dict[str, int]:
     return {t["status"]: t["quantity"] for t in totals}
 
 
-def register(client: TestClient, desk: Desk, quantity: int = 4000, **overrides: Any) -> dict[str, Any]:
+def register(
+    client: TestClient,
+    desk: Desk,
+    quantity: int = 4000,
+    *,
+    consent: bool = True,
+    consenter: dict[str, str] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """The bank asks; unless told otherwise, the pledgor (or `consenter`) consents, so that the request is
+    in the queue."""
     response = client.post(
         "/v1/pledges",
         headers=desk.bank,
@@ -63,13 +73,24 @@ def register(client: TestClient, desk: Desk, quantity: int = 4000, **overrides: 
     )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
+    if consent:
+        agreed = client.post(
+            f"/v1/instructions/{body['instructions'][0]['id']}/consent", headers=consenter or desk.pledgor
+        )
+        assert agreed.status_code == 200, agreed.text
+        body = client.get(f"/v1/pledges/{body['id']}", headers=desk.bank).json()
     return body
 
 
 def ask(client: TestClient, desk: Desk, pledge: dict[str, Any], **body: Any) -> dict[str, Any]:
+    """The bank asks; a top-up is then consented by the pledgor, so that it waits for the exchange."""
     response = client.post(f"/v1/pledges/{pledge['id']}/instructions", headers=desk.bank, json=body)
     assert response.status_code == 201, response.text
     made: dict[str, Any] = response.json()
+    if made["status"] == "awaiting_consent":
+        agreed = client.post(f"/v1/instructions/{made['id']}/consent", headers=desk.pledgor)
+        assert agreed.status_code == 200, agreed.text
+        made = agreed.json()
     return made
 
 

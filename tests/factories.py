@@ -140,3 +140,21 @@ def pledge_body(
     }
     body.update(overrides)
     return body
+
+
+def pledgor_actor(party_id: UUID, at: datetime = AT, operator: str | None = None) -> Actor:
+    """The pledgor acting for itself (a holder key of the account's party)."""
+    from registry.principal import Principal
+
+    return Actor(Principal(party_id=party_id, role=Role.HOLDER, operator=operator), at, request_id="test")
+
+
+def consent(session: Session, made: object, at: datetime | None = None) -> object:
+    """The pledgor agrees to a bank's request (`made`: what pledges.register returned), at the request's
+    time unless told otherwise: its units are held and the request goes to the exchange."""
+    from registry.pledge import service as pledges
+
+    pledge, instruction = made.pledge, made.instruction  # type: ignore[attr-defined]
+    return pledges.consent(
+        session, pledgor_actor(pledge.pledgor_party_id, at or instruction.created_at), instruction.id
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
@@ -41,6 +42,10 @@ def world(session: Session) -> World:
     other_bank = f.party(session, PartyKind.BANK)
     other_pending = _pledge(session, other_bank, other_account.id, other_holder.id, confirm=False)
     other_active = _pledge(session, other_bank, other_account.id, other_holder.id, confirm=True)
+    own_awaiting = _pledge(session, bank, own_account.id, holder.id, confirm=False, consent=False)
+    other_awaiting = _pledge(
+        session, other_bank, other_account.id, other_holder.id, confirm=False, consent=False
+    )
     keys: dict[str, dict[str, str]] = {"anonymous": {}}
     for role, party in [("exchange", exchange), ("auditor", auditor), ("bank", bank), ("holder", holder)]:
         keys[role] = f.auth(f.key(session, party, Role(role)))
@@ -62,12 +67,20 @@ def world(session: Session) -> World:
             "other_pledge": str(other_pending.pledge.id),
             "other_active": str(other_active.pledge.id),
             "other_instruction": str(other_pending.instruction.id),
+            "own_awaiting": str(own_awaiting.instruction.id),
+            "other_awaiting": str(other_awaiting.instruction.id),
+            "holder_account_number": own_account.number,
+            "holder_credit_code": str(holder.credit_code),
+            "other_credit_code": str(other_holder.credit_code),
         },
     )
 
 
-def _pledge(session: Session, bank: Any, account_id: Any, borrower_id: Any, *, confirm: bool) -> Any:
-    """A pledge of 10 units by `bank`; confirmed (active) or still waiting for the exchange."""
+def _pledge(
+    session: Session, bank: Any, account_id: Any, borrower_id: Any, *, confirm: bool, consent: bool = True
+) -> Any:
+    """A pledge of 10 units by `bank`; confirmed (active), waiting for the exchange, or (consent=False) still
+    waiting for its pledgor's consent."""
     from datetime import date
     from decimal import Decimal
 
@@ -79,10 +92,12 @@ def _pledge(session: Session, bank: Any, account_id: Any, borrower_id: Any, *, c
         f.bank_actor(bank),
         pledgor_account_id=account_id,
         borrower_party_id=borrower_id,
-        loan=pledges.Loan("JK-1", Decimal("500000.00"), date(2026, 3, 2), date(2027, 3, 1)),
+        loan=pledges.Loan(f"JK-{uuid4().hex[:8]}", Decimal("500000.00"), date(2026, 3, 2), date(2027, 3, 1)),
         collateral=Selection(credit_type="CCER", quantity=10),
         terms=pledges.Terms(Decimal("0.7"), Decimal("1.3"), Decimal("1.1")),
     )
+    if consent:
+        f.consent(session, made)
     if confirm:
         pledges.confirm(session, f.exchange_actor(session), made.instruction.id)
     return made
@@ -95,9 +110,14 @@ EXCHANGE_AUDITOR_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "ban
 OWN_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "holder": 200}
 OTHER_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 404, "holder": 404}
 BANK_WRITE = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 201, "holder": 403}
-BANK_WRITE_OTHER = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 403}
 BANK_DECIDE = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 200, "holder": 403}
-BANK_DECIDE_OTHER = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 403}
+PARTY_WRITE = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 201, "holder": 201}
+PARTY_WRITE_OTHER = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 404}
+PARTY_DECIDE_OTHER = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 404, "holder": 404}
+# Only the pledgor consents to a bank's request: the bank that asked may not, the exchange may not.
+PLEDGOR_DECIDE = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 403, "holder": 200}
+LOOKUP = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "holder": 403}
+LOOKUP_MISS = {"anonymous": 401, "exchange": 404, "auditor": 404, "bank": 404, "holder": 403}
 EXCHANGE_DECIDE = {"anonymous": 401, "exchange": 200, "auditor": 403, "bank": 403, "holder": 403}
 LENDER_READ = {"anonymous": 401, "exchange": 200, "auditor": 200, "bank": 200, "holder": 403}
 BANK_ONLY = {"anonymous": 401, "exchange": 403, "auditor": 403, "bank": 200, "holder": 403}
@@ -157,29 +177,46 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
         {
             "pledgor_account_id": "{holder_account}",
             "borrower_party_id": "{holder_party}",
+            "pledgee_party_id": "{bank_party}",
             "loan": {
                 "contract_no": "JK-9",
-                "principal": "100.00",
+                "principal": "100000.00",
                 "start_date": "2026-03-02",
                 "maturity_date": "2027-03-01",
             },
             "collateral": {"credit_type": "CCER", "quantity": 1},
             "terms": {"max_pledge_rate": "0.7", "warning_ratio": "1.3", "disposal_ratio": "1.1"},
         },
-        BANK_WRITE,
+        PARTY_WRITE,  # the bank asks for the holder's units, or the holder for its own (joint application)
     ),
     ("GET", "/v1/pledges", None, READ_ALL),
     ("GET", "/v1/pledges/{own_pledge}", None, OWN_READ),
     ("GET", "/v1/pledges/{other_pledge}", None, OTHER_READ),
-    ("POST", "/v1/pledges/{own_pledge}/instructions", {"type": "top_up", "quantity": 1}, BANK_WRITE),
-    ("POST", "/v1/pledges/{other_pledge}/instructions", {"type": "top_up", "quantity": 1}, BANK_WRITE_OTHER),
+    ("POST", "/v1/pledges/{own_pledge}/instructions", {"type": "top_up", "quantity": 1}, PARTY_WRITE),
+    ("POST", "/v1/pledges/{own_pledge}/instructions", {"type": "release", "quantity": 1}, BANK_WRITE),
+    ("POST", "/v1/pledges/{other_pledge}/instructions", {"type": "top_up", "quantity": 1}, PARTY_WRITE_OTHER),
     ("GET", "/v1/instructions", None, READ_ALL),
     ("GET", "/v1/instructions/{own_instruction}", None, OWN_READ),
     ("GET", "/v1/instructions/{other_instruction}", None, OTHER_READ),
     ("POST", "/v1/instructions/{own_pending}/confirm", None, EXCHANGE_DECIDE),
     ("POST", "/v1/instructions/{own_pending}/reject", {"reason": "not the owner"}, EXCHANGE_DECIDE),
     ("POST", "/v1/instructions/{own_pending}/cancel", None, BANK_DECIDE),
-    ("POST", "/v1/instructions/{other_instruction}/cancel", None, BANK_DECIDE_OTHER),
+    ("POST", "/v1/instructions/{other_instruction}/cancel", None, PARTY_DECIDE_OTHER),
+    ("POST", "/v1/instructions/{own_awaiting}/consent", None, PLEDGOR_DECIDE),
+    ("POST", "/v1/instructions/{own_awaiting}/decline", {"reason": "not agreed"}, PLEDGOR_DECIDE),
+    ("POST", "/v1/instructions/{other_awaiting}/consent", None, PARTY_DECIDE_OTHER),
+    (
+        "GET",
+        "/v1/accounts/lookup?number={holder_account_number}&credit_code={holder_credit_code}",
+        None,
+        LOOKUP,
+    ),
+    (
+        "GET",
+        "/v1/accounts/lookup?number={holder_account_number}&credit_code={other_credit_code}",
+        None,
+        LOOKUP_MISS,
+    ),
     ("POST", "/v1/instructions/{other_instruction}/confirm", None, EXCHANGE_DECIDE),
     (
         "POST",

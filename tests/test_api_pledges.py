@@ -102,28 +102,45 @@ def test_register_then_reject_lifts_the_hold_for_good(client: TestClient, desk: 
     assert units(client, desk) == {"available": 10_000}
 
 
-def test_disposal_needs_four_eyes(client: TestClient, desk: Desk) -> None:
+def test_disposal_needs_four_eyes_on_the_same_terms(client: TestClient, desk: Desk, session: Session) -> None:
     pledge = register(client, desk, 4000)
     confirm(client, desk.op1, pledge["instructions"][0])
     dispose = ask(client, desk, pledge, type="dispose", reason="default on 2026-09-30")
-    first = confirm(client, desk.op1, dispose)
-    assert (
-        first.status_code == 200
-        and first.json()["status"] == "pending"
-        and first.json()["reviewed_by"] == "张三"
-    )
+    first = confirm(client, desk.op1, dispose, price="68.50")
+    assert first.status_code == 200 and first.json()["status"] == "pending"
+    assert first.json()["review"] == {
+        "by": "张三", "at": first.json()["reviewed_at"], "to_account_id": desk.bank_account,
+        "price": "68.50", "proceeds": "274000.00",
+    }  # fmt: skip
     assert units(client, desk) == {"available": 6000, "frozen": 4000}
-    same = confirm(client, desk.op1, dispose, price="68.50")
+    same = confirm(client, desk.op1, dispose)
     assert same.status_code == 409 and "four eyes" in same.json()["detail"]
-    second = confirm(client, desk.op2, dispose, price="68.50")
-    assert second.status_code == 200, second.text
-    body = second.json()
-    assert body["status"] == "confirmed" and body["decided_by"] == "李四" and body["applied_quantity"] == 4000
-    assert body["proceeds"] == "274000.00" and body["to_account_id"] == desk.bank_account
+    # The second operator's other price is not applied: it is a new review, by that operator.
+    other = confirm(client, desk.op2, dispose, price="70.00")
+    assert other.status_code == 200 and other.json()["status"] == "pending"
+    assert other.json()["review"]["by"] == "李四" and other.json()["review"]["proceeds"] == "280000.00"
+    assert units(client, desk) == {"available": 6000, "frozen": 4000}
+    assert confirm(client, desk.op2, dispose).status_code == 409  # 李四 cannot confirm 李四's review
+    applied = confirm(client, desk.op1, dispose)  # 张三 confirms exactly what 李四 reviewed
+    assert applied.status_code == 200, applied.text
+    body = applied.json()
+    assert body["status"] == "confirmed" and body["decided_by"] == "张三" and body["reviewed_by"] == "李四"
+    assert body["applied_quantity"] == 4000 and body["price"] == "70.00" and body["proceeds"] == "280000.00"
+    assert body["to_account_id"] == desk.bank_account
     assert pledge_of(client, desk, pledge)["status"] == "disposed"
     assert units(client, desk) == {"available": 6000}
     bank_units = client.get(f"/v1/accounts/{desk.bank_account}/holdings", headers=desk.op1).json()["totals"]
     assert bank_units == [{"credit_type": "CCER", "status": "available", "quantity": 4000, "blocks": 1}]
+    kinds = session.execute(
+        text("SELECT kind, operator FROM pledge_event WHERE instruction_id = :i ORDER BY seq"),
+        {"i": dispose["id"]},
+    ).all()
+    assert [tuple(k) for k in kinds] == [
+        ("ask", None),
+        ("review", "张三"),
+        ("review", "李四"),
+        ("confirm", "张三"),
+    ]
 
 
 def test_disposal_to_a_buyer_at_auction(client: TestClient, desk: Desk, session: Session) -> None:
@@ -131,8 +148,8 @@ def test_disposal_to_a_buyer_at_auction(client: TestClient, desk: Desk, session:
     pledge = register(client, desk, 1000)
     confirm(client, desk.op1, pledge["instructions"][0])
     dispose = ask(client, desk, pledge, type="dispose", quantity=400)
-    confirm(client, desk.op1, dispose)
-    done = confirm(client, desk.op2, dispose, buyer_account_id=str(buyer.id), proceeds="27200.00")
+    confirm(client, desk.op1, dispose, buyer_account_id=str(buyer.id), proceeds="27200.00")
+    done = confirm(client, desk.op2, dispose)  # "confirm these terms"
     assert done.json()["to_account_id"] == str(buyer.id) and done.json()["proceeds"] == "27200.00"
     assert pledge_of(client, desk, pledge)["status"] == "active"  # 600 units still pledged
 
@@ -166,11 +183,20 @@ def test_pledged_units_cannot_be_transferred_retired_or_pledged_again(
     ]:
         response = client.post(path, headers=desk.op1, json=body)
         assert response.status_code == 409 and response.json()["code"] == "insufficient_units", response.text
+    assert snapshot(session) == before
+    # Another bank may ask (it learns nothing); the pledgor's consent cannot hold units already pledged.
     again = client.post(
         "/v1/pledges", headers=desk.other_bank, json=f.pledge_body(desk.account, desk.borrower, 1001)
     )
-    assert again.status_code == 409 and again.json()["code"] == "insufficient_units"
-    assert snapshot(session) == before
+    assert again.status_code == 201 and again.json()["held_quantity"] == 0
+    consent = client.post(
+        f"/v1/instructions/{again.json()['instructions'][0]['id']}/consent", headers=desk.pledgor
+    )
+    assert consent.status_code == 409 and consent.json()["code"] == "insufficient_units"
+    assert (
+        client.get(f"/v1/pledges/{again.json()['id']}", headers=desk.other_bank).json()["held_quantity"] == 0
+    )
+    assert units(client, desk) == {"available": 1000, "frozen": 9000}
 
 
 def test_a_release_larger_than_the_pledge_is_refused(
@@ -302,12 +328,6 @@ BAD_PLEDGES: list[tuple[str, dict[str, Any], int, str]] = [
     ("unknown credit type", {"collateral": {"credit_type": "NOPE", "quantity": 5}}, 404, "not_found"),
     ("no collateral", {"collateral": {}}, 422, "collateral"),
     (
-        "more than available",
-        {"collateral": {"credit_type": "CCER", "quantity": 10_001}},
-        409,
-        "insufficient_units",
-    ),
-    (
         "unknown pledgor account",
         {"pledgor_account_id": "00000000-0000-0000-0000-000000000001"},
         404,
@@ -351,7 +371,7 @@ def test_a_retried_registration_makes_one_pledge(client: TestClient, desk: Desk,
     retry = client.post("/v1/pledges", headers=headers, json=body)
     assert first.status_code == retry.status_code == 201 and first.content == retry.content
     assert session.execute(text("SELECT count(*) FROM pledge")).scalar_one() == 1
-    assert units(client, desk) == {"available": 9500, "held": 500}
+    assert units(client, desk) == {"available": 10_000}  # nothing is held before the pledgor agrees
 
 
 def test_who_sees_which_pledge(client: TestClient, desk: Desk, session: Session) -> None:

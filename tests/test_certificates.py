@@ -259,11 +259,12 @@ def test_a_holder_of_another_pledge_cannot_download_this_one(
     owner = f.party(session)
     other_account = f.account(session, owner)
     f.issue(session, other_account.id, 1000)
-    other = register(
-        client, desk, 500, pledgor_account_id=str(other_account.id), borrower_party_id=str(owner.id)
-    )
-    confirm(client, desk.op1, other["instructions"][0])
     holder_of_other = f.auth(f.key(session, owner, Role.HOLDER))
+    other = register(
+        client, desk, 500, consenter=holder_of_other,
+        pledgor_account_id=str(other_account.id), borrower_party_id=str(owner.id),
+    )  # fmt: skip
+    confirm(client, desk.op1, other["instructions"][0])
     assert download(client, holder_of_other, other).status_code == 200
     refused = download(client, holder_of_other, mine)
     assert refused.status_code == 404 and refused.headers["content-type"] == "application/problem+json"
@@ -387,6 +388,7 @@ def _committed_pledge(session: Session) -> str:
         collateral=Selection(credit_type="CCER", quantity=100),
         terms=pledges.Terms(Decimal("0.9"), Decimal("1.3"), Decimal("1.1")),
     )
+    f.consent(session, made)
     pledges.confirm(session, f.exchange_actor(session), made.instruction.id)
     found = certificates.latest(session, [made.pledge.id])[made.pledge.id]
     return found.number

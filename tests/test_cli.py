@@ -51,7 +51,7 @@ def test_a_bank_key_cannot_belong_to_an_enterprise(cli_db: Engine) -> None:
 def test_demo_loads_once_and_checks_clean(cli_db: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     first = capsys.readouterr().out
-    assert "demo data loaded" in first and first.count("rk_") == 6
+    assert "demo data loaded" in first and first.count("rk_") == 7
     assert main(["demo"]) == 0
     assert "already there" in capsys.readouterr().out
     with cli_db.connect() as conn:
@@ -69,7 +69,10 @@ def test_demo_loads_once_and_checks_clean(cli_db: Engine, capsys: pytest.Capture
         )
         assert types == ["CCER", "CDCER"]
         statuses = conn.execute(text("SELECT status FROM pledge ORDER BY status")).scalars().all()
-        assert statuses == ["active", "pending"]
+        assert statuses == ["active", "pending", "pending"]
+        waiting = conn.execute(text("SELECT status FROM instruction WHERE status IN ('pending', 'awaiting_consent') "
+                                    "ORDER BY status")).scalars().all()  # fmt: skip
+        assert waiting == ["awaiting_consent", "pending"]  # one for its pledgor, one for the exchange
     assert main(["check"]) == 0
     assert main(["audit", "verify"]) == 0
     assert "ok" in capsys.readouterr().out
@@ -92,22 +95,23 @@ def test_audit_verify_fails_on_tampering(cli_db: Engine, capsys: pytest.CaptureF
 
 
 def test_lapsed_requests_are_expired_by_the_job(cli_db: Engine, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["demo"])  # its pending request was made "now"; age it past its lapse time
+    # The demo's two waiting requests (one for the exchange, one for its pledgor's consent) were made "now";
+    # age them past their lapse time.
+    main(["demo"])
     with cli_db.begin() as conn:
         conn.execute(
             text(
                 "UPDATE instruction SET hold_expires_at = now() - interval '1 minute' "
-                "WHERE status = 'pending'"
+                "WHERE status IN ('pending', 'awaiting_consent')"
             )
         )
     capsys.readouterr()
     assert main(["jobs", "expire-holds"]) == 0
-    assert "1 unconfirmed request(s) lapsed" in capsys.readouterr().out
+    assert "2 unconfirmed request(s) lapsed" in capsys.readouterr().out
     with cli_db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM holding WHERE status = 'held'")).scalar_one() == 0
-        assert (
-            conn.execute(text("SELECT status FROM pledge WHERE status <> 'active'")).scalar_one() == "expired"
-        )
+        statuses = conn.execute(text("SELECT status FROM pledge WHERE status <> 'active'")).scalars().all()
+        assert statuses == ["expired", "expired"]
     assert main(["check"]) == 0
 
 

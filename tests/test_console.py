@@ -71,10 +71,16 @@ def office(session: Session, client: TestClient) -> Office:
         f.auth(f.key(session, other_bank, Role.BANK)),
     )
     op_key = f.auth(f.key(session, exchange, Role.EXCHANGE, operator="api-op"))
+    pledgor_key = f.auth(f.key(session, pledgor, Role.HOLDER, operator="pledgor-api"))
 
-    def pledge(key: dict[str, str], quantity: int, *, confirm: bool) -> dict[str, Any]:
+    def pledge(key: dict[str, str], quantity: int, *, confirm: bool, consent: bool = True) -> dict[str, Any]:
         made = client.post("/v1/pledges", headers=key, json=f.pledge_body(account.id, borrower.id, quantity))
         assert made.status_code == 201, made.text
+        if consent:
+            agreed = client.post(
+                f"/v1/instructions/{made.json()['instructions'][0]['id']}/consent", headers=pledgor_key
+            )
+            assert agreed.status_code == 200, agreed.text
         if confirm:
             client.post(f"/v1/instructions/{made.json()['instructions'][0]['id']}/confirm", headers=op_key)
         body: dict[str, Any] = client.get(f"/v1/pledges/{made.json()['id']}", headers=key).json()

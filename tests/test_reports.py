@@ -28,6 +28,7 @@ from sqlmodel import Session
 from registry.ledger import service as ledger
 from registry.ledger.models import Party, PartyKind
 from registry.ledger.service import Selection, SerialRange
+from registry.pledge import reads
 from registry.pledge import service as pledges
 from registry.pledge.calendar import EXCHANGE_TZ
 from registry.pledge.states import InstructionType
@@ -95,6 +96,7 @@ def book(session: Session) -> Book:
             collateral=Selection(blocks=[SerialRange("CCER", s, e) for s, e in blocks]),
             terms=pledges.Terms(Decimal("0.95"), Decimal("1.30"), Decimal("1.10")),
         )
+        f.consent(session, made)
         if confirm:
             pledges.confirm(session, operator(at(day, 11)), made.instruction.id)
         return made.pledge.id
@@ -116,7 +118,7 @@ def book(session: Session) -> Book:
         return register(bank_a, a1, p1, blocks, "1000.00", date(2026, 9, 1), day, confirm=False)
 
     def waiting(pledge: UUID) -> UUID:
-        asked = pledges.list_instructions(
+        asked = reads.list_instructions(
             session, Principal(None, Role.EXCHANGE), status="pending", after=None, limit=50
         )
         return next(i.id for i in asked if i.pledge_id == pledge)

@@ -62,6 +62,7 @@ def active_pledge(session: Session, *, units: int = 1000, principal: str = "5000
         collateral=Selection(credit_type="CCER", quantity=units),
         terms=pledges.Terms(Decimal("0.9"), Decimal("1.30"), Decimal("1.10"), method),
     )  # fmt: skip
+    f.consent(session, made)
     pledges.confirm(session, f.exchange_actor(session), made.instruction.id)
     return Book(bank, made.pledge.id, account.id)
 

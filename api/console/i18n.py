@@ -135,6 +135,36 @@ ZH: dict[str, str] = {
     "Frozen": "冻结",
     "Details": "详情",
     "Too many attempts; try again later.": "尝试次数过多，请稍后再试。",
+    (
+        "A pledge is registered on the joint application of the bank and the pledgor: "
+        "nothing is held or sent to the exchange until you agree."
+    ): "质押登记由质权人（银行）与出质人共同申请：在您同意之前，不会锁定任何单位，也不会提交交易所。",
+    "Asked by": "申请方",
+    "At today's price": "按今日参考价",
+    "Awaiting your consent": "待我同意",
+    "Buyer's account no. (auction; empty: the bank's account)": "买受人账户号（拍卖；留空则划入银行账户）",
+    "Confirm these terms": "确认以上处置条件",
+    "Consent": "同意",
+    "Consented by": "同意人",
+    "Decline": "拒绝",
+    "No price: cannot be valued": "无成交价，无法估值",
+    "No request is waiting for your consent.": "暂无待您同意的申请。",
+    "Outside the lender's terms at today's price: cannot be confirmed": "按今日参考价已超出贷款条件，不能确认",
+    "Pledge rate": "质押率",
+    "Price per unit": "单价",
+    "Proceeds": "处置价款",
+    "Review these terms": "提交处置条件初审",
+    "Reviewed terms": "初审处置条件",
+    "Units go to": "划转至",
+    "Withdraw": "撤回",
+    "You reviewed these terms: another operator must confirm them.": "您已初审以上条件，须由另一名操作员确认。",
+    "Consented: the request now goes to the exchange.": "已同意：申请已提交交易所。",
+    "Declined.": "已拒绝。",
+    "Withdrawn.": "已撤回。",
+    "A reason is required to decline.": "拒绝须填写理由。",
+    "Enter an amount such as 68.50.": "请输入金额，例如 68.50。",
+    "awaiting_consent": "待对方同意",
+    "declined": "已拒绝",
 }
 
 

@@ -5,6 +5,7 @@ session's CSRF token; a refused action is shown as a message on the page."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -29,7 +30,7 @@ from api.console.auth import (
 from api.console.i18n import LANGUAGES, translator
 from api.deps import ClockDep, SessionDep, SettingsDep, client_of
 from api.routers.certificates import RendererDep, render_after_response
-from api.routers.pledges import pledge_reads
+from api.routers.pledges import instruction_read, pledge_reads
 from registry import authz, charts
 from registry.alert import service as alerts
 from registry.audit import service as audit
@@ -37,7 +38,10 @@ from registry.certificate import service as certificates
 from registry.errors import InvalidInput, NotFound, RegistryError
 from registry.ledger import repository as ledger_repo
 from registry.ledger import service as ledger
+from registry.pledge import reads
 from registry.pledge import service as pledges
+from registry.pledge.rules import MAX_PRINCIPAL
+from registry.pledge.states import PledgeStatus
 from registry.principal import Actor, Role
 from registry.ratelimit import service as ratelimit
 from registry.users import service as users
@@ -53,6 +57,9 @@ NOTICES = {  # what a redirect after a successful form may announce: fixed texts
     "reviewed": "Reviewed: a second operator must now confirm.",
     "rejected": "Rejected.",
     "acked": "Alert acknowledged.",
+    "consented": "Consented: the request now goes to the exchange.",
+    "declined": "Declined.",
+    "cancelled": "Withdrawn.",
 }
 
 
@@ -158,10 +165,54 @@ def home(user: UserDep) -> Response:
 # --- the back office ---------------------------------------------------------------------------------
 
 
+def _queue(session: Session, user: SignedIn, clock: Any, settings: Any) -> list[reads.QueueItem]:
+    return reads.queue(session, user.principal, at=clock.now(), window_days=settings.vwap_days)
+
+
 @router.get("/queue")
-def queue_page(request: Request, session: SessionDep, user: UserDep, done: str | None = None) -> Response:
-    rows = pledges.queue(session, user.principal)
-    return render(request, "queue.html", user, rows=rows, notice=_notice(done), error=None)
+def queue_page(
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    done: str | None = None,
+) -> Response:
+    rows = _queue(session, user, clock, settings)
+    return render(
+        request, "queue.html", user, rows=rows, notice=_notice(done), error=None, me=user.user.username
+    )
+
+
+MoneyField = Annotated[str, Form(max_length=20)]
+
+
+def _amount(value: str, field: str) -> Decimal | None:
+    """An amount typed into a form: empty is none; otherwise a positive decimal with at most two places."""
+    text = value.strip().replace(",", "")
+    if not text:
+        return None
+    try:
+        amount = Decimal(text)
+    except InvalidOperation as exc:
+        raise InvalidInput(field, "Enter an amount such as 68.50.") from exc
+    if not amount.is_finite() or amount < 0 or amount > MAX_PRINCIPAL or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise InvalidInput(field, "Enter an amount such as 68.50.")
+    return amount
+
+
+def _offered_terms(session: Session, buyer_account: str, price: str, proceeds: str) -> dict[str, Any]:
+    buyer = None
+    if buyer_account.strip():
+        found = ledger_repo.get_account_by_number(session, buyer_account.strip())
+        if found is None:
+            raise NotFound("account", buyer_account.strip(), field="buyer_account")
+        buyer = found.id
+    return {
+        "buyer_account_id": buyer,
+        "price": _amount(price, "price"),
+        "proceeds": _amount(proceeds, "proceeds"),
+    }
 
 
 @router.post("/instructions/{instruction_id}/confirm")
@@ -171,17 +222,27 @@ def confirm(
     session: SessionDep,
     user: UserDep,
     clock: ClockDep,
+    settings: SettingsDep,
     background: BackgroundTasks,
     csrf: CsrfField = "",
+    buyer_account: Annotated[str, Form(max_length=32)] = "",
+    price: MoneyField = "",
+    proceeds: MoneyField = "",
 ) -> Response:
     check_csrf(user, csrf)
     decided: list[Any] = []
-    refused = _attempt(
-        session,
-        lambda: decided.append(pledges.confirm(session, _actor(request, user, clock), instruction_id)),
-    )
+
+    def work() -> None:
+        terms = _offered_terms(session, buyer_account, price, proceeds)
+        decided.append(
+            pledges.confirm(
+                session, _actor(request, user, clock), instruction_id, window_days=settings.vwap_days, **terms
+            )
+        )
+
+    refused = _attempt(session, work)
     if refused is not None:
-        return _queue_with_error(request, session, user, refused)
+        return _queue_with_error(request, session, user, clock, settings, refused)
     instruction = decided[0]
     if instruction.status == "pending":  # first pair of eyes on a disposal
         return _redirect("/console/queue?done=reviewed")
@@ -196,6 +257,7 @@ def reject(
     session: SessionDep,
     user: UserDep,
     clock: ClockDep,
+    settings: SettingsDep,
     csrf: CsrfField = "",
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
@@ -210,18 +272,123 @@ def reject(
             ),
         )
     if refused is not None:
-        return _queue_with_error(request, session, user, refused)
+        return _queue_with_error(request, session, user, clock, settings, refused)
     return _redirect("/console/queue?done=rejected")
 
 
-def _queue_with_error(request: Request, session: Session, user: SignedIn, refused: RegistryError) -> Response:
-    rows = pledges.queue(session, user.principal)
+def _status_of(refused: RegistryError) -> int:
     status = 422 if refused.code == "validation_error" else 409
     if refused.code == "not_found":
         status = 404
+    if refused.code == "forbidden":
+        status = 403
+    return status
+
+
+def _queue_with_error(
+    request: Request, session: Session, user: SignedIn, clock: Any, settings: Any, refused: RegistryError
+) -> Response:
+    rows = _queue(session, user, clock, settings)
     return render(
-        request, "queue.html", user, status_code=status, rows=rows, notice=None, error=refused.detail
+        request, "queue.html", user, status_code=_status_of(refused), rows=rows, notice=None,
+        error=refused.detail, me=user.user.username,
+    )  # fmt: skip
+
+
+# --- joint application: the other party's consent ----------------------------------------------------
+
+
+def _consents(session: Session, user: SignedIn) -> tuple[list[Any], dict[UUID, str]]:
+    waiting = reads.list_instructions(
+        session, user.principal, status=None, after=None, limit=200, awaiting_me=True
     )
+    found = {
+        p.id: p for p in pledge_reads(session, reads.pledges_by_id(session, {i.pledge_id for i in waiting}))
+    }
+    items = [(instruction_read(i), found[i.pledge_id]) for i in waiting]
+    names = ledger_repo.party_names(
+        session,
+        {x for _, p in items for x in (p.pledgee_party_id, p.pledgor_party_id)}
+        | {i.requested_by_party_id for i, _ in items},
+    )
+    return items, names
+
+
+@router.get("/consents")
+def consents_page(request: Request, session: SessionDep, user: UserDep, done: str | None = None) -> Response:
+    """The requests waiting for this user's party to agree: a bank's for the pledgor, a pledgor's for the bank."""
+    items, names = _consents(session, user)
+    return render(request, "consents.html", user, items=items, names=names, notice=_notice(done))
+
+
+def _consent_error(request: Request, session: Session, user: SignedIn, refused: RegistryError) -> Response:
+    items, names = _consents(session, user)
+    return render(
+        request, "consents.html", user, status_code=_status_of(refused), items=items, names=names,
+        error=refused.detail,
+    )  # fmt: skip
+
+
+@router.post("/instructions/{instruction_id}/consent")
+def consent(
+    request: Request,
+    instruction_id: UUID,
+    session: SessionDep,
+    user: UserDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    csrf: CsrfField = "",
+) -> Response:
+    check_csrf(user, csrf)
+    actor = _actor(request, user, clock)
+    refused = _attempt(
+        session,
+        lambda: pledges.consent(
+            session, actor, instruction_id, hold_business_days=settings.hold_business_days
+        ),
+    )
+    if refused is not None:
+        return _consent_error(request, session, user, refused)
+    return _redirect("/console/consents?done=consented")
+
+
+@router.post("/instructions/{instruction_id}/decline")
+def decline(
+    request: Request,
+    instruction_id: UUID,
+    session: SessionDep,
+    user: UserDep,
+    clock: ClockDep,
+    csrf: CsrfField = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    check_csrf(user, csrf)
+    actor = _actor(request, user, clock)
+    if not reason.strip():
+        refused: RegistryError | None = InvalidInput("reason", "A reason is required to decline.")
+    else:
+        refused = _attempt(
+            session, lambda: pledges.decline(session, actor, instruction_id, reason=reason.strip())
+        )
+    if refused is not None:
+        return _consent_error(request, session, user, refused)
+    return _redirect("/console/consents?done=declined")
+
+
+@router.post("/instructions/{instruction_id}/cancel")
+def cancel(
+    request: Request,
+    instruction_id: UUID,
+    session: SessionDep,
+    user: UserDep,
+    clock: ClockDep,
+    csrf: CsrfField = "",
+) -> Response:
+    """The party that asked withdraws its request (a bank's request, or a pledgor's)."""
+    check_csrf(user, csrf)
+    found = reads.require_instruction(session, user.principal, instruction_id)
+    pledges.cancel(session, _actor(request, user, clock), instruction_id)
+    return _redirect(f"/console/pledges/{found.pledge_id}?done=cancelled")
 
 
 # --- pledges -----------------------------------------------------------------------------------------
@@ -234,14 +401,14 @@ def pledges_page(
     user: UserDep,
     status: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    statuses = ("pending", "active", "rejected", "cancelled", "expired", "released", "disposed")
+    statuses = tuple(PledgeStatus)
     chosen = status if status in statuses else None
-    items = pledges.list_pledges(session, user.principal, status=chosen, after=None, limit=200)
-    reads = pledge_reads(session, items)
+    items = reads.list_pledges(session, user.principal, status=chosen, after=None, limit=200)
+    shown = pledge_reads(session, items)
     names = ledger_repo.party_names(
-        session, {i for p in reads for i in (p.pledgee_party_id, p.pledgor_party_id, p.borrower_party_id)}
+        session, {i for p in shown for i in (p.pledgee_party_id, p.pledgor_party_id, p.borrower_party_id)}
     )
-    return render(request, "pledges.html", user, pledges=reads, names=names, statuses=statuses, chosen=chosen)
+    return render(request, "pledges.html", user, pledges=shown, names=names, statuses=statuses, chosen=chosen)
 
 
 @router.get("/pledges/{pledge_id}")
@@ -249,7 +416,7 @@ def pledge_page(
     request: Request, pledge_id: UUID, session: SessionDep, user: UserDep, done: str | None = None
 ) -> Response:
     principal = user.principal
-    pledge = pledges.require_pledge(session, principal, pledge_id)
+    pledge = reads.require_pledge(session, principal, pledge_id)
     read = pledge_reads(session, [pledge])[0]
     names = ledger_repo.party_names(
         session, [pledge.pledgee_party_id, pledge.pledgor_party_id, pledge.borrower_party_id]
@@ -295,7 +462,7 @@ def certificate(
     clock: ClockDep,
     version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
 ) -> Response:
-    pledge = pledges.require_pledge(session, user.principal, pledge_id)
+    pledge = reads.require_pledge(session, user.principal, pledge_id)
     found = certificates.require(session, pledge, version)
     pdf = certificates.pdf_for(session, found, renderer, clock.now())
     return Response(
@@ -340,7 +507,7 @@ def ack(
 def search_page(
     request: Request, session: SessionDep, user: UserDep, q: Annotated[str, Query(max_length=100)] = ""
 ) -> Response:
-    found = pledge_reads(session, pledges.search(session, user.principal, q))
+    found = pledge_reads(session, reads.search(session, user.principal, q))
     names = ledger_repo.party_names(
         session, {i for p in found for i in (p.pledgee_party_id, p.pledgor_party_id, p.borrower_party_id)}
     )

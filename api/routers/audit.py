@@ -99,7 +99,14 @@ async def verify(request: Request, principal: PrincipalDep) -> AuditVerifyRead:
         chains=result.chains,
         head_hash=result.head_hash,
         ok=result.ok,
-        first_bad_event=BadEventRead(id=bad.id, account_id=bad.account_id, seq=bad.seq, problem=bad.problem)
+        first_bad_event=BadEventRead(
+            id=bad.id,
+            trail=bad.trail,
+            account_id=bad.account_id,
+            pledge_id=bad.pledge_id,
+            seq=bad.seq,
+            problem=bad.problem,
+        )
         if bad
         else None,
         bad_chains=result.bad_events,

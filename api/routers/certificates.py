@@ -20,7 +20,7 @@ from registry.certificate.models import Certificate
 from registry.certificate.renderer import Renderer
 from registry.errors import NotFound
 from registry.ledger import repository as ledger_repo
-from registry.pledge import service as pledges
+from registry.pledge import reads
 from registry.ratelimit import service as ratelimit
 
 router = APIRouter(prefix="/v1", tags=["certificates"])
@@ -87,7 +87,7 @@ def download_certificate(
     clock: ClockDep,
     version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
 ) -> Response:
-    pledge = pledges.require_pledge(session, principal, pledge_id)
+    pledge = reads.require_pledge(session, principal, pledge_id)
     certificate = certificates.require(session, pledge, version)
     headers = {
         "Content-Disposition": f'inline; filename="{certificate.number}.pdf"',
@@ -110,7 +110,7 @@ def download_certificate(
     summary="Every version of a pledge's certificate, oldest first, with its status and digest",
 )
 def list_certificates(pledge_id: UUID, session: SessionDep, principal: PrincipalDep) -> list[CertificateRead]:
-    pledge = pledges.require_pledge(session, principal, pledge_id)
+    pledge = reads.require_pledge(session, principal, pledge_id)
     codes = ledger_repo.credit_type_codes(session)
     return [certificate_read(c, codes[c.credit_type_id]) for c in certificates.versions(session, pledge)]
 

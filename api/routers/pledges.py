@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -19,7 +19,9 @@ from api.routers.common import READ_ERRORS, WRITE_ERRORS, uuid_cursor
 from api.schemas.common import Page
 from api.schemas.ledger import BlockRef
 from api.schemas.pledges import (
+    AssessmentRead,
     ConfirmBody,
+    DeclineBody,
     ExternalRefs,
     InstructionCreate,
     InstructionRead,
@@ -28,6 +30,7 @@ from api.schemas.pledges import (
     PledgedBlock,
     PledgeRead,
     RejectBody,
+    ReviewRead,
     TermsRead,
 )
 from api.schemas.valuation import ValuationRead
@@ -35,15 +38,15 @@ from registry.certificate import service as certificates
 from registry.errors import InvalidInput
 from registry.ledger import repository as ledger_repo
 from registry.ledger.service import Selection, SerialRange
+from registry.pledge import reads
 from registry.pledge import service as pledges
+from registry.pledge.assessment import Assessment
 from registry.pledge.models import Instruction, Pledge
-from registry.pledge.states import InstructionType
+from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
+from registry.principal import Actor
 from registry.valuation import service as valuation
 
 router = APIRouter(prefix="/v1", tags=["pledges"])
-
-PledgeStatusQuery = Literal["pending", "active", "rejected", "cancelled", "expired", "released", "disposed"]
-InstructionStatusQuery = Literal["pending", "confirmed", "rejected", "cancelled", "expired"]
 
 
 def money(value: Decimal) -> Decimal:
@@ -62,7 +65,32 @@ def optional_money(value: Decimal | None) -> Decimal | None:
 CENT, RATIO = Decimal("0.01"), Decimal("0.0001")
 
 
-def instruction_read(i: Instruction) -> InstructionRead:
+def assessment_read(a: Assessment | None) -> AssessmentRead | None:
+    if a is None:
+        return None
+    return AssessmentRead(
+        quantity=a.quantity,
+        price=optional_money(a.price),
+        price_date=a.price_date,
+        stale=a.stale,
+        collateral_value=optional_money(a.collateral_value),
+        pledge_rate=a.pledge_rate,
+        coverage_ratio=a.coverage_ratio,
+        level=a.level,
+        within_terms=a.within_terms,
+    )
+
+
+def instruction_read(i: Instruction, judged: Assessment | None = None) -> InstructionRead:
+    review = None
+    if i.reviewed_by is not None and i.reviewed_at is not None and i.review_to_account_id is not None:
+        review = ReviewRead(
+            by=i.reviewed_by,
+            at=i.reviewed_at,
+            to_account_id=i.review_to_account_id,
+            price=optional_money(i.review_price),
+            proceeds=optional_money(i.review_proceeds),
+        )
     return InstructionRead(
         id=i.id,
         pledge_id=i.pledge_id,
@@ -77,10 +105,15 @@ def instruction_read(i: Instruction) -> InstructionRead:
         proceeds=optional_money(i.proceeds),
         requested_by_party_id=i.requested_by_party_id,
         requested_by_operator=i.requested_by_operator,
+        consent_party_id=i.consent_party_id,
+        consented_by=i.consented_by,
+        consented_at=i.consented_at,
         created_at=i.created_at,
         hold_expires_at=i.hold_expires_at,
         reviewed_by=i.reviewed_by,
         reviewed_at=i.reviewed_at,
+        review=review,
+        assessment=assessment_read(judged),
         decided_by=i.decided_by,
         decided_at=i.decided_at,
         decision_reason=i.decision_reason,
@@ -88,8 +121,19 @@ def instruction_read(i: Instruction) -> InstructionRead:
     )
 
 
+def instruction_reads(
+    session: Session, items: list[Instruction], actor: Actor, window_days: int
+) -> list[InstructionRead]:
+    """Instructions as read, each open registration or top-up with its valuation at today's price."""
+    found = {p.id: p for p in reads.pledges_by_id(session, {i.pledge_id for i in items})}
+    judged = reads.assessments(
+        session, [(found[i.pledge_id], i) for i in items], at=actor.at, window_days=window_days
+    )
+    return [instruction_read(i, judged.get(i.id)) for i in items]
+
+
 def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
-    blocks, instructions = pledges.details(session, items)
+    blocks, instructions = reads.details(session, items)
     valued = valuation.latest(session, [p.id for p in items])
     issued = certificates.latest(session, [p.id for p in items])
     codes = ledger_repo.credit_type_codes(session)
@@ -167,7 +211,8 @@ def _selection(credit_type: str | None, quantity: int | None, blocks: list[Block
     status_code=201,
     response_model=PledgeRead,
     responses=WRITE_ERRORS,
-    summary="Ask to register a pledge (bank): the units are held at once",
+    summary="Ask to register a pledge (joint application): a bank's request holds nothing until the pledgor "
+    "consents; a pledgor's request (naming the bank) holds its units at once and waits for the bank",
 )
 def create_pledge(
     request: Request,
@@ -184,6 +229,7 @@ def create_pledge(
             actor,
             pledgor_account_id=body.pledgor_account_id,
             borrower_party_id=body.borrower_party_id,
+            pledgee_party_id=body.pledgee_party_id,
             loan=pledges.Loan(
                 body.loan.contract_no,
                 body.loan.principal,
@@ -220,11 +266,11 @@ def create_pledge(
 def list_pledges(
     session: SessionDep,
     principal: PrincipalDep,
-    status: PledgeStatusQuery | None = None,
+    status: PledgeStatus | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[PledgeRead]:
-    items = pledges.list_pledges(session, principal, status=status, after=uuid_cursor(cursor), limit=limit)
+    items = reads.list_pledges(session, principal, status=status, after=uuid_cursor(cursor), limit=limit)
     return Page(
         items=pledge_reads(session, items), next_cursor=next_cursor(items, limit, lambda p: str(p.id))
     )
@@ -232,7 +278,7 @@ def list_pledges(
 
 @router.get("/pledges/{pledge_id}", response_model=PledgeRead, responses=READ_ERRORS, summary="One pledge")
 def read_pledge(pledge_id: UUID, session: SessionDep, principal: PrincipalDep) -> PledgeRead:
-    return pledge_reads(session, [pledges.require_pledge(session, principal, pledge_id)])[0]
+    return pledge_reads(session, [reads.require_pledge(session, principal, pledge_id)])[0]
 
 
 @router.post(
@@ -240,7 +286,7 @@ def read_pledge(pledge_id: UUID, session: SessionDep, principal: PrincipalDep) -
     status_code=201,
     response_model=InstructionRead,
     responses=WRITE_ERRORS,
-    summary="Ask for a top-up, release or disposal (bank)",
+    summary="Ask for a top-up (the bank, or the pledgor offering it), a release or a disposal (the bank)",
 )
 def create_instruction(
     request: Request,
@@ -263,7 +309,7 @@ def create_instruction(
             to_account_id=body.to_account_id,
             hold_business_days=settings.hold_business_days,
         )
-        return instruction_read(made)
+        return instruction_reads(session, [made], actor, settings.vwap_days)[0]
 
     return respond(request, session, actor, idempotency_key, body, work)
 
@@ -272,20 +318,28 @@ def create_instruction(
     "/instructions",
     response_model=Page[InstructionRead],
     responses=READ_ERRORS,
-    summary="Instructions, oldest first; `?status=pending` is the back office's queue",
+    summary="Instructions, oldest first; `?status=pending` is the back office's queue, "
+    "`?awaiting_my_consent=true` the requests waiting for your consent",
 )
 def list_instructions(
     session: SessionDep,
-    principal: PrincipalDep,
-    status: InstructionStatusQuery | None = None,
+    actor: ActorDep,
+    settings: SettingsDep,
+    status: InstructionStatus | None = None,
+    awaiting_my_consent: bool = False,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[InstructionRead]:
-    items = pledges.list_instructions(
-        session, principal, status=status, after=_queue_cursor(cursor), limit=limit
+    items = reads.list_instructions(
+        session,
+        actor.principal,
+        status=status,
+        awaiting_me=awaiting_my_consent,
+        after=_queue_cursor(cursor),
+        limit=limit,
     )
     return Page(
-        items=[instruction_read(i) for i in items],
+        items=instruction_reads(session, items, actor, settings.vwap_days),
         next_cursor=encode(items[-1].seq) if len(items) == limit else None,
     )
 
@@ -296,8 +350,11 @@ def list_instructions(
     responses=READ_ERRORS,
     summary="One instruction",
 )
-def read_instruction(instruction_id: UUID, session: SessionDep, principal: PrincipalDep) -> InstructionRead:
-    return instruction_read(pledges.require_instruction(session, principal, instruction_id))
+def read_instruction(
+    instruction_id: UUID, session: SessionDep, actor: ActorDep, settings: SettingsDep
+) -> InstructionRead:
+    found = reads.require_instruction(session, actor.principal, instruction_id)
+    return instruction_reads(session, [found], actor, settings.vwap_days)[0]
 
 
 def _decide(
@@ -307,17 +364,70 @@ def _decide(
 
 
 @router.post(
+    "/instructions/{instruction_id}/consent",
+    response_model=InstructionRead,
+    responses=WRITE_ERRORS,
+    summary="Consent to a joint application (the pledgor for a bank's request, the bank for a pledgor's): "
+    "the pledgor's units are held and the request goes to the exchange",
+)
+def consent_instruction(
+    request: Request,
+    instruction_id: UUID,
+    session: SessionDep,
+    actor: ActorDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return _decide(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        RejectBody(reason="consent"),
+        lambda: pledges.consent(
+            session, actor, instruction_id, hold_business_days=settings.hold_business_days
+        ),
+    )
+
+
+@router.post(
+    "/instructions/{instruction_id}/decline",
+    response_model=InstructionRead,
+    responses=WRITE_ERRORS,
+    summary="Decline a joint application with a reason (the party whose consent it waits for)",
+)
+def decline_instruction(
+    request: Request,
+    instruction_id: UUID,
+    body: DeclineBody,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return _decide(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        body,
+        lambda: pledges.decline(session, actor, instruction_id, reason=body.reason),
+    )
+
+
+@router.post(
     "/instructions/{instruction_id}/confirm",
     response_model=InstructionRead,
     responses=WRITE_ERRORS,
-    summary="Confirm (exchange). A disposal needs two different operators: the first confirm "
-    "records the review, the second applies it.",
+    summary="Confirm (exchange). A registration or top-up only within the lender's terms at today's "
+    "price; a disposal needs two persons: the first confirm records the reviewed terms, a second applies "
+    "exactly those (other terms are a new review)",
 )
 def confirm_instruction(
     request: Request,
     instruction_id: UUID,
     session: SessionDep,
     actor: ActorDep,
+    settings: SettingsDep,
     background: BackgroundTasks,
     body: ConfirmBody | None = None,
     idempotency_key: IdempotencyKey = None,
@@ -332,8 +442,10 @@ def confirm_instruction(
             buyer_account_id=body.buyer_account_id,
             price=body.price,
             proceeds=body.proceeds,
+            window_days=settings.vwap_days,
         )
-        render_after_response(request, background, done.pledge_id)
+        if done.status == InstructionStatus.CONFIRMED:
+            render_after_response(request, background, done.pledge_id)
         return done
 
     return _decide(request, session, actor, idempotency_key, body, work)
@@ -367,7 +479,7 @@ def reject_instruction(
     "/instructions/{instruction_id}/cancel",
     response_model=InstructionRead,
     responses=WRITE_ERRORS,
-    summary="Withdraw your own pending instruction (bank)",
+    summary="Withdraw your own request while it waits (the party that asked)",
 )
 def cancel_instruction(
     request: Request,

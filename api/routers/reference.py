@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from api import problems
 from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, next_cursor
-from api.routers.common import READ_ERRORS, WRITE_ERRORS, uuid_cursor
+from api.routers.common import PROBLEM, READ_ERRORS, WRITE_ERRORS, uuid_cursor
 from api.schemas.common import Page
 from api.schemas.ledger import (
     AccountCreate,
@@ -21,6 +23,8 @@ from api.schemas.ledger import (
     PartyCreate,
     PartyRead,
 )
+from api.schemas.pledges import AccountLookupRead
+from registry.errors import NotFound
 from registry.ledger import service as ledger
 from registry.ledger.models import Account, CreditType, Party, PartyKind
 
@@ -132,6 +136,33 @@ def list_accounts(
     return Page(
         items=[account_read(a) for a in items], next_cursor=next_cursor(items, limit, lambda a: str(a.id))
     )
+
+
+@router.get(
+    "/accounts/lookup",
+    response_model=AccountLookupRead,
+    responses={**READ_ERRORS, 429: PROBLEM},
+    summary="Find a pledgor's account from its number and its holder's unified social credit code (bank): "
+    "both must match, else 404; nothing of the account's holdings is shown",
+)
+def lookup_account(
+    request: Request,
+    session: SessionDep,
+    actor: ActorDep,
+    number: Annotated[str, Query(min_length=1, max_length=32, description="the registry account number")],
+    credit_code: Annotated[
+        str, Query(min_length=18, max_length=18, description="the holder's unified social credit code")
+    ],
+) -> Response:
+    found = ledger.lookup_account(
+        session, actor.principal, number=number, credit_code=credit_code, now=actor.at
+    )
+    if found is None:  # answered, not raised: the miss it counted commits
+        return problems.of(request, NotFound("account", number, field="number"))
+    body = AccountLookupRead(
+        id=found.id, number=found.number, party_id=found.party_id, party_name=found.party_name
+    )
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.get(

@@ -31,7 +31,7 @@ from api.schemas.valuation import (
 from registry.alert import service as alerts
 from registry.errors import InvalidInput
 from registry.ledger import service as ledger
-from registry.pledge import service as pledges
+from registry.pledge import reads
 from registry.valuation import prices
 from registry.valuation import service as valuation
 
@@ -97,7 +97,7 @@ def get_prices(credit_type: Annotated[CreditTypeCode, Path()], session: SessionD
             summary="A pledge's valuation history, newest first")  # fmt: skip
 def list_valuations(pledge_id: UUID, session: SessionDep, principal: PrincipalDep, limit: Limit = 100,
                     cursor: Cursor = None) -> Page[ValuationRead]:  # fmt: skip
-    pledges.require_pledge(session, principal, pledge_id)
+    reads.require_pledge(session, principal, pledge_id)
     rows = valuation.history(session, pledge_id, before_id=_int_cursor(cursor), limit=limit)
     return Page(items=[ValuationRead.model_validate(r, from_attributes=True) for r in rows],
                 next_cursor=encode(rows[-1].id) if len(rows) == limit else None)  # fmt: skip

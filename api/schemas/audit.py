@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.schemas.common import Page
 
@@ -44,7 +44,9 @@ class UnitHistoryPage(Page[UnitEventRead]):
 
 class BadEventRead(BaseModel):
     id: int | None
-    account_id: UUID
+    trail: str = Field(description="`units` (an account's chain) or `decisions` (a pledge's chain)")
+    account_id: UUID | None = Field(description="the account whose unit chain it is")
+    pledge_id: UUID | None = Field(description="the pledge whose decision chain it is")
     seq: int
     problem: str
 

@@ -11,18 +11,19 @@ from api.schemas.certificates import CertificateRead
 from api.schemas.common import Quantity, Reason, Schema, ShortText
 from api.schemas.ledger import BlockRef, UnitsSelection
 from api.schemas.valuation import ValuationRead
+from registry.pledge.rules import MAX_PRINCIPAL
 
 Money = Annotated[
     Decimal,
     Field(
         gt=0,
-        le=Decimal("1e12"),
+        le=MAX_PRINCIPAL,
         max_digits=14,
         decimal_places=2,
         description='CNY as a decimal string, e.g. "1000000.00"',
     ),
 ]
-MoneyOrZero = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), max_digits=14, decimal_places=2)]
+MoneyOrZero = Annotated[Decimal, Field(ge=0, le=MAX_PRINCIPAL, max_digits=14, decimal_places=2)]
 Ratio = Annotated[Decimal, Field(gt=0, le=10, max_digits=7, decimal_places=4)]
 
 
@@ -75,8 +76,14 @@ class ExternalRefs(Schema):
 
 
 class PledgeCreate(Schema):
-    pledgor_account_id: UUID
+    pledgor_account_id: UUID = Field(
+        description="the pledgor's registry account: `GET /v1/accounts/lookup?number=&credit_code=`"
+    )
     borrower_party_id: UUID
+    pledgee_party_id: UUID | None = Field(
+        default=None,
+        description="a pledgor asking for its own account names the lending bank here; a bank leaves it out",
+    )
     loan: LoanIn
     collateral: CollateralIn
     terms: TermsIn
@@ -114,6 +121,38 @@ class RejectBody(Schema):
     reason: Reason
 
 
+class DeclineBody(Schema):
+    reason: Reason = Field(
+        description="why the pledgor (or the bank) does not agree; shown to the other party"
+    )
+
+
+class ReviewRead(BaseModel):
+    """A disposal's terms as the first operator reviewed them: what the second applies, exactly."""
+
+    by: str
+    at: datetime
+    to_account_id: UUID
+    price: Decimal | None
+    proceeds: Decimal | None
+
+
+class AssessmentRead(BaseModel):
+    """A registration or top-up valued at today's reference price, as the exchange would confirm it."""
+
+    quantity: int = Field(description="the pledge's units once this request goes through")
+    price: Decimal | None
+    price_date: date | None
+    stale: bool
+    collateral_value: Decimal | None
+    pledge_rate: Decimal | None
+    coverage_ratio: Decimal | None
+    level: Literal["ok", "warning", "disposal"] | None
+    within_terms: bool = Field(
+        description="the pledge rate is within the cap and coverage above the disposal line"
+    )
+
+
 class InstructionRead(BaseModel):
     id: UUID
     pledge_id: UUID
@@ -128,10 +167,21 @@ class InstructionRead(BaseModel):
     proceeds: Decimal | None
     requested_by_party_id: UUID
     requested_by_operator: str | None
+    consent_party_id: UUID | None = Field(
+        description="joint application: the party whose consent this waits for (or got)"
+    )
+    consented_by: str | None
+    consented_at: datetime | None
     created_at: datetime
-    hold_expires_at: datetime | None
+    hold_expires_at: datetime | None = Field(
+        description="when the request lapses if nobody consents (awaiting_consent) or confirms (pending)"
+    )
     reviewed_by: str | None
     reviewed_at: datetime | None
+    review: ReviewRead | None = Field(description="a disposal's reviewed terms")
+    assessment: AssessmentRead | None = Field(
+        default=None, description="an open registration or top-up at today's reference price"
+    )
     decided_by: str | None
     decided_at: datetime | None
     decision_reason: str | None
@@ -165,6 +215,15 @@ class TermsRead(BaseModel):
     disposal_ratio: Decimal
     valuation_method: str
     haircut: Decimal
+
+
+class AccountLookupRead(BaseModel):
+    """What a bank may know of a pledgor's account from the number and the credit code it was given."""
+
+    id: UUID
+    number: str
+    party_id: UUID
+    party_name: str
 
 
 class PledgeRead(BaseModel):

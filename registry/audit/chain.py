@@ -40,6 +40,22 @@ HASHED_FIELDS = (
     "occurred_at",
 )
 
+# The decision trail of pledges (registry/audit/decisions.py): one chain per pledge, the same construction.
+DECISION_FIELDS = (
+    "pledge_id",
+    "seq",
+    "kind",
+    "instruction_id",
+    "actor_role",
+    "actor_party_id",
+    "actor_key_id",
+    "operator",
+    "request_id",
+    "reason",
+    "terms",
+    "occurred_at",
+)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -55,8 +71,8 @@ def _canonical_value(value: Any) -> Any:
     raise TypeError(f"no canonical form for {type(value).__name__}")
 
 
-def canonical(event: Mapping[str, Any]) -> bytes:
-    values = [_canonical_value(event[name]) for name in HASHED_FIELDS]
+def canonical(event: Mapping[str, Any], fields: tuple[str, ...] = HASHED_FIELDS) -> bytes:
+    values = [_canonical_value(event[name]) for name in fields]
     return json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -75,14 +91,20 @@ def _sql_value(name: str) -> str:
     return f"coalesce(to_json({name})::text, 'null')"
 
 
-CANONICAL_SQL = (
-    "convert_to('[' || " + " || ',' || ".join(_sql_value(n) for n in HASHED_FIELDS) + " || ']', 'UTF8')"
-)
-HASH_SQL = f"sha256(prev_hash || {CANONICAL_SQL})"
+def canonical_sql(fields: tuple[str, ...] = HASHED_FIELDS) -> str:
+    return "convert_to('[' || " + " || ',' || ".join(_sql_value(n) for n in fields) + " || ']', 'UTF8')"
 
 
-def link(prev_hash: bytes, event: Mapping[str, Any]) -> bytes:
-    return hashlib.sha256(prev_hash + canonical(event)).digest()
+def hash_sql(fields: tuple[str, ...] = HASHED_FIELDS) -> str:
+    return f"sha256(prev_hash || {canonical_sql(fields)})"
+
+
+CANONICAL_SQL = canonical_sql()
+HASH_SQL = hash_sql()
+
+
+def link(prev_hash: bytes, event: Mapping[str, Any], fields: tuple[str, ...] = HASHED_FIELDS) -> bytes:
+    return hashlib.sha256(prev_hash + canonical(event, fields)).digest()
 
 
 def digest_of_heads(heads: list[tuple[UUID, int, bytes]]) -> str:

@@ -10,7 +10,15 @@ from uuid import UUID
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from registry.audit.chain import GENESIS, HASH_SQL, HASHED_FIELDS, digest_of_heads, link
+from registry.audit.chain import (
+    DECISION_FIELDS,
+    GENESIS,
+    HASH_SQL,
+    HASHED_FIELDS,
+    digest_of_heads,
+    hash_sql,
+    link,
+)
 from registry.audit.models import EventKind
 from registry.ledger.repository import LockedAccount
 from registry.principal import Actor
@@ -137,9 +145,21 @@ def unit_history(
 @dataclass(frozen=True, slots=True)
 class BadEvent:
     id: int | None  # None when the problem is an event that is missing, not one that is there
-    account_id: UUID
+    chain_id: UUID  # the account (unit trail) or the pledge (decision trail) whose chain it is
     seq: int
     problem: str
+    trail: str = "units"
+
+    @property
+    def account_id(self) -> UUID | None:
+        return self.chain_id if self.trail == "units" else None
+
+    @property
+    def pledge_id(self) -> UUID | None:
+        return self.chain_id if self.trail == "decisions" else None
+
+    def describe_chain(self) -> str:
+        return f"account {self.chain_id}" if self.trail == "units" else f"decisions of pledge {self.chain_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,61 +175,107 @@ class Verification:
         return self.first_bad_event is None
 
 
-def verify_chains(engine: Engine) -> Verification:
-    """Recompute every chain from its genesis, and compare each chain's end with its account's head.
+@dataclass(frozen=True, slots=True)
+class _Trail:
+    """A hash-chained table: its chains, how its hash is recomputed, and where each chain's head is kept."""
 
-    One set-based pass in PostgreSQL (each event's hash recomputed from its canonical form, its link
-    and sequence checked against the event before it in its chain), in one REPEATABLE READ snapshot so
-    that writes going on meanwhile are not mistaken for breaks. Names the earliest (lowest id) bad event,
-    and the first break of each chain: what follows a break is suspect anyway."""
+    name: str
+    table: str
+    chain: str  # the column that names a chain
+    hash_sql: str
+    ends_sql: str  # per chain: id, head_seq, head, last_seq, last_hash, events
+
+
+_TRAILS = (
+    _Trail(
+        "units",
+        "audit_event",
+        "account_id",
+        HASH_SQL,
+        """
+        SELECT a.id, a.audit_seq AS head_seq, a.audit_head AS head, e.seq AS last_seq, e.hash AS last_hash,
+               e.events
+          FROM account a
+          LEFT JOIN (SELECT DISTINCT ON (account_id) account_id, seq, hash,
+                            count(*) OVER (PARTITION BY account_id) AS events
+                       FROM audit_event ORDER BY account_id, seq DESC) e ON e.account_id = a.id
+         WHERE a.audit_seq > 0 OR e.account_id IS NOT NULL""",
+    ),
+    _Trail(
+        "decisions",
+        "pledge_event",
+        "pledge_id",
+        hash_sql(DECISION_FIELDS),
+        """
+        SELECT coalesce(c.pledge_id, e.pledge_id) AS id, coalesce(c.seq, 0) AS head_seq, c.head,
+               e.seq AS last_seq, e.hash AS last_hash, e.events
+          FROM pledge_chain c
+          FULL JOIN (SELECT DISTINCT ON (pledge_id) pledge_id, seq, hash,
+                            count(*) OVER (PARTITION BY pledge_id) AS events
+                       FROM pledge_event ORDER BY pledge_id, seq DESC) e ON e.pledge_id = c.pledge_id""",
+    ),
+)
+
+
+def _verify_trail(conn: Any, trail: _Trail) -> tuple[list[BadEvent], list[tuple[UUID, int, bytes]], int]:
+    rows = conn.execute(
+        text(f"""
+            WITH linked AS (
+                SELECT id, {trail.chain} AS chain_id, seq, prev_hash, hash,
+                       lag(seq) OVER w AS prior_seq, lag(hash) OVER w AS prior_hash,
+                       {trail.hash_sql} AS recomputed
+                  FROM {trail.table} WINDOW w AS (PARTITION BY {trail.chain} ORDER BY seq)
+            ), judged AS (
+                SELECT id, chain_id, seq,
+                       CASE WHEN seq <> coalesce(prior_seq, 0) + 1
+                                THEN 'sequence gap: expected ' || (coalesce(prior_seq, 0) + 1)
+                                     || ', found ' || seq
+                            WHEN prev_hash <> coalesce(prior_hash, :genesis)
+                                THEN 'prev_hash does not match the previous event''s hash'
+                            WHEN recomputed <> hash THEN 'content does not match its hash'
+                       END AS problem
+                  FROM linked
+            )
+            SELECT DISTINCT ON (chain_id) id, chain_id, seq, problem
+              FROM judged WHERE problem IS NOT NULL ORDER BY chain_id, seq"""),
+        {"genesis": GENESIS},
+    ).all()
+    bad = [BadEvent(r.id, r.chain_id, r.seq, r.problem, trail.name) for r in rows]
+    broken = {b.chain_id for b in bad}
+    heads: list[tuple[UUID, int, bytes]] = []
+    events = 0
+    for end in conn.execute(text(trail.ends_sql)).all():
+        if end.last_seq is None:
+            bad.append(BadEvent(None, end.id, end.head_seq, "the chain has no events", trail.name))
+            continue
+        events += end.events
+        heads.append((end.id, end.last_seq, bytes(end.last_hash)))
+        moved = end.head_seq != end.last_seq or bytes(end.head or b"") != bytes(end.last_hash)
+        if moved and end.id not in broken:
+            problem = "the chain does not end at its recorded head (events removed?)"
+            bad.append(BadEvent(None, end.id, end.last_seq, problem, trail.name))
+    return bad, heads, events
+
+
+def verify_chains(engine: Engine) -> Verification:
+    """Recompute every chain — each account's unit trail and each pledge's decision trail — from its
+    genesis, and compare each chain's end with its recorded head.
+
+    One set-based pass per trail in PostgreSQL (each event's hash recomputed from its canonical form, its
+    link and sequence checked against the event before it in its chain), all in one REPEATABLE READ
+    snapshot so that writes going on meanwhile are not mistaken for breaks. Names the earliest (lowest id)
+    bad event, and the first break of each chain: what follows a break is suspect anyway."""
+    bad: list[BadEvent] = []
+    heads: list[tuple[UUID, int, bytes]] = []
+    events = 0
     with engine.connect() as plain:
         conn = plain.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             conn.execute(text("SET LOCAL statement_timeout = 0"))
-            rows = conn.execute(
-                text(f"""
-                    WITH linked AS (
-                        SELECT id, account_id, seq, prev_hash, hash,
-                               lag(seq) OVER w AS prior_seq, lag(hash) OVER w AS prior_hash,
-                               {HASH_SQL} AS recomputed
-                          FROM audit_event WINDOW w AS (PARTITION BY account_id ORDER BY seq)
-                    ), judged AS (
-                        SELECT id, account_id, seq,
-                               CASE WHEN seq <> coalesce(prior_seq, 0) + 1
-                                        THEN 'sequence gap: expected ' || (coalesce(prior_seq, 0) + 1)
-                                             || ', found ' || seq
-                                    WHEN prev_hash <> coalesce(prior_hash, :genesis)
-                                        THEN 'prev_hash does not match the previous event''s hash'
-                                    WHEN recomputed <> hash THEN 'content does not match its hash'
-                               END AS problem
-                          FROM linked
-                    )
-                    SELECT DISTINCT ON (account_id) id, account_id, seq, problem
-                      FROM judged WHERE problem IS NOT NULL ORDER BY account_id, seq"""),
-                {"genesis": GENESIS},
-            ).all()
-            bad = [BadEvent(r.id, r.account_id, r.seq, r.problem) for r in rows]
-            ends = conn.execute(
-                text("""
-                    SELECT a.id, a.audit_seq, a.audit_head, e.seq AS last_seq, e.hash AS last_hash, e.events
-                      FROM account a
-                      LEFT JOIN (SELECT DISTINCT ON (account_id) account_id, seq, hash,
-                                        count(*) OVER (PARTITION BY account_id) AS events
-                                   FROM audit_event ORDER BY account_id, seq DESC) e ON e.account_id = a.id
-                     WHERE a.audit_seq > 0 OR e.account_id IS NOT NULL""")
-            ).all()
-    heads: list[tuple[UUID, int, bytes]] = []
-    events = 0
-    broken = {b.account_id for b in bad}
-    for end in ends:
-        if end.last_seq is None:
-            bad.append(BadEvent(None, end.id, end.audit_seq, "the account's chain has no events"))
-            continue
-        events += end.events
-        heads.append((end.id, end.last_seq, bytes(end.last_hash)))
-        moved = end.audit_seq != end.last_seq or bytes(end.audit_head or b"") != bytes(end.last_hash)
-        if moved and end.id not in broken:
-            problem = "the chain does not end at its account's recorded head (events removed?)"
-            bad.append(BadEvent(None, end.id, end.last_seq, problem))
-    first = min(bad, key=lambda b: (b.id is None, b.id or 0)) if bad else None
+            for trail in _TRAILS:
+                trail_bad, trail_heads, trail_events = _verify_trail(conn, trail)
+                bad += trail_bad
+                heads += trail_heads
+                events += trail_events
+    first = min(bad, key=lambda b: (b.id is None, b.trail != "units", b.id or 0)) if bad else None
     return Verification(events, len(heads), digest_of_heads(heads), first, len(bad))

@@ -13,8 +13,9 @@ class IdempotencyRecord(SQLModel, table=True):
     """Written in the same transaction as the work it guards: it exists iff that work committed."""
 
     __tablename__ = "idempotency_record"
-    __table_args__ = (PrimaryKeyConstraint("party_id", "key"),)
+    __table_args__ = (PrimaryKeyConstraint("key_id", "key"),)
 
+    key_id: UUID  # the API key that made the request: a key string is that key's own
     party_id: UUID
     key: str = Field(sa_column=Column(Text, nullable=False))
     fingerprint: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

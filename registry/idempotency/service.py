@@ -1,7 +1,8 @@
 """Claim an idempotency key inside the request's transaction; store the response before commit.
 
-A second request with the same key waits on the first one's uncommitted row (unique index), then
-either replays its stored response (first committed) or does the work itself (first rolled back)."""
+A key string belongs to the API key that sent it (so to one operator): the same string from another key
+is another request. A second request with the same key waits on the first one's uncommitted row (primary
+key), then either replays its stored response (first committed) or does the work itself (rolled back)."""
 
 from __future__ import annotations
 
@@ -35,35 +36,33 @@ def fingerprint(method: str, path: str, canonical_body: str) -> bytes:
 
 
 def claim(
-    session: Session, *, party_id: UUID, key: str, request_fingerprint: bytes, now: datetime
+    session: Session, *, key_id: UUID, party_id: UUID, key: str, request_fingerprint: bytes, now: datetime
 ) -> StoredResponse | None:
     """None: the key is ours, do the work. Otherwise the first request's response, to replay."""
     inserted = session.execute(
         text(
-            "INSERT INTO idempotency_record (party_id, key, fingerprint, created_at) "
-            "VALUES (:p, :k, :f, :now) ON CONFLICT DO NOTHING RETURNING 1"
+            "INSERT INTO idempotency_record (key_id, party_id, key, fingerprint, created_at) "
+            "VALUES (:i, :p, :k, :f, :now) ON CONFLICT DO NOTHING RETURNING 1"
         ),
-        {"p": party_id, "k": key, "f": request_fingerprint, "now": now},
+        {"i": key_id, "p": party_id, "k": key, "f": request_fingerprint, "now": now},
     ).first()
     if inserted:
         return None
     row = session.execute(
         text(
-            "SELECT fingerprint, status_code, response FROM idempotency_record WHERE party_id = :p AND key = :k"
+            "SELECT fingerprint, status_code, response FROM idempotency_record WHERE key_id = :i AND key = :k"
         ),
-        {"p": party_id, "k": key},
+        {"i": key_id, "k": key},
     ).one()
     if bytes(row.fingerprint) != request_fingerprint:
         raise IdempotencyKeyReused(key)
     return StoredResponse(row.status_code, bytes(row.response))
 
 
-def store(session: Session, *, party_id: UUID, key: str, status_code: int, body: bytes) -> None:
+def store(session: Session, *, key_id: UUID, key: str, status_code: int, body: bytes) -> None:
     session.execute(
-        text(
-            "UPDATE idempotency_record SET status_code = :s, response = :b WHERE party_id = :p AND key = :k"
-        ),
-        {"s": status_code, "b": body, "p": party_id, "k": key},
+        text("UPDATE idempotency_record SET status_code = :s, response = :b WHERE key_id = :i AND key = :k"),
+        {"s": status_code, "b": body, "i": key_id, "k": key},
     )
 
 

@@ -44,8 +44,14 @@ CHECKS: dict[str, str] = {
           FROM pledge p
          WHERE EXISTS (SELECT 1 FROM holding h WHERE h.pledge_id = p.id AND h.status = 'held')
            AND EXISTS (SELECT 1 FROM instruction i WHERE i.pledge_id = p.id)
-           AND NOT EXISTS (SELECT 1 FROM instruction i WHERE i.pledge_id = p.id AND i.status = 'pending'
-                             AND i.type IN ('register', 'top_up'))""",
+           AND NOT EXISTS (SELECT 1 FROM instruction i WHERE i.pledge_id = p.id
+                             AND i.status IN ('pending', 'awaiting_consent') AND i.type IN ('register', 'top_up'))""",
+    "units held before the pledgor agreed": """
+        SELECT 'pledge ' || p.id || ' holds units for instruction ' || i.id || ', which the bank asked and the '
+               || 'pledgor has not consented to'
+          FROM instruction i JOIN pledge p ON p.id = i.pledge_id
+         WHERE i.status = 'awaiting_consent' AND i.requested_by_party_id <> p.pledgor_party_id
+           AND EXISTS (SELECT 1 FROM holding h WHERE h.pledge_id = p.id AND h.status = 'held')""",
     "a confirmed active pledge has no valid certificate, or one that states other units": """
         SELECT 'pledge ' || p.id || ': frozen ' || coalesce(h.units, 0) || ', valid certificate '
                || coalesce(c.number || ' for ' || c.quantity, 'none')

@@ -77,6 +77,20 @@ def get_account(session: Session, account_id: UUID) -> Account | None:
     return session.get(Account, account_id)
 
 
+def get_account_by_number(session: Session, number: str) -> Account | None:
+    return session.exec(select(Account).where(Account.number == number)).first()
+
+
+def account_by_number_and_credit_code(session: Session, number: str, credit_code: str) -> Any:
+    return session.execute(
+        text("""
+            SELECT a.id, a.number, a.party_id, p.name AS party_name
+              FROM account a JOIN party p ON p.id = a.party_id
+             WHERE a.number = :n AND p.credit_code = :c AND a.status = 'active'"""),
+        {"n": number, "c": credit_code},
+    ).first()
+
+
 def get_issuance(session: Session, issuance_id: UUID) -> Issuance | None:
     return session.get(Issuance, issuance_id)
 

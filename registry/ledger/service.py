@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -36,7 +37,8 @@ from registry.ledger.models import (
     PartyKind,
 )
 from registry.ledger.repository import LockedAccount, State
-from registry.principal import Actor, Principal
+from registry.principal import Actor, Principal, Role
+from registry.ratelimit import service as ratelimit
 
 AVAILABLE = BlockStatus.AVAILABLE.value
 HELD = BlockStatus.HELD.value
@@ -521,6 +523,37 @@ def require_account(session: Session, principal: Principal, account_id: UUID) ->
         raise NotFound("account", account_id)
     authz.require_party_visible(principal, account.party_id, kind="account", ident=account_id)
     return account
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFound:
+    """What a bank may know of an account from its number and its holder's credit code: enough to name it
+    in a pledge request, nothing of what it holds."""
+
+    id: UUID
+    number: str
+    party_id: UUID
+    party_name: str
+
+
+# Lookups that find nothing are throttled per API key: a bank cannot walk the account numbers of a party
+# whose (public) credit code it knows.
+LOOKUP_LIMIT = ratelimit.Policy(scope="account_lookup", free_failures=20, window=timedelta(hours=1))
+
+
+def lookup_account(
+    session: Session, principal: Principal, *, number: str, credit_code: str, now: datetime
+) -> AccountFound | None:
+    """The account whose number and holder's unified social credit code both match, as a bank resolves
+    the pledgor's account from what the borrower gave it; None (counted) when they do not."""
+    authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
+    who = f"key:{principal.key_id}" if principal.key_id else f"party:{principal.party_id}"
+    ratelimit.check(session, LOOKUP_LIMIT, who, now)
+    row = repo.account_by_number_and_credit_code(session, number.strip(), credit_code.strip().upper())
+    if row is None:
+        ratelimit.record_failure(session, LOOKUP_LIMIT, who, now)
+        return None
+    return AccountFound(row.id, row.number, row.party_id, row.party_name)
 
 
 def list_parties(session: Session, principal: Principal, *, after: UUID | None, limit: int) -> list[Party]:

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 from registry.errors import InvalidState, RegistryError
+
+if TYPE_CHECKING:
+    from registry.pledge.assessment import Assessment
 
 
 class FourEyesRequired(InvalidState):
@@ -31,3 +36,50 @@ class PledgeRateExceeded(RegistryError):
             price=str(price),
             collateral_value=str(value),
         )
+
+
+class CollateralShort(RegistryError):
+    """At today's reference price the loan is past the lender's cap or its disposal line: the exchange does
+    not confirm on these figures (the bank can top up, or ask again)."""
+
+    code = "collateral_insufficient"
+    title = "The collateral does not cover the loan at today's price"
+
+    def __init__(self, assessment: Assessment) -> None:
+        a = assessment
+        if a.pledge_rate is None or a.pledge_rate > a.max_pledge_rate:
+            why = f"pledge rate {a.pledge_rate} is above the maximum {a.max_pledge_rate}"
+        else:
+            why = f"coverage {a.coverage_ratio} is below the disposal line {a.disposal_ratio}"
+        super().__init__(
+            f"at today's reference price {a.price} ({a.price_date}) {a.quantity} units are worth "
+            f"{a.collateral_value}: {why}",
+            quantity=a.quantity,
+            price=_text(a.price),
+            price_date=a.price_date.isoformat() if a.price_date else None,
+            collateral_value=_text(a.collateral_value),
+            pledge_rate=_text(a.pledge_rate),
+            max_pledge_rate=_text(a.max_pledge_rate),
+            coverage_ratio=_text(a.coverage_ratio),
+            disposal_ratio=_text(a.disposal_ratio),
+            level=a.level,
+        )
+
+
+class LoanAlreadyPledged(RegistryError):
+    """One open pledge per loan: a bank's second request for the same contract."""
+
+    code = "loan_already_pledged"
+    title = "This loan already has an open pledge"
+
+    def __init__(self, contract_no: str, pledge_id: UUID | None) -> None:
+        named = f" ({pledge_id})" if pledge_id else ""
+        super().__init__(
+            f"loan contract {contract_no} already has an open pledge{named}; top it up, or close it first",
+            field="loan.contract_no",
+            pledge_id=str(pledge_id) if pledge_id else None,
+        )
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)

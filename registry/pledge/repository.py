@@ -10,6 +10,9 @@ from sqlalchemy import text
 from sqlmodel import Session, col, or_, select
 
 from registry.pledge.models import Instruction, Pledge
+from registry.pledge.policy import PledgeScope
+
+OPEN_INSTRUCTION = ("awaiting_consent", "pending")
 
 
 def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pledge | None:
@@ -20,8 +23,20 @@ def get_instruction(session: Session, instruction_id: UUID, *, lock: bool = Fals
     return session.get(Instruction, instruction_id, with_for_update=lock, populate_existing=lock)
 
 
-def pending_instruction(session: Session, pledge_id: UUID) -> Instruction | None:
-    query = select(Instruction).where(Instruction.pledge_id == pledge_id, Instruction.status == "pending")
+def open_instruction(session: Session, pledge_id: UUID) -> Instruction | None:
+    """The pledge's instruction still waiting for a consent or for the exchange (at most one)."""
+    query = select(Instruction).where(
+        Instruction.pledge_id == pledge_id, col(Instruction.status).in_(OPEN_INSTRUCTION)
+    )
+    return session.exec(query).first()
+
+
+def open_pledge_for_loan(session: Session, pledgee_party_id: UUID, contract_no: str) -> Pledge | None:
+    query = select(Pledge).where(
+        Pledge.pledgee_party_id == pledgee_party_id,
+        Pledge.contract_no == contract_no,
+        col(Pledge.status).in_(("pending", "active")),
+    )
     return session.exec(query).first()
 
 
@@ -52,25 +67,20 @@ def next_registration_no(session: Session, year: int) -> str:
     return f"ZY-{year}-{n:06d}"
 
 
-def _scope(query: Any, *, bank: UUID | None, holder: UUID | None) -> Any:
+def _scoped(query: Any, scope: PledgeScope) -> Any:
     """Limit a query joined to `pledge` to what a bank (as pledgee) or a holder (as pledgor or borrower) sees."""
-    if bank is not None:
-        query = query.where(Pledge.pledgee_party_id == bank)
-    if holder is not None:
+    if scope.pledgee_party_id is not None:
+        query = query.where(Pledge.pledgee_party_id == scope.pledgee_party_id)
+    if scope.holder_party_id is not None:
+        holder = scope.holder_party_id
         query = query.where(or_(Pledge.pledgor_party_id == holder, Pledge.borrower_party_id == holder))
     return query
 
 
 def pledges_page(
-    session: Session,
-    *,
-    bank: UUID | None,
-    holder: UUID | None,
-    status: str | None,
-    after: UUID | None,
-    limit: int,
+    session: Session, scope: PledgeScope, *, status: str | None, after: UUID | None, limit: int
 ) -> list[Pledge]:
-    query = _scope(select(Pledge), bank=bank, holder=holder).order_by(col(Pledge.id)).limit(limit)
+    query = _scoped(select(Pledge), scope).order_by(col(Pledge.id)).limit(limit)
     if status is not None:
         query = query.where(Pledge.status == status)
     if after is not None:
@@ -80,27 +90,30 @@ def pledges_page(
 
 def instructions_page(
     session: Session,
+    scope: PledgeScope,
     *,
-    bank: UUID | None,
-    holder: UUID | None,
     status: str | None,
+    consent_party_id: UUID | None = None,
     after: int | None,
     limit: int,
 ) -> list[Instruction]:
-    """In arrival order: oldest first, the back office's queue."""
+    """In arrival order: oldest first, the back office's queue (or a party's requests awaiting its consent)."""
     query = select(Instruction).join(Pledge, col(Pledge.id) == col(Instruction.pledge_id))
-    query = _scope(query, bank=bank, holder=holder)
+    query = _scoped(query, scope)
     if status is not None:
         query = query.where(Instruction.status == status)
+    if consent_party_id is not None:
+        query = query.where(Instruction.consent_party_id == consent_party_id)
     if after is not None:
         query = query.where(col(Instruction.seq) > after)
     return list(session.exec(query.order_by(col(Instruction.seq)).limit(limit)))
 
 
-def expired_pending(session: Session, now: datetime, limit: int) -> list[UUID]:
+def lapsed_open(session: Session, now: datetime, limit: int) -> list[UUID]:
+    """Instructions still waiting (for a consent or for the exchange) past their lapse time."""
     rows = session.execute(
         text(
-            "SELECT id FROM instruction WHERE status = 'pending' AND hold_expires_at <= :now "
+            "SELECT id FROM instruction WHERE status IN ('awaiting_consent', 'pending') AND hold_expires_at <= :now "
             "ORDER BY hold_expires_at LIMIT :limit"
         ),
         {"now": now, "limit": limit},
@@ -118,12 +131,19 @@ def first_account_of(session: Session, party_id: UUID) -> UUID | None:
 
 
 def frozen_quantity(session: Session, pledge_id: UUID) -> int:
-    return int(
-        session.execute(
-            text("SELECT coalesce(sum(quantity), 0) FROM holding WHERE pledge_id = :p AND status = 'frozen'"),
-            {"p": pledge_id},
-        ).scalar_one()
-    )
+    return units_of_pledge(session, pledge_id)[1]
+
+
+def units_of_pledge(session: Session, pledge_id: UUID) -> tuple[int, int]:
+    """(held, frozen) units of the pledge."""
+    row = session.execute(
+        text("""
+            SELECT coalesce(sum(quantity) FILTER (WHERE status = 'held'), 0) AS held,
+                   coalesce(sum(quantity) FILTER (WHERE status = 'frozen'), 0) AS frozen
+              FROM holding WHERE pledge_id = :p"""),
+        {"p": pledge_id},
+    ).one()
+    return int(row.held), int(row.frozen)
 
 
 def queue(session: Session, limit: int) -> list[Any]:
@@ -133,8 +153,13 @@ def queue(session: Session, limit: int) -> list[Any]:
         session.execute(
             text("""
                 SELECT i.id, i.seq, i.type, i.quantity, i.blocks, i.reason, i.outstanding_principal,
-                       i.created_at, i.hold_expires_at, i.reviewed_by, i.requested_by_operator,
+                       i.created_at, i.hold_expires_at, i.reviewed_by, i.reviewed_at, i.requested_by_operator,
+                       i.review_to_account_id, i.review_price, i.review_proceeds, i.to_account_id,
+                       i.consented_by, i.consented_at, ra.number AS review_to_account_number,
+                       rp.name AS review_to_party,
                        p.id AS pledge_id, p.status AS pledge_status, p.registration_no, p.contract_no, p.principal,
+                       p.outstanding_principal AS pledge_outstanding, p.credit_type_id, p.valuation_method,
+                       p.haircut, p.max_pledge_rate, p.warning_ratio, p.disposal_ratio,
                        ct.code AS credit_type, pe.name AS pledgee, po.name AS pledgor, a.number AS account_number,
                        coalesce(sum(h.quantity) FILTER (WHERE h.status = 'available'), 0) AS available,
                        coalesce(sum(h.quantity) FILTER (WHERE h.status = 'held' AND h.pledge_id = p.id), 0)
@@ -151,9 +176,11 @@ def queue(session: Session, limit: int) -> list[Any]:
                   JOIN party pe ON pe.id = p.pledgee_party_id
                   JOIN party po ON po.id = p.pledgor_party_id
                   JOIN account a ON a.id = p.pledgor_account_id
+                  LEFT JOIN account ra ON ra.id = i.review_to_account_id
+                  LEFT JOIN party rp ON rp.id = ra.party_id
                   LEFT JOIN holding h ON h.account_id = p.pledgor_account_id AND h.credit_type_id = p.credit_type_id
                  WHERE i.status = 'pending'
-                 GROUP BY i.id, p.id, ct.code, pe.name, po.name, a.number
+                 GROUP BY i.id, p.id, ct.code, pe.name, po.name, a.number, ra.number, rp.name
                  ORDER BY i.seq
                  LIMIT :limit"""),
             {"limit": limit},
@@ -161,13 +188,12 @@ def queue(session: Session, limit: int) -> list[Any]:
     )
 
 
-def search(
-    session: Session, query: str, *, bank: UUID | None, holder: UUID | None, limit: int = 50
-) -> list[Pledge]:
+def search(session: Session, query: str, scope: PledgeScope, *, limit: int = 50) -> list[Pledge]:
     """Pledges by registration number (prefix), contract number or party name (part), or a serial number
     they hold or held for a pending request; newest first, within what the caller may see."""
     like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    serial = int(query) if query.isdigit() and len(query) <= 15 else None
+    # ASCII digits only: str.isdigit() also takes '²' and other digits int() refuses.
+    serial = int(query) if query.isascii() and query.isdigit() and len(query) <= 15 else None
     found = (
         select(Pledge)
         .where(
@@ -184,4 +210,20 @@ def search(
         .order_by(col(Pledge.created_at).desc())
         .limit(limit)
     )  # fmt: skip
-    return list(session.exec(_scope(found, bank=bank, holder=holder)))
+    return list(session.exec(_scoped(found, scope)))
+
+
+def units_by_pledge(session: Session, pledge_ids: list[UUID]) -> dict[UUID, tuple[int, int]]:
+    """(held, frozen) units of each pledge, in one query."""
+    rows = session.execute(
+        text("""
+            SELECT pledge_id, coalesce(sum(quantity) FILTER (WHERE status = 'held'), 0) AS held,
+                   coalesce(sum(quantity) FILTER (WHERE status = 'frozen'), 0) AS frozen
+              FROM holding WHERE pledge_id = ANY(:ids) GROUP BY pledge_id"""),
+        {"ids": pledge_ids},
+    )
+    return {r.pledge_id: (int(r.held), int(r.frozen)) for r in rows}
+
+
+def pledges_by_id(session: Session, pledge_ids: list[UUID]) -> list[Pledge]:
+    return list(session.exec(select(Pledge).where(col(Pledge.id).in_(pledge_ids))))

@@ -1,14 +1,19 @@
-"""The pledge lifecycle. Banks ask (register, top up, release, dispose), the exchange confirms or
-rejects; each step is one transaction that locks the pledge, then its instruction, then the accounts.
+"""The pledge lifecycle. Registration and top-up are joint applications (共同申请): whichever of the pledgee
+bank and the pledgor asks, the other consents; the pledgor's units are held only once the pledgor has
+agreed, and only then does the request reach the exchange, which confirms or rejects. Release and
+disposal are the bank's to ask; a disposal is applied by a second exchange operator on exactly the terms
+the first reviewed.
 
-Every instruction is decided at most once (the database refuses to change a decided one), and every
-unit movement goes through the ledger's primitives, which write the audit trail naming the instruction,
-the bank it was asked for and the operator who decided it."""
+Each step is one transaction that locks the pledge, then its instruction, then the accounts. Every
+instruction is decided at most once (the database refuses to change a decided one), every unit movement
+goes through the ledger's primitives (the account chains of the audit trail), and every decision is an
+event of the pledge's decision trail naming the person who took it."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -16,50 +21,51 @@ from uuid import UUID
 from sqlmodel import Session
 
 from registry import authz
+from registry.audit import decisions
+from registry.audit.decisions import DecisionKind
 from registry.certificate import service as certificates
-from registry.errors import InvalidInput, InvalidState, NotFound
+from registry.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from registry.ledger import repository as ledger_repo
 from registry.ledger import service as ledger
 from registry.ledger.errors import AccountClosed, InsufficientUnits
-from registry.ledger.models import PartyKind
+from registry.ledger.models import AccountStatus, PartyKind
 from registry.ledger.service import ALL, Selection, SerialRange
+from registry.pledge import assessment, four_eyes, policy, rules
 from registry.pledge import repository as repo
 from registry.pledge.calendar import EXCHANGE_TZ, add_business_days
-from registry.pledge.errors import FourEyesRequired, PledgeRateExceeded
+from registry.pledge.errors import CollateralShort, FourEyesRequired
+from registry.pledge.four_eyes import Offered
 from registry.pledge.models import Instruction, Pledge
+from registry.pledge.rules import Loan, Terms
 from registry.pledge.states import (
-    CLOSED,
     FOUR_EYES,
     HOLDS_UNITS,
+    NEEDS_CONSENT,
+    OPEN,
     REQUESTABLE,
     Decision,
     InstructionStatus,
     InstructionType,
     PledgeStatus,
+    next_instruction_status,
     next_status,
 )
-from registry.principal import Actor, Principal, Role
+from registry.principal import Actor, Role
 from registry.valuation import service as valuation
 
-MAX_PRINCIPAL = Decimal("1e12")
+__all__ = ["Loan", "Registered", "Terms"]
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True, slots=True)
-class Loan:
-    contract_no: str
-    principal: Decimal
-    start_date: date
-    maturity_date: date
-    currency: str = "CNY"
-
-
-@dataclass(frozen=True, slots=True)
-class Terms:
-    max_pledge_rate: Decimal
-    warning_ratio: Decimal
-    disposal_ratio: Decimal
-    valuation_method: str = "lower_of"
-    haircut: Decimal = Decimal(0)
+_TRAIL_KIND = {
+    Decision.CONSENT: DecisionKind.CONSENT,
+    Decision.DECLINE: DecisionKind.DECLINE,
+    Decision.CONFIRM: DecisionKind.CONFIRM,
+    Decision.CONFIRM_PARTIAL: DecisionKind.CONFIRM,
+    Decision.REJECT: DecisionKind.REJECT,
+    Decision.CANCEL: DecisionKind.CANCEL,
+    Decision.EXPIRE: DecisionKind.EXPIRE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +74,7 @@ class Registered:
     instruction: Instruction
 
 
-# --- asking (banks) -------------------------------------------------------------------------------
+# --- asking (the bank or the pledgor) ---------------------------------------------------------------
 
 
 def register(
@@ -80,36 +86,40 @@ def register(
     loan: Loan,
     collateral: Selection,
     terms: Terms,
+    pledgee_party_id: UUID | None = None,
     pboc_registration_no: str | None = None,
     bank_ref: str | None = None,
     hold_business_days: int = 5,
     window_days: int = 20,
 ) -> Registered:
-    """A bank asks to pledge units of the pledgor's account for a loan. The units are held at once."""
+    """A registration request. From a bank: nothing is held and nothing of the account is read until the
+    pledgor consents. From the pledgor (a holder, for its own account, naming the bank): its units are held
+    at once, and the request waits for the bank's consent."""
     principal = actor.principal
-    authz.require_role(principal, Role.BANK)
+    authz.require_role(principal, Role.BANK, Role.HOLDER)
     assert principal.party_id is not None
-    _check_loan(loan)
-    _check_terms(terms)
-    credit_type = _collateral_type(collateral)
-    ct = ledger.require_credit_type(session, credit_type, field="collateral.credit_type")
+    rules.check_loan(loan, valuation.exchange_day(actor.at))
+    rules.check_terms(terms)
+    code, quantity = rules.requested_units(collateral)
+    ct = ledger.require_credit_type(session, code, field="collateral.credit_type")
+    assert ct.id is not None
     account = ledger_repo.get_account(session, pledgor_account_id)
-    if account is None:
-        raise NotFound("account", pledgor_account_id, field="pledgor_account_id")
-    if account.status != "active":
-        raise AccountClosed(account.id)
-    if account.party_id == principal.party_id:
-        raise InvalidInput("pledgor_account_id", "a bank cannot take a pledge of its own units")
+    pledgee = _pledgee(session, actor, account, pledgor_account_id, pledgee_party_id)
+    assert account is not None
     borrower = ledger_repo.get_party(session, borrower_party_id)
     if borrower is None:
         raise NotFound("party", borrower_party_id, field="borrower_party_id")
     if borrower.kind not in (PartyKind.ENTERPRISE, PartyKind.BANK):
         raise InvalidInput("borrower_party_id", f"a {borrower.kind} party cannot borrow")
-    assert ct.id is not None
+    rules.require_loan_free(session, principal, pledgee_party_id=pledgee, contract_no=loan.contract_no)
+    rules.check_pledge_rate(
+        session, credit_type_id=ct.id, terms=terms, outstanding=loan.principal, quantity=quantity,
+        at=actor.at, window_days=window_days,
+    )  # fmt: skip
     expires = add_business_days(actor.at, hold_business_days)
     pledge = Pledge(
         status=PledgeStatus.PENDING,
-        pledgee_party_id=principal.party_id,
+        pledgee_party_id=pledgee,
         pledgor_account_id=account.id,
         pledgor_party_id=account.party_id,
         borrower_party_id=borrower.id,
@@ -132,18 +142,33 @@ def register(
     )
     session.add(pledge)
     session.flush()
-    instruction = _new_instruction(
-        session, actor, pledge, InstructionType.REGISTER, collateral, hold_expires_at=expires
-    )
-    held = ledger.hold(
-        session,
-        _for(actor, instruction, pledge),
-        account_id=account.id,
-        pledge_id=pledge.id,
-        selection=collateral,
-    )
-    _check_pledge_rate(session, pledge, held.quantity, actor.at, window_days)
+    instruction = _ask(session, actor, pledge, InstructionType.REGISTER, collateral, hold_expires_at=expires)
     return Registered(pledge, instruction)
+
+
+def _pledgee(session: Session, actor: Actor, account: Any, account_id: UUID, named: UUID | None) -> UUID:
+    """The lending bank of a new request, checking who may ask for which account. A bank learns only that
+    an account id exists (it resolved it from the number and the credit code the borrower gave it)."""
+    principal = actor.principal
+    assert principal.party_id is not None
+    if principal.role is Role.BANK:
+        if named not in (None, principal.party_id):
+            raise InvalidInput("pledgee_party_id", "a bank asks for its own loans")
+        if account is None:
+            raise NotFound("account", account_id, field="pledgor_account_id")
+        if account.party_id == principal.party_id:
+            raise InvalidInput("pledgor_account_id", "a bank cannot take a pledge of its own units")
+        return principal.party_id
+    if account is None or account.party_id != principal.party_id:  # a holder pledges only its own units
+        raise NotFound("account", account_id, field="pledgor_account_id")
+    if account.status != AccountStatus.ACTIVE:
+        raise AccountClosed(account.id)
+    if named is None:
+        raise InvalidInput("pledgee_party_id", "name the lending bank")
+    bank = ledger_repo.get_party(session, named)
+    if bank is None or bank.kind != PartyKind.BANK:
+        raise NotFound("bank", named, field="pledgee_party_id")
+    return bank.id
 
 
 def request(
@@ -158,35 +183,59 @@ def request(
     to_account_id: UUID | None = None,
     hold_business_days: int = 5,
 ) -> Instruction:
-    """A top-up, release or disposal, asked by the pledgee bank for the exchange to confirm."""
-    authz.require_role(actor.principal, Role.BANK)
-    pledge = _lock_visible(session, actor.principal, pledge_id)
+    """A top-up (the bank or the pledgor asks, the other consents), a release or a disposal (the bank)."""
+    principal = actor.principal
+    authz.require_role(principal, Role.BANK, Role.HOLDER)
+    pledge = _lock_visible(session, actor, pledge_id)
+    if not policy.is_pledgee(principal, pledge) and not (
+        kind is InstructionType.TOP_UP and policy.is_pledgor(principal, pledge)
+    ):
+        raise Forbidden(
+            "only the pledgee bank asks for this (the pledgor may offer a top-up)", role=principal.role.value
+        )
     if kind not in REQUESTABLE.get(PledgeStatus(pledge.status), frozenset()):
         raise InvalidState(
             f"a {pledge.status} pledge takes no {kind.value} instruction", pledge_status=pledge.status
         )
-    waiting = repo.pending_instruction(session, pledge.id)
+    waiting = repo.open_instruction(session, pledge.id)
     if waiting is not None:
         raise InvalidState(
-            f"instruction {waiting.id} ({waiting.type}) is still waiting for the exchange",
+            f"instruction {waiting.id} ({waiting.type}) is still {waiting.status}",
             pending_instruction_id=str(waiting.id),
         )
     code = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
     assert code is not None
     selection = _same_type(selection, code.code)
+    _check_request(session, pledge, kind, selection, outstanding_principal, to_account_id, code.code)
+    expires = add_business_days(actor.at, hold_business_days) if kind in HOLDS_UNITS else None
+    return _ask(
+        session, actor, pledge, kind, selection, hold_expires_at=expires, reason=reason,
+        outstanding_principal=outstanding_principal, to_account_id=to_account_id,
+    )  # fmt: skip
+
+
+def _check_request(
+    session: Session,
+    pledge: Pledge,
+    kind: InstructionType,
+    selection: Selection,
+    outstanding_principal: Decimal | None,
+    to_account_id: UUID | None,
+    credit_type: str,
+) -> None:
     if outstanding_principal is not None:
         if kind is not InstructionType.RELEASE:
             raise InvalidInput("outstanding_principal", "only a release reports repayment")
         if outstanding_principal > pledge.principal:
             raise InvalidInput("outstanding_principal", "cannot exceed the loan's principal")
-    if kind is InstructionType.TOP_UP and selection.everything:
-        raise InvalidInput("quantity", "say how many units, or which blocks, to add")
+    if kind is InstructionType.TOP_UP:
+        rules.requested_units(selection, field="quantity")  # its shape only: no holdings are read
     if kind in (InstructionType.RELEASE, InstructionType.DISPOSE) and selection.quantity is not None:
         frozen = repo.frozen_quantity(session, pledge.id)
         if selection.quantity > frozen:
             raise InsufficientUnits(
                 account_id=pledge.pledgor_account_id,
-                credit_type=code.code,
+                credit_type=credit_type,
                 status="frozen",
                 requested=selection.quantity,
                 available=frozen,
@@ -197,34 +246,87 @@ def request(
         target = ledger_repo.get_account(session, to_account_id)
         if target is None or target.party_id != pledge.pledgee_party_id:
             raise NotFound("account", to_account_id, field="to_account_id")
-    expires = add_business_days(actor.at, hold_business_days) if kind in HOLDS_UNITS else None
-    instruction = _new_instruction(
-        session,
-        actor,
-        pledge,
-        kind,
-        selection,
-        hold_expires_at=expires,
-        reason=reason,
-        outstanding_principal=outstanding_principal,
-        to_account_id=to_account_id,
+
+
+def _ask(
+    session: Session,
+    actor: Actor,
+    pledge: Pledge,
+    kind: InstructionType,
+    selection: Selection,
+    **fields: Any,
+) -> Instruction:
+    """Write the instruction and its `ask` event. A joint application waits for the other side; when the
+    pledgor itself asks, its units are held now (a shortfall is the pledgor's to see)."""
+    principal = actor.principal
+    assert principal.party_id is not None
+    joint = kind in NEEDS_CONSENT
+    instruction = Instruction(
+        pledge_id=pledge.id,
+        type=kind,
+        status=InstructionStatus.AWAITING_CONSENT if joint else InstructionStatus.PENDING,
+        quantity=selection.quantity,
+        blocks=[
+            {"credit_type": b.credit_type, "serial_start": b.serial_start, "serial_end": b.serial_end}
+            for b in selection.blocks
+        ]
+        or None,
+        requested_by_party_id=principal.party_id,
+        requested_by_key_id=principal.key_id,
+        requested_by_operator=principal.operator,
+        consent_party_id=policy.other_side(pledge, principal.party_id) if joint else None,
+        created_at=actor.at,
+        **fields,
     )
-    if kind is InstructionType.TOP_UP:
-        ledger.hold(
-            session,
-            _for(actor, instruction, pledge),
-            account_id=pledge.pledgor_account_id,
-            pledge_id=pledge.id,
-            selection=selection,
-        )
+    session.add(instruction)
+    session.flush()
+    decisions.record(
+        session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.ASK,
+        reason=instruction.reason,
+    )  # fmt: skip
+    if joint and principal.party_id == pledge.pledgor_party_id:
+        _hold(session, actor, pledge, instruction)
     return instruction
 
 
+def consent(
+    session: Session, actor: Actor, instruction_id: UUID, *, hold_business_days: int = 5
+) -> Instruction:
+    """The other party of a joint application agrees. When that is the pledgor, its units are held now;
+    either way the request now waits for the exchange, with a fresh lapse time."""
+    principal = actor.principal
+    authz.require_role(principal, Role.BANK, Role.HOLDER)
+    pledge, instruction = _lock_instruction(session, actor, instruction_id)
+    _require_status(instruction, InstructionStatus.AWAITING_CONSENT)
+    policy.require_consenter(principal, pledge, instruction)
+    _require_not_lapsed(instruction, actor.at)
+    if principal.party_id == pledge.pledgor_party_id:
+        _hold(session, actor, pledge, instruction)
+    instruction.consented_by = policy.decided_by(principal)
+    instruction.consented_by_key_id = principal.key_id
+    instruction.consented_at = actor.at
+    instruction.hold_expires_at = add_business_days(actor.at, hold_business_days)
+    if InstructionType(instruction.type) is InstructionType.REGISTER:
+        pledge.hold_expires_at = instruction.hold_expires_at
+    return _decide(session, actor, pledge, instruction, Decision.CONSENT)
+
+
+def decline(session: Session, actor: Actor, instruction_id: UUID, *, reason: str) -> Instruction:
+    """The other party of a joint application refuses; units the pledgor held for its own request go back."""
+    authz.require_role(actor.principal, Role.BANK, Role.HOLDER)
+    pledge, instruction = _lock_instruction(session, actor, instruction_id)
+    _require_status(instruction, InstructionStatus.AWAITING_CONSENT)
+    policy.require_consenter(actor.principal, pledge, instruction)
+    return _decide(session, actor, pledge, instruction, Decision.DECLINE, reason=reason)
+
+
 def cancel(session: Session, actor: Actor, instruction_id: UUID) -> Instruction:
-    """The bank withdraws its own instruction while it waits; held units go back to the pledgor."""
-    authz.require_role(actor.principal, Role.BANK)
-    pledge, instruction = _lock_instruction(session, actor.principal, instruction_id)
-    return _close(session, actor, pledge, instruction, Decision.CANCEL, InstructionStatus.CANCELLED, None)
+    """The party that asked withdraws its request while it waits; held units go back to the pledgor."""
+    authz.require_role(actor.principal, Role.BANK, Role.HOLDER)
+    pledge, instruction = _lock_instruction(session, actor, instruction_id)
+    _require_open(instruction)
+    policy.require_asker(actor.principal, instruction)
+    return _decide(session, actor, pledge, instruction, Decision.CANCEL)
 
 
 # --- deciding (the exchange) ----------------------------------------------------------------------
@@ -238,75 +340,114 @@ def confirm(
     buyer_account_id: UUID | None = None,
     price: Decimal | None = None,
     proceeds: Decimal | None = None,
+    window_days: int = 20,
 ) -> Instruction:
+    """The exchange confirms. A registration or top-up only while the loan is within its terms at today's
+    price; a disposal only by a second person, on the terms the first reviewed."""
     authz.require_role(actor.principal, Role.EXCHANGE, Role.SYSTEM)
-    pledge, instruction = _lock_instruction(session, actor.principal, instruction_id)
+    pledge, instruction = _lock_instruction(session, actor, instruction_id)
     kind = InstructionType(instruction.type)
-    _require_pending(instruction)
-    if instruction.hold_expires_at is not None and instruction.hold_expires_at <= actor.at:
-        raise InvalidState(
-            f"instruction {instruction.id} lapsed at {instruction.hold_expires_at.isoformat()}"
-        )
-    if kind is not InstructionType.DISPOSE and (
-        buyer_account_id or price is not None or proceeds is not None
-    ):
+    _require_status(instruction, InstructionStatus.PENDING)
+    _require_not_lapsed(instruction, actor.at)
+    offered = Offered(buyer_account_id, price, proceeds)
+    if kind not in FOUR_EYES and not offered.empty:
         raise InvalidInput("buyer_account_id", "a buyer, price and proceeds belong to a disposal")
-    operator = _operator(actor.principal)
     if kind in FOUR_EYES:
-        if instruction.reviewed_by is None:
-            instruction.reviewed_by, instruction.reviewed_at = operator, actor.at
-            session.flush()
-            return instruction  # first pair of eyes: still pending, waiting for a second operator
-        if instruction.reviewed_by == operator:
-            raise FourEyesRequired(operator)
-    stamped = _for(actor, instruction, pledge)
-    account = pledge.pledgor_account_id
-    credit_type = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
-    assert credit_type is not None
-    selection = _selection_of(instruction, credit_type.code)
-    decision = Decision.CONFIRM
-    if kind in (InstructionType.REGISTER, InstructionType.TOP_UP):
-        moved = ledger.freeze(session, stamped, account_id=account, pledge_id=pledge.id)
+        terms = _second_pair_of_eyes(session, actor, pledge, instruction, offered)
+        if terms is None:
+            return instruction  # reviewed: still pending, waiting for another person
+        return _apply_disposal(session, actor, pledge, instruction, terms, window_days)
+    if kind in HOLDS_UNITS:
+        held, frozen = repo.units_of_pledge(session, pledge.id)
+        judged = assessment.of_pledge(
+            session, pledge, quantity=held + frozen, at=actor.at, window_days=window_days
+        )
+        if not judged.within_terms:
+            raise CollateralShort(judged)
+        moved = ledger.freeze(
+            session,
+            _for(actor, instruction, pledge),
+            account_id=pledge.pledgor_account_id,
+            pledge_id=pledge.id,
+        )
         if kind is InstructionType.REGISTER:
             pledge.registration_no = repo.next_registration_no(session, actor.at.astimezone(EXCHANGE_TZ).year)
             pledge.confirmed_at = actor.at
             pledge.hold_expires_at = None
-    elif kind is InstructionType.RELEASE:
+    else:
         moved = ledger.unfreeze(
-            session,
-            stamped,
-            account_id=account,
-            pledge_id=pledge.id,
-            selection=selection,
-            reason=instruction.reason,
-        )
+            session, _for(actor, instruction, pledge), account_id=pledge.pledgor_account_id,
+            pledge_id=pledge.id, selection=_selection_of(session, pledge, instruction), reason=instruction.reason,
+        )  # fmt: skip
         if instruction.outstanding_principal is not None:
             pledge.outstanding_principal = instruction.outstanding_principal
-    else:
-        target = _disposal_target(session, pledge, instruction, buyer_account_id)
-        moved = ledger.dispose(
-            session,
-            stamped,
-            account_id=account,
-            pledge_id=pledge.id,
-            to_account_id=target,
-            selection=selection,
-            reason=instruction.reason,
-        )
-        instruction.to_account_id = target
-        instruction.price = price
-        instruction.proceeds = (
-            proceeds if proceeds is not None else (price * moved.quantity if price is not None else None)
-        )
+    instruction.applied_quantity = moved.quantity
+    return _confirmed(session, actor, pledge, instruction, window_days)
+
+
+def _second_pair_of_eyes(
+    session: Session, actor: Actor, pledge: Pledge, instruction: Instruction, offered: Offered
+) -> four_eyes.DisposalTerms | None:
+    """The reviewed terms to apply now, or None after recording a (new) review. A confirmation that names
+    other terms than the review's is itself a review, by its operator, for a further person to confirm."""
+    operator = policy.require_person(actor.principal)
+    review = four_eyes.reviewed(instruction)
+    if review is None or not (
+        offered.empty or four_eyes.resolve(session, pledge, instruction, offered) == review
+    ):
+        terms = four_eyes.resolve(session, pledge, instruction, offered)
+        assert actor.principal.operator is not None
+        four_eyes.record_review(instruction, terms, actor.principal.operator.strip(), actor.at)
+        session.flush()
+        decisions.record(
+            session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.REVIEW,
+            terms=terms.as_dict(),
+        )  # fmt: skip
+        return None
+    assert instruction.reviewed_by is not None
+    if instruction.reviewed_by.strip().casefold() == operator:
+        raise FourEyesRequired(instruction.reviewed_by)
+    return review
+
+
+def _apply_disposal(
+    session: Session,
+    actor: Actor,
+    pledge: Pledge,
+    instruction: Instruction,
+    terms: four_eyes.DisposalTerms,
+    window_days: int,
+) -> Instruction:
+    moved = ledger.dispose(
+        session, _for(actor, instruction, pledge), account_id=pledge.pledgor_account_id, pledge_id=pledge.id,
+        to_account_id=terms.to_account_id, selection=_selection_of(session, pledge, instruction),
+        reason=instruction.reason,
+    )  # fmt: skip
+    instruction.to_account_id = terms.to_account_id
+    instruction.price, instruction.proceeds = terms.price, terms.proceeds
+    instruction.applied_quantity = moved.quantity
+    return _confirmed(session, actor, pledge, instruction, window_days, terms=terms.as_dict())
+
+
+def _confirmed(
+    session: Session,
+    actor: Actor,
+    pledge: Pledge,
+    instruction: Instruction,
+    window_days: int,
+    terms: dict[str, Any] | None = None,
+) -> Instruction:
+    """Close a confirmed instruction; value what is now pledged; issue the certificate that states it."""
+    kind = InstructionType(instruction.type)
+    decision = Decision.CONFIRM
     if kind in (InstructionType.RELEASE, InstructionType.DISPOSE) and repo.frozen_quantity(
         session, pledge.id
     ):
         decision = Decision.CONFIRM_PARTIAL
-    instruction.applied_quantity = moved.quantity
-    closed = _close(session, actor, pledge, instruction, decision, InstructionStatus.CONFIRMED, None)
+    closed = _decide(session, actor, pledge, instruction, decision, terms=terms)
     if pledge.status == PledgeStatus.ACTIVE:
         # The collateral changed: value it now (this is also the valuation at registration).
-        valuation.revalue(session, now=actor.at, pledge_ids=[pledge.id])
+        valuation.revalue(session, now=actor.at, window_days=window_days, pledge_ids=[pledge.id])
     # The next certificate version (or the revocation of the last one) commits with the change it states.
     certificates.on_confirmed(session, actor, pledge, closed)
     return closed
@@ -314,202 +455,142 @@ def confirm(
 
 def reject(session: Session, actor: Actor, instruction_id: UUID, *, reason: str) -> Instruction:
     authz.require_role(actor.principal, Role.EXCHANGE, Role.SYSTEM)
-    pledge, instruction = _lock_instruction(session, actor.principal, instruction_id)
-    return _close(session, actor, pledge, instruction, Decision.REJECT, InstructionStatus.REJECTED, reason)
+    pledge, instruction = _lock_instruction(session, actor, instruction_id)
+    _require_status(instruction, InstructionStatus.PENDING)
+    return _decide(session, actor, pledge, instruction, Decision.REJECT, reason=reason)
 
 
 def expire_lapsed(session: Session, actor: Actor, *, limit: int = 500) -> int:
-    """Unconfirmed requests whose hold lapsed: closed, held units back to the pledgor. A confirmed
-    pledge never lapses: only instructions that hold units have a lapse time."""
+    """Requests nobody consented to or confirmed in time: closed, held units back to the pledgor. A
+    confirmed pledge never lapses: only instructions still waiting have a lapse time. Each request is
+    closed in a savepoint of its own, so one that cannot be closed is skipped (and retried next run)
+    while the others lapse."""
     done = 0
-    for instruction_id in repo.expired_pending(session, actor.at, limit):
-        pledge, instruction = _lock_instruction(session, actor.principal, instruction_id)
-        if instruction.status == InstructionStatus.PENDING:
-            _close(
-                session,
-                actor,
-                pledge,
-                instruction,
-                Decision.EXPIRE,
-                InstructionStatus.EXPIRED,
-                "the exchange did not confirm in time",
-            )
-            done += 1
+    for instruction_id in repo.lapsed_open(session, actor.at, limit):
+        try:
+            with session.begin_nested():
+                pledge, instruction = _lock_instruction(session, actor, instruction_id)
+                if instruction.status in OPEN:
+                    why = (
+                        "nobody consented in time"
+                        if instruction.status == InstructionStatus.AWAITING_CONSENT
+                        else "the exchange did not confirm in time"
+                    )
+                    _decide(session, actor, pledge, instruction, Decision.EXPIRE, reason=why)
+                    done += 1
+        except Exception:  # one request that cannot be closed never stops the others
+            log.exception("could not lapse instruction %s; retried at the next run", instruction_id)
+            session.expire_all()
     return done
-
-
-# --- reading --------------------------------------------------------------------------------------
-
-
-def require_pledge(session: Session, principal: Principal, pledge_id: UUID) -> Pledge:
-    pledge = repo.get_pledge(session, pledge_id)
-    if pledge is None or not can_see(principal, pledge):
-        raise NotFound("pledge", pledge_id)
-    return pledge
-
-
-def require_instruction(session: Session, principal: Principal, instruction_id: UUID) -> Instruction:
-    instruction = repo.get_instruction(session, instruction_id)
-    if instruction is None:
-        raise NotFound("instruction", instruction_id)
-    require_pledge(session, principal, instruction.pledge_id)
-    return instruction
-
-
-def can_see(principal: Principal, pledge: Pledge) -> bool:
-    """Banks see their own pledges; holders those they pledged or borrow against; the exchange and
-    auditors all of them."""
-    if principal.sees_everything:
-        return True
-    if principal.role is Role.BANK:
-        return pledge.pledgee_party_id == principal.party_id
-    if principal.role is Role.HOLDER:
-        return principal.party_id in (pledge.pledgor_party_id, pledge.borrower_party_id)
-    return False
-
-
-def _scope(principal: Principal) -> dict[str, UUID | None]:
-    if principal.sees_everything:
-        return {"bank": None, "holder": None}
-    if principal.role is Role.BANK:
-        return {"bank": principal.party_id, "holder": None}
-    return {"bank": None, "holder": principal.party_id}
-
-
-def list_pledges(
-    session: Session, principal: Principal, *, status: str | None, after: UUID | None, limit: int
-) -> list[Pledge]:
-    return repo.pledges_page(session, status=status, after=after, limit=limit, **_scope(principal))
-
-
-def list_instructions(
-    session: Session,
-    principal: Principal,
-    *,
-    status: str | None,
-    after: int | None,
-    limit: int,
-) -> list[Instruction]:
-    return repo.instructions_page(session, status=status, after=after, limit=limit, **_scope(principal))
-
-
-def details(
-    session: Session, pledges: list[Pledge]
-) -> tuple[dict[UUID, list[Any]], dict[UUID, list[Instruction]]]:
-    """Blocks and instructions of each pledge, in two queries."""
-    ids = [p.id for p in pledges]
-    blocks: dict[UUID, list[Any]] = {i: [] for i in ids}
-    for row in repo.units_of(session, ids):
-        blocks[row.pledge_id].append(row)
-    instructions: dict[UUID, list[Instruction]] = {i: [] for i in ids}
-    for instruction in repo.instructions_of(session, ids):
-        instructions[instruction.pledge_id].append(instruction)
-    return blocks, instructions
 
 
 # --- internals ------------------------------------------------------------------------------------
 
 
-def _close(
+def _decide(
     session: Session,
     actor: Actor,
     pledge: Pledge,
     instruction: Instruction,
     decision: Decision,
-    status: InstructionStatus,
-    reason: str | None,
+    *,
+    reason: str | None = None,
+    terms: dict[str, Any] | None = None,
 ) -> Instruction:
-    """Decide a pending instruction once, lift its hold if it does not go through, move the pledge."""
-    _require_pending(instruction)
+    """Move an open instruction and its pledge along the state machine, once; lift the hold of a request
+    that does not go through; record the decision in the pledge's trail."""
     kind = InstructionType(instruction.type)
+    status = next_instruction_status(InstructionStatus(instruction.status), decision)
     after = next_status(PledgeStatus(pledge.status), kind, decision)
-    if after is None:
-        raise InvalidState(f"a {pledge.status} pledge cannot {decision.value} a {kind.value} instruction")
-    if kind in HOLDS_UNITS and status is not InstructionStatus.CONFIRMED:
+    if status is None or after is None:
+        raise InvalidState(f"a {instruction.status} {kind.value} instruction cannot {decision.value}")
+    if status is not InstructionStatus.CONFIRMED and status not in OPEN and _holds(pledge, instruction):
         ledger.release_hold(
-            session,
-            _for(actor, instruction, pledge),
-            account_id=pledge.pledgor_account_id,
-            pledge_id=pledge.id,
-            reason=reason or status.value,
-        )
+            session, _for(actor, instruction, pledge), account_id=pledge.pledgor_account_id,
+            pledge_id=pledge.id, reason=reason or status.value,
+        )  # fmt: skip
     instruction.status = status
-    instruction.decided_by = _operator(actor.principal)
-    instruction.decided_by_key_id = actor.principal.key_id
-    instruction.decided_at = actor.at
-    instruction.decision_reason = reason
+    if status not in OPEN:
+        instruction.decided_by = policy.decided_by(actor.principal)
+        instruction.decided_by_key_id = actor.principal.key_id
+        instruction.decided_at = actor.at
+        instruction.decision_reason = reason
     if after != pledge.status:
         pledge.status = after
-        if after in CLOSED:
+        if after not in (PledgeStatus.PENDING, PledgeStatus.ACTIVE):
             pledge.closed_at = actor.at
             pledge.hold_expires_at = None
-    session.flush()
+    session.flush()  # the pledge's new state (e.g. its registration number) and its status move together
+    decisions.record(
+        session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=_TRAIL_KIND[decision],
+        reason=reason, terms=terms,
+    )  # fmt: skip
     return instruction
 
 
-def _new_instruction(
-    session: Session, actor: Actor, pledge: Pledge, kind: InstructionType, selection: Selection, **fields: Any
-) -> Instruction:
-    principal = actor.principal
-    assert principal.party_id is not None
-    instruction = Instruction(
-        pledge_id=pledge.id,
-        type=kind,
-        status=InstructionStatus.PENDING,
-        quantity=selection.quantity,
-        blocks=[
-            {"credit_type": b.credit_type, "serial_start": b.serial_start, "serial_end": b.serial_end}
-            for b in selection.blocks
-        ]
-        or None,
-        requested_by_party_id=principal.party_id,
-        requested_by_key_id=principal.key_id,
-        requested_by_operator=principal.operator,
-        created_at=actor.at,
-        **fields,
+def _holds(pledge: Pledge, instruction: Instruction) -> bool:
+    """Whether the instruction holds units now: it is of a kind that holds, and the pledgor has agreed
+    (it asked itself, or consented). Before joint application every such request held at once."""
+    if InstructionType(instruction.type) not in HOLDS_UNITS:
+        return False
+    return (
+        instruction.status == InstructionStatus.PENDING
+        or instruction.requested_by_party_id == pledge.pledgor_party_id
     )
-    session.add(instruction)
-    session.flush()
-    return instruction
 
 
-def _lock_visible(session: Session, principal: Principal, pledge_id: UUID) -> Pledge:
-    pledge = repo.get_pledge(session, pledge_id, lock=True)
-    if pledge is None or not can_see(principal, pledge):
-        raise NotFound("pledge", pledge_id)
-    return pledge
+def _hold(session: Session, actor: Actor, pledge: Pledge, instruction: Instruction) -> None:
+    """Hold the units a joint application asks for, in the pledgor's account, on the pledgor's say."""
+    account = ledger_repo.get_account(session, pledge.pledgor_account_id)
+    assert account is not None
+    if account.status != AccountStatus.ACTIVE:
+        raise AccountClosed(account.id)
+    code = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
+    assert code is not None
+    ledger.hold(
+        session, _for(actor, instruction, pledge), account_id=pledge.pledgor_account_id, pledge_id=pledge.id,
+        selection=_selection_of(session, pledge, instruction, code.code),
+    )  # fmt: skip
 
 
-def _lock_instruction(
-    session: Session, principal: Principal, instruction_id: UUID
-) -> tuple[Pledge, Instruction]:
+def _lock_visible(session: Session, actor: Actor, pledge_id: UUID) -> Pledge:
+    return policy.require_visible(actor.principal, repo.get_pledge(session, pledge_id, lock=True), pledge_id)
+
+
+def _lock_instruction(session: Session, actor: Actor, instruction_id: UUID) -> tuple[Pledge, Instruction]:
     """Pledge first, then the instruction: the one lock order of every pledge operation."""
     found = repo.get_instruction(session, instruction_id)
     if found is None:
         raise NotFound("instruction", instruction_id)
-    pledge = _lock_visible(session, principal, found.pledge_id)
+    pledge = _lock_visible(session, actor, found.pledge_id)
     instruction = repo.get_instruction(session, instruction_id, lock=True)
     assert instruction is not None
     return pledge, instruction
 
 
-def _disposal_target(session: Session, pledge: Pledge, instruction: Instruction, buyer: UUID | None) -> UUID:
-    """A buyer named by the exchange (auction), else the account the bank named, else the bank's first."""
-    if buyer is not None:
-        if ledger_repo.get_account(session, buyer) is None:
-            raise NotFound("account", buyer, field="buyer_account_id")
-        return buyer
-    target = instruction.to_account_id or repo.first_account_of(session, pledge.pledgee_party_id)
-    if target is None:
-        raise InvalidState("the pledgee bank has no registry account to receive the units; name a buyer")
-    return target
+def _require_status(instruction: Instruction, wanted: InstructionStatus) -> None:
+    if instruction.status != wanted:
+        how = (
+            f"{instruction.status}, not {wanted.value}" if instruction.status in OPEN else instruction.status
+        )
+        raise InvalidState(
+            f"instruction {instruction.id} is {'' if instruction.status in OPEN else 'already '}{how}",
+            instruction_status=instruction.status,
+        )
 
 
-def _require_pending(instruction: Instruction) -> None:
-    if instruction.status != InstructionStatus.PENDING:
+def _require_open(instruction: Instruction) -> None:
+    if instruction.status not in OPEN:
         raise InvalidState(
             f"instruction {instruction.id} is already {instruction.status}",
             instruction_status=instruction.status,
+        )
+
+
+def _require_not_lapsed(instruction: Instruction, at: datetime) -> None:
+    if instruction.hold_expires_at is not None and instruction.hold_expires_at <= at:
+        raise InvalidState(
+            f"instruction {instruction.id} lapsed at {instruction.hold_expires_at.isoformat()}"
         )
 
 
@@ -517,30 +598,21 @@ def _for(actor: Actor, instruction: Instruction, pledge: Pledge) -> Actor:
     return actor.for_instruction(instruction.id, on_behalf_of=pledge.pledgee_party_id)
 
 
-def _operator(principal: Principal) -> str:
-    return principal.operator or f"key:{principal.key_id}"
-
-
-def _selection_of(instruction: Instruction, credit_type: str) -> Selection:
+def _selection_of(
+    session: Session, pledge: Pledge, instruction: Instruction, credit_type: str | None = None
+) -> Selection:
     blocks = [
         SerialRange(b["credit_type"], b["serial_start"], b["serial_end"]) for b in instruction.blocks or []
     ]
     if blocks:
         return Selection(blocks=blocks)
     if instruction.quantity is not None:
+        if credit_type is None:
+            found = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
+            assert found is not None
+            credit_type = found.code
         return Selection(credit_type=credit_type, quantity=instruction.quantity)
     return Selection()
-
-
-def _collateral_type(collateral: Selection) -> str:
-    if collateral.everything:
-        raise InvalidInput("collateral", "say how many units, or which blocks, to pledge")
-    types = {b.credit_type for b in collateral.blocks} | (
-        {collateral.credit_type} if collateral.credit_type else set()
-    )
-    if len(types) != 1:
-        raise InvalidInput("collateral", "one pledge takes units of one credit type")
-    return types.pop()
 
 
 def _same_type(selection: Selection, credit_type: str) -> Selection:
@@ -552,57 +624,3 @@ def _same_type(selection: Selection, credit_type: str) -> Selection:
     if selection.quantity is not None:
         return Selection(credit_type=credit_type, quantity=selection.quantity)
     return selection
-
-
-def _check_pledge_rate(
-    session: Session, pledge: Pledge, quantity: int, at: datetime, window_days: int
-) -> None:
-    """Principal / collateral value at today's reference price, against the lender's cap. Without any
-    price for the credit type (e.g. a new local credit before its first print) there is nothing to check."""
-    ref = valuation.reference(session, pledge.credit_type_id, valuation.exchange_day(at), window_days)
-    price, _ = ref.price(pledge.valuation_method)
-    if price is None:
-        return
-    value = (quantity * price * (1 - pledge.haircut)).quantize(Decimal("0.01"))
-    rate = (pledge.principal / value).quantize(Decimal("0.0001")) if value else Decimal("Infinity")
-    if rate > pledge.max_pledge_rate:
-        raise PledgeRateExceeded(pledge_rate=rate, maximum=pledge.max_pledge_rate, price=price, value=value)
-
-
-def _check_loan(loan: Loan) -> None:
-    if loan.currency != "CNY":
-        raise InvalidInput("loan.currency", "loans are in CNY")
-    if not Decimal(0) < loan.principal <= MAX_PRINCIPAL:
-        raise InvalidInput("loan.principal", "principal must be positive (and at most 10^12 CNY)")
-    if loan.maturity_date <= loan.start_date:
-        raise InvalidInput("loan.maturity_date", "maturity must come after the start date")
-
-
-def _check_terms(terms: Terms) -> None:
-    if not Decimal(0) < terms.max_pledge_rate <= 1:
-        raise InvalidInput("terms.max_pledge_rate", "a pledge rate is a fraction in (0, 1], e.g. 0.70")
-    if not Decimal(0) < terms.disposal_ratio < terms.warning_ratio <= 10:
-        raise InvalidInput(
-            "terms.disposal_ratio",
-            "coverage lines need 0 < disposal_ratio < warning_ratio <= 10, e.g. 1.10 and 1.30",
-        )
-    if terms.valuation_method not in ("vwap", "last_close", "lower_of"):
-        raise InvalidInput("terms.valuation_method", "one of vwap, last_close, lower_of")
-    if not Decimal(0) <= terms.haircut < 1:
-        raise InvalidInput("terms.haircut", "a haircut is a fraction in [0, 1)")
-
-
-def queue(session: Session, principal: Principal, *, limit: int = 100) -> list[Any]:
-    """The back office's queue with the pledgor's holdings beside each request (exchange, auditor)."""
-    authz.require_role(principal, Role.EXCHANGE, Role.AUDITOR)
-    return repo.queue(session, limit)
-
-
-def search(session: Session, principal: Principal, query: str) -> list[Pledge]:
-    query = query.strip()
-    if not query:
-        return []
-    if len(query) > 100:
-        raise InvalidInput("q", "at most 100 characters")
-    scope = _scope(principal)
-    return repo.search(session, query, bank=scope["bank"], holder=scope["holder"])

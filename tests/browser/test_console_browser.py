@@ -51,13 +51,15 @@ def world(committed_engine: Engine) -> World:
                               password=PASSWORD, now=now)  # fmt: skip
 
         def register(lender: Party, quantity: int) -> pledges.Registered:
-            return pledges.register(
+            made = pledges.register(
                 session, Actor(Principal(lender.id, Role.BANK), now), pledgor_account_id=account.id,
                 borrower_party_id=borrower.id,
-                loan=pledges.Loan("浏览器-2026-001", Decimal("100000.00"), date(2026, 3, 2), date(2027, 3, 1)),
+                loan=pledges.Loan(f"浏览器-2026-{quantity}", Decimal("100000.00"), date(2026, 3, 2), date(2027, 3, 1)),
                 collateral=Selection(credit_type="CCER", quantity=quantity),
                 terms=pledges.Terms(Decimal("0.7"), Decimal("1.3"), Decimal("1.1")),
             )  # fmt: skip
+            f.consent(session, made, now)
+            return made
 
         operator = Actor(Principal(exchange.id, Role.EXCHANGE, operator="setup"), now)
         pending, active, other = register(bank, 1500), register(bank, 2000), register(other_bank, 500)

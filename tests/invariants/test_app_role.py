@@ -48,9 +48,14 @@ def history(live: Live, committed_engine: Engine) -> None:
         f.issue(s, account.id, 1000)
         bank_key = f.auth(f.key(s, bank, Role.BANK))
         op_key = f.auth(f.key(s, f.the_exchange(s), Role.EXCHANGE, operator="op"))
+        pledgor_key = f.auth(f.key(s, pledgor, Role.HOLDER, operator="finance"))
     with httpx.Client(base_url=live.url) as http:
         pledge = http.post("/v1/pledges", headers=bank_key, json=f.pledge_body(account.id, pledgor.id, 100))
         assert pledge.status_code == 201, pledge.text
+        agreed = http.post(
+            f"/v1/instructions/{pledge.json()['instructions'][0]['id']}/consent", headers=pledgor_key
+        )
+        assert agreed.status_code == 200, agreed.text
         confirmed = http.post(
             f"/v1/instructions/{pledge.json()['instructions'][0]['id']}/confirm", headers=op_key
         )

@@ -31,6 +31,7 @@ def _some_history(engine: Engine) -> None:
         f.issue(s, account.id, 5_000)
         bank_key = f.auth(f.key(s, bank, Role.BANK))
         op_key = f.auth(f.key(s, f.the_exchange(s), Role.EXCHANGE, operator="op"))
+        pledgor_key = f.auth(f.key(s, pledgor, Role.HOLDER))
     settings = Settings(
         database_url="postgresql://unused/unused", scheduler_enabled=False, certificate_workers=0
     )
@@ -38,6 +39,7 @@ def _some_history(engine: Engine) -> None:
         pledge = client.post(
             "/v1/pledges", headers=bank_key, json=f.pledge_body(account.id, pledgor.id, 2_000)
         )
+        client.post(f"/v1/instructions/{pledge.json()['instructions'][0]['id']}/consent", headers=pledgor_key)
         client.post(f"/v1/instructions/{pledge.json()['instructions'][0]['id']}/confirm", headers=op_key)
         assert (
             client.get(f"/v1/pledges/{pledge.json()['id']}/certificate", headers=bank_key).status_code == 200

@@ -41,9 +41,10 @@ def test_a_confirmation_is_answered_while_its_certificate_renders(
         pledgor = f.party(session)
         account = f.account(session, pledgor)
         f.issue(session, account.id, 1000)
-        op, banker = (
+        op, banker, owner = (
             f.auth(f.key(session, exchange, Role.EXCHANGE)),
             f.auth(f.key(session, bank, Role.BANK)),
+            f.auth(f.key(session, pledgor, Role.HOLDER)),
         )
     renderer = HeldRenderer()
     live.app.state.renderer = renderer
@@ -51,6 +52,7 @@ def test_a_confirmation_is_answered_while_its_certificate_renders(
         pledge = http.post(
             "/v1/pledges", headers=banker, json=f.pledge_body(account.id, pledgor.id, 100)
         ).json()
+        http.post(f"/v1/instructions/{pledge['instructions'][0]['id']}/consent", headers=owner)
         confirmed = http.post(f"/v1/instructions/{pledge['instructions'][0]['id']}/confirm", headers=op)
         assert confirmed.status_code == 200  # answered before its certificate is rendered
         assert renderer.started.wait(10)  # the rendering is under way, in the background, and held

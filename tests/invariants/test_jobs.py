@@ -6,6 +6,7 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 from sqlalchemy import Engine, text
 
@@ -122,8 +123,8 @@ def test_idempotency_keys_are_kept_for_their_ttl_then_purged(committed_engine: E
 
     with unit_of_work(committed_engine) as s:
         party = f.party(s, PartyKind.BANK)
-        assert claim(s, party_id=party.id, key="k-1", request_fingerprint=fingerprint("POST", "/x", "{}"),
-                     now=f.AT) is None  # fmt: skip
+        assert claim(s, key_id=uuid4(), party_id=party.id, key="k-1",
+                     request_fingerprint=fingerprint("POST", "/x", "{}"), now=f.AT) is None  # fmt: skip
     settings = Settings(database_url="postgresql://unused/unused", idempotency_ttl_hours=24)
     job = scheduler.purge_counters_job(settings)
     assert scheduler.guarded(committed_engine, FixedClock(f.AT + timedelta(hours=23)), "purge", job)() == 0
