@@ -241,23 +241,113 @@ def test_a_rejection_needs_a_reason_and_a_refusal_is_a_message(client: TestClien
     assert again.status_code == 409 and "already rejected" in again.text and "Traceback" not in again.text
 
 
-def test_a_disposal_needs_two_operators_in_the_console_too(client: TestClient, office: Office) -> None:
+def test_a_disposal_needs_two_operators_on_the_same_terms_in_the_console_too(
+    client: TestClient, office: Office, session: Session
+) -> None:
+    buyer = f.account(session)
     disposal = client.post(
         f"/v1/pledges/{office.active['id']}/instructions", headers=office.bank_key,
         json={"type": "dispose", "reason": "default"},
     ).json()  # fmt: skip
     one, two = sign_in(client, "op-one"), sign_in(client, "op-two")
-    first = one.post(f"/console/instructions/{disposal['id']}/confirm", data={"csrf": csrf_of(one)})
+    form = one.get("/console/queue").text
+    assert 'name="buyer_account"' in form and 'name="price"' in form  # the first operator states the terms
+    bad = one.post(
+        f"/console/instructions/{disposal['id']}/confirm", data={"csrf": csrf_of(one), "price": "abc"}
+    )
+    assert bad.status_code == 422 and "68.50" in bad.text
+    first = one.post(
+        f"/console/instructions/{disposal['id']}/confirm",
+        data={"csrf": csrf_of(one), "buyer_account": buyer.number, "price": "68.50"},
+    )
     assert first.headers["location"] == "/console/queue?done=reviewed"
-    assert "须由另一名操作员复核" in one.get(first.headers["location"]).text
+    mine = one.get(first.headers["location"]).text
+    assert (
+        "须由另一名操作员复核" in mine and "您已初审以上条件" in mine
+    )  # no confirm button of its own review
+    row = re.search(rf'<tr id="instruction-{disposal["id"]}".*?</tr>', mine, re.S)
+    assert row and 'name="confirm"' not in row.group(0) and "137,000.00" in row.group(0)
     same = one.post(f"/console/instructions/{disposal['id']}/confirm", data={"csrf": csrf_of(one)})
     assert same.status_code == 409 and "op-one" in same.text
+    # The second operator is offered the reviewed terms, to confirm or reject: no fields of its own.
+    theirs = two.get("/console/queue").text
+    row = re.search(rf'<tr id="instruction-{disposal["id"]}".*?</tr>', theirs, re.S)
+    assert row and "确认以上处置条件" in row.group(0) and 'name="price"' not in row.group(0)
+    assert buyer.number in row.group(0)
     second = two.post(f"/console/instructions/{disposal['id']}/confirm", data={"csrf": csrf_of(two)})
     assert second.status_code == 303
+    applied = client.get(f"/v1/instructions/{disposal['id']}", headers=office.bank_key).json()
+    assert applied["status"] == "confirmed" and applied["to_account_id"] == str(buyer.id)
+    assert applied["price"] == "68.50" and applied["proceeds"] == "137000.00"
+    assert applied["reviewed_by"] == "op-one" and applied["decided_by"] == "op-two"
+
+
+def test_the_pledgor_consents_or_declines_in_the_console(client: TestClient, office: Office) -> None:
+    asked = [
+        client.post("/v1/pledges", headers=office.bank_key,
+                    json=f.pledge_body(office.account, office.borrower.id, n)).json()
+        for n in (300, 400)
+    ]  # fmt: skip
+    pledgor = sign_in(client, "pledgor")
+    page = pledgor.get("/console/consents")
+    assert page.status_code == 200 and "待我同意" in page.text
+    for made in asked:
+        assert f'id="consent-{made["instructions"][0]["id"]}"' in page.text
+    for who in (
+        "banker",
+        "borrower",
+        "op-one",
+    ):  # the asker, the borrower, the exchange: nothing to consent to
+        assert "consent-" not in sign_in(client, who).get("/console/consents").text
+    agreed = pledgor.post(f"/console/instructions/{asked[0]['instructions'][0]['id']}/consent",
+                          data={"csrf": csrf_of(pledgor)})  # fmt: skip
+    assert agreed.status_code == 303 and "已同意" in pledgor.get(agreed.headers["location"]).text
+    assert client.get(f"/v1/pledges/{asked[0]['id']}", headers=office.bank_key).json()["held_quantity"] == 300
+    empty = pledgor.post(f"/console/instructions/{asked[1]['instructions'][0]['id']}/decline",
+                         data={"csrf": csrf_of(pledgor), "reason": "  "})  # fmt: skip
+    assert empty.status_code == 422 and "拒绝须填写理由" in empty.text
+    declined = pledgor.post(f"/console/instructions/{asked[1]['instructions'][0]['id']}/decline",
+                            data={"csrf": csrf_of(pledgor), "reason": "not our loan"})  # fmt: skip
+    assert declined.status_code == 303
+    read = client.get(f"/v1/pledges/{asked[1]['id']}", headers=office.bank_key).json()
+    assert read["status"] == "declined" and read["instructions"][0]["decision_reason"] == "not our loan"
+    # The borrower (not the pledgor) cannot consent, even with the form.
+    borrower = sign_in(client, "borrower")
+    third = client.post("/v1/pledges", headers=office.bank_key,
+                        json=f.pledge_body(office.account, office.borrower.id, 10)).json()  # fmt: skip
+    refused = borrower.post(f"/console/instructions/{third['instructions'][0]['id']}/consent",
+                            data={"csrf": csrf_of(borrower)})  # fmt: skip
+    assert refused.status_code == 403
+    assert client.get(f"/v1/pledges/{third['id']}", headers=office.bank_key).json()["held_quantity"] == 0
+
+
+def test_a_bank_withdraws_its_own_request_in_the_console(client: TestClient, office: Office) -> None:
+    banker = sign_in(client, "banker")
+    page = banker.get(f"/console/pledges/{office.pending['id']}").text
+    instruction = office.pending["instructions"][0]["id"]
+    assert f"/console/instructions/{instruction}/cancel" in page and "撤回" in page
     assert (
-        client.get(f"/v1/pledges/{office.active['id']}", headers=office.bank_key).json()["status"]
-        == "disposed"
+        f"/console/instructions/{instruction}/cancel"
+        not in sign_in(client, "pledgor").get(f"/console/pledges/{office.pending['id']}").text
+    )  # only the asker withdraws
+    done = banker.post(f"/console/instructions/{instruction}/cancel", data={"csrf": csrf_of(banker)})
+    assert done.status_code == 303
+    assert (
+        client.get(f"/v1/pledges/{office.pending['id']}", headers=office.bank_key).json()["status"]
+        == "cancelled"
     )
+
+
+def test_the_queue_shows_each_requests_valuation_at_todays_price(client: TestClient, office: Office) -> None:
+    prints = [{"credit_type": "CCER", "trade_date": "2026-02-27", "price": "400.00", "volume": 100}]
+    client.post("/v1/prices/trades", headers=office.op_key, json=prints)
+    page = sign_in(client, "op-one").get("/console/queue").text
+    row = re.search(rf'<tr id="instruction-{office.pending["instructions"][0]["id"]}".*?</tr>', page, re.S)
+    assert row is not None
+    cell = row.group(0)
+    assert "按今日参考价" in page and "600,000.00" in cell and "质押率" in cell  # 1,500 units at 400
+    assert "166.67%" in cell  # the pledge rate: 1,000,000 / 600,000, above the lender's 70 %
+    assert "不能确认" in cell and "disabled" in cell
 
 
 def test_forms_without_this_sessions_token_are_refused(client: TestClient, office: Office) -> None:

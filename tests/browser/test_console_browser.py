@@ -30,6 +30,8 @@ class World:
     pending_instruction: str
     active_pledge: str  # the borrower's, confirmed: it has a certificate
     other_bank_pledge: str
+    awaiting_pledge: str  # a bank's request its pledgor has not consented to yet
+    awaiting_instruction: str
 
 
 @pytest.fixture
@@ -45,12 +47,13 @@ def world(committed_engine: Engine) -> World:
             ("op-one", exchange, Role.EXCHANGE),
             ("banker", bank, Role.BANK),
             ("borrower", borrower, Role.HOLDER),
+            ("pledgor", pledgor, Role.HOLDER),
         ]
         for username, party, role in people:
             users.create_user(session, username=username, display_name=username, party=party, role=role,
                               password=PASSWORD, now=now)  # fmt: skip
 
-        def register(lender: Party, quantity: int) -> pledges.Registered:
+        def register(lender: Party, quantity: int, consent: bool = True) -> pledges.Registered:
             made = pledges.register(
                 session, Actor(Principal(lender.id, Role.BANK), now), pledgor_account_id=account.id,
                 borrower_party_id=borrower.id,
@@ -58,16 +61,19 @@ def world(committed_engine: Engine) -> World:
                 collateral=Selection(credit_type="CCER", quantity=quantity),
                 terms=pledges.Terms(Decimal("0.7"), Decimal("1.3"), Decimal("1.1")),
             )  # fmt: skip
-            f.consent(session, made, now)
+            if consent:
+                f.consent(session, made, now)
             return made
 
         operator = Actor(Principal(exchange.id, Role.EXCHANGE, operator="setup"), now)
         pending, active, other = register(bank, 1500), register(bank, 2000), register(other_bank, 500)
         pledges.confirm(session, operator, active.instruction.id)
         pledges.confirm(session, operator, other.instruction.id)
+        awaiting = register(bank, 700, consent=False)
     return World(
-        str(pending.pledge.id), str(pending.instruction.id), str(active.pledge.id), str(other.pledge.id)
-    )
+        str(pending.pledge.id), str(pending.instruction.id), str(active.pledge.id), str(other.pledge.id),
+        str(awaiting.pledge.id), str(awaiting.instruction.id),
+    )  # fmt: skip
 
 
 def sign_in(page: Page, live: Live, username: str) -> None:
@@ -132,3 +138,20 @@ def test_a_form_without_the_csrf_token_is_refused(
     assert posted.value.status == 403
     expect(page.get_by_text("the form did not carry this session's token")).to_be_visible()
     assert instruction_status(committed_engine, world.pending_instruction) == "pending"
+
+
+def test_the_pledgor_consents_and_the_request_reaches_the_queue(
+    page: Page, live: Live, world: World, committed_engine: Engine
+) -> None:
+    sign_in(page, live, "pledgor")
+    page.get_by_role("link", name="待我同意").click()
+    row = page.locator(f"#consent-{world.awaiting_instruction}")
+    expect(row).to_contain_text("质押登记")
+    expect(row).to_contain_text("700")
+    row.get_by_role("button", name="同意").click()
+    expect(page.get_by_role("status")).to_have_text("已同意：申请已提交交易所。")
+    expect(page.locator(f"#consent-{world.awaiting_instruction}")).to_have_count(0)
+    assert instruction_status(committed_engine, world.awaiting_instruction) == "pending"
+    page.get_by_role("button", name="退出").click()
+    sign_in(page, live, "op-one")
+    expect(page.locator(f"#instruction-{world.awaiting_instruction}")).to_contain_text("本申请已锁定")

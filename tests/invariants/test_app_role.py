@@ -33,6 +33,10 @@ ATTEMPTS = [
     "ALTER TABLE audit_event DISABLE TRIGGER ALL",
     "SET session_replication_role = replica",
     "DROP TABLE audit_event",
+    "UPDATE pledge_event SET operator = 'someone else'",
+    "DELETE FROM pledge_event",
+    "TRUNCATE pledge_event",
+    "DELETE FROM pledge_chain",
     "UPDATE alembic_version SET version_num = '0001_ledger_core'",
     # what an injected string would try: a harmless statement, then the damage
     "SELECT 1; DELETE FROM audit_event",

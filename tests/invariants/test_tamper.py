@@ -113,3 +113,82 @@ def test_blocks_moved_behind_the_trails_back_differ_from_its_replay(committed_en
         problems = find_problems(s)
     assert [p for p in problems if p.startswith("the blocks differ from a replay of the audit trail")]
     assert str(thief) in " ".join(problems)
+
+
+# --- the decision trail: who consented, reviewed and confirmed --------------------------------------
+
+
+def _decisions(engine: Engine) -> list[int]:
+    """A pledge asked by a bank, consented by its pledgor, a disposal reviewed and confirmed by two persons."""
+    from decimal import Decimal
+
+    from registry.pledge import service as pledges
+    from registry.pledge.states import InstructionType
+
+    with unit_of_work(engine) as s:
+        bank, owner = f.party(s, PartyKind.BANK), f.party(s)
+        account = f.account(s, owner).id
+        f.account(s, bank)
+        f.issue(s, account, 1000)
+        made = pledges.register(
+            s, f.bank_actor(bank), pledgor_account_id=account, borrower_party_id=owner.id,
+            loan=pledges.Loan("T-1", Decimal("10000.00"), f.AT.date(), f.AT.date().replace(year=2027)),
+            collateral=Selection(credit_type="CCER", quantity=100),
+            terms=pledges.Terms(Decimal("0.7"), Decimal("1.3"), Decimal("1.1")),
+        )  # fmt: skip
+        f.consent(s, made)
+        pledges.confirm(s, f.exchange_actor(s, "op-1"), made.instruction.id)
+        disposal = pledges.request(s, f.bank_actor(bank), made.pledge.id, kind=InstructionType.DISPOSE)
+        pledges.confirm(s, f.exchange_actor(s, "op-1"), disposal.id, price=Decimal("70.00"))
+        pledges.confirm(s, f.exchange_actor(s, "op-2"), disposal.id)
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT id FROM pledge_event ORDER BY id")).scalars())
+
+
+def test_the_decision_trail_verifies_and_names_each_person(committed_engine: Engine) -> None:
+    ids = _decisions(committed_engine)
+    with committed_engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT kind, actor_role, operator, terms FROM pledge_event ORDER BY id")
+        ).all()
+    assert [(r.kind, r.actor_role, r.operator) for r in rows] == [
+        ("ask", "bank", None), ("consent", "holder", None), ("confirm", "exchange", "op-1"),
+        ("ask", "bank", None), ("review", "exchange", "op-1"), ("confirm", "exchange", "op-2"),
+    ]  # fmt: skip
+    assert '"price":"70.00"' in rows[4].terms and rows[5].terms == rows[4].terms  # applied = reviewed
+    result = verify_chains(committed_engine)
+    assert result.ok and result.events >= len(ids)
+
+
+def test_an_edited_decision_is_named(committed_engine: Engine) -> None:
+    """The intruder changes who reviewed the disposal: the decision trail names the edited event."""
+    ids = _decisions(committed_engine)
+    review = ids[4]
+    _as_superuser(committed_engine, "UPDATE pledge_event SET operator = 'op-2' WHERE id = :id", id=review)
+    result = verify_chains(committed_engine)
+    assert not result.ok and result.first_bad_event is not None
+    bad = result.first_bad_event
+    assert bad.id == review and bad.trail == "decisions" and bad.pledge_id is not None
+    assert "hash" in bad.problem
+
+
+def test_a_removed_last_decision_is_noticed(committed_engine: Engine) -> None:
+    ids = _decisions(committed_engine)
+    _as_superuser(committed_engine, "DELETE FROM pledge_event WHERE id = :id", id=ids[-1])
+    result = verify_chains(committed_engine)
+    assert not result.ok and result.first_bad_event is not None
+    assert result.first_bad_event.trail == "decisions" and "head" in result.first_bad_event.problem
+
+
+def test_decisions_cannot_be_changed_with_the_triggers_on(committed_engine: Engine) -> None:
+    import pytest
+    from sqlalchemy.exc import DBAPIError
+
+    ids = _decisions(committed_engine)
+    for sql in (
+        "UPDATE pledge_event SET reason = 'x' WHERE id = :id",
+        "DELETE FROM pledge_event WHERE id = :id",
+        "DELETE FROM pledge_chain WHERE pledge_id = (SELECT pledge_id FROM pledge_event WHERE id = :id)",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), committed_engine.begin() as conn:
+            conn.execute(text(sql), {"id": ids[0]})
