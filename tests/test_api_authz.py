@@ -217,6 +217,8 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
         None,
         LOOKUP_MISS,
     ),
+    ("GET", "/v1/parties/lookup?credit_code={holder_credit_code}", None, LOOKUP),
+    ("GET", "/v1/parties/lookup?credit_code=91510100MA6N4P5Q6C", None, LOOKUP_MISS),
     ("POST", "/v1/instructions/{other_instruction}/confirm", None, EXCHANGE_DECIDE),
     (
         "POST",

@@ -550,3 +550,15 @@ def test_loans_outside_sane_bounds_are_refused_at_the_door(
     )
     assert answer.status_code == 422 and field in answer.text, answer.text
     assert snapshot(session) == before
+
+
+def test_a_borrower_without_an_account_is_found_by_its_credit_code(
+    client: TestClient, desk: Desk, session: Session
+) -> None:
+    borrower = f.party(session)  # an affiliated company's borrower: no account of its own
+    found = client.get("/v1/parties/lookup", headers=desk.bank, params={"credit_code": borrower.credit_code})
+    assert found.status_code == 200
+    assert found.json() == {"id": str(borrower.id), "name": borrower.name, "kind": "enterprise"}
+    exchange = f.the_exchange(session)
+    miss = client.get("/v1/parties/lookup", headers=desk.bank, params={"credit_code": exchange.credit_code})
+    assert miss.status_code == 404  # only parties that can borrow

@@ -23,7 +23,7 @@ from api.schemas.ledger import (
     PartyCreate,
     PartyRead,
 )
-from api.schemas.pledges import AccountLookupRead
+from api.schemas.pledges import AccountLookupRead, PartyLookupRead
 from registry.errors import NotFound
 from registry.ledger import service as ledger
 from registry.ledger.models import Account, CreditType, Party, PartyKind
@@ -86,6 +86,27 @@ def list_parties(
     return Page(
         items=[party_read(p) for p in items], next_cursor=next_cursor(items, limit, lambda p: str(p.id))
     )
+
+
+@router.get(
+    "/parties/lookup",
+    response_model=PartyLookupRead,
+    responses={**READ_ERRORS, 429: PROBLEM},
+    summary="Find a borrower by its unified social credit code (bank): its party id, name and kind; else 404",
+)
+def lookup_party(
+    request: Request,
+    session: SessionDep,
+    actor: ActorDep,
+    credit_code: Annotated[
+        str, Query(min_length=18, max_length=18, description="the party's unified social credit code")
+    ],
+) -> Response:
+    found = ledger.lookup_party(session, actor.principal, credit_code=credit_code, now=actor.at)
+    if found is None:  # answered, not raised: the miss it counted commits
+        return problems.of(request, NotFound("party", credit_code, field="credit_code"))
+    body = PartyLookupRead(id=found.id, name=found.name, kind=found.kind)
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.get("/parties/{party_id}", response_model=PartyRead, responses=READ_ERRORS, summary="One party")

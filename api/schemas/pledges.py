@@ -226,6 +226,14 @@ class AccountLookupRead(BaseModel):
     party_name: str
 
 
+class PartyLookupRead(BaseModel):
+    """A borrower named by its unified social credit code: who it is, nothing of what it holds."""
+
+    id: UUID
+    name: str
+    kind: str
+
+
 class PledgeRead(BaseModel):
     id: UUID
     status: str

@@ -69,6 +69,10 @@ def party_names(session: Session, party_ids: Iterable[UUID]) -> dict[UUID, str]:
     return {r.id: r.name for r in rows}
 
 
+def get_party_by_credit_code(session: Session, credit_code: str) -> Party | None:
+    return session.exec(select(Party).where(Party.credit_code == credit_code)).first()
+
+
 def get_party_by_name(session: Session, name: str) -> Party | None:
     return session.exec(select(Party).where(Party.name == name)).first()
 

@@ -556,6 +556,28 @@ def lookup_account(
     return AccountFound(row.id, row.number, row.party_id, row.party_name)
 
 
+@dataclass(frozen=True, slots=True)
+class PartyFound:
+    id: UUID
+    name: str
+    kind: str
+
+
+def lookup_party(
+    session: Session, principal: Principal, *, credit_code: str, now: datetime
+) -> PartyFound | None:
+    """A party by its unified social credit code, as a bank names a borrower that holds no account (its name
+    and kind, nothing of its accounts); misses are throttled with the account lookups."""
+    authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
+    who = f"key:{principal.key_id}" if principal.key_id else f"party:{principal.party_id}"
+    ratelimit.check(session, LOOKUP_LIMIT, who, now)
+    party = repo.get_party_by_credit_code(session, credit_code.strip().upper())
+    if party is None or party.kind not in (PartyKind.ENTERPRISE, PartyKind.BANK):
+        ratelimit.record_failure(session, LOOKUP_LIMIT, who, now)
+        return None
+    return PartyFound(party.id, party.name, party.kind.value)
+
+
 def list_parties(session: Session, principal: Principal, *, after: UUID | None, limit: int) -> list[Party]:
     return repo.parties_page(session, party_id=authz.party_scope(principal), after=after, limit=limit)
 
