@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import sys
@@ -74,6 +73,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 (or FORWARDED_ALLOW_IPS) unless told otherwise, and
+    the throttles count clients by address: any local caller could claim a new client per guess. Only the
+    proxies REGISTRY_TRUSTED_PROXIES names are believed; none by default."""
+    trusted = settings.trusted_proxies.strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted}
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings, *, url: str | None = None) -> int:
     import uvicorn
 
@@ -96,6 +103,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, *, url: str | None =
         workers=args.workers,
         log_level=settings.log_level.lower(),
         access_log=args.access_log,
+        **proxy_options(settings),
     )
     return 0
 
@@ -382,46 +390,37 @@ def _certificates_parser(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """Reports as the exchange sees them (a bank's book needs --bank-id), to a file or standard output."""
-    import csv
     import json
     from dataclasses import asdict
     from datetime import date
 
+    from registry.dates import exchange_day
     from registry.ledger.repository import exchange_name
     from registry.principal import Principal
-    from registry.report import render
+    from registry.report import export, render
     from registry.report.collateral_book import collateral_book
     from registry.report.exchange_stats import exchange_stats
 
     reader = Principal(party_id=None, role=Role.AUDITOR, operator="cli")
+    today = exchange_day(SystemClock().now())
     engine = make_engine(_url(settings), pool_size=1)
     with unit_of_work(engine) as session:
         if args.report_command == "collateral-book":
-            report: Any = collateral_book(
-                session, reader, as_of=date.fromisoformat(args.as_of), bank_id=UUID(args.bank_id)
-            )
+            report: Any = collateral_book(session, reader, as_of=date.fromisoformat(args.as_of),
+                                          bank_id=UUID(args.bank_id), today=today)  # fmt: skip
             pdf: Any = render.collateral_book_pdf if args.format == "pdf" else None
-            rows = [{"section": "group", **asdict(x)} for x in report.lines]
-            rows.append({"section": "total", **asdict(report.total)})
+            rows = export.collateral_book_rows(report) if args.format == "csv" else []
         else:
             report = exchange_stats(session, reader, period_from=date.fromisoformat(args.period_from),
-                                    period_to=date.fromisoformat(args.period_to))  # fmt: skip
+                                    period_to=date.fromisoformat(args.period_to), today=today)  # fmt: skip
             pdf = render.exchange_stats_pdf if args.format == "pdf" else None
-            rows = [
-                {"figure": k, "value": v}
-                for k, v in asdict(report).items()
-                if not isinstance(v, (list, dict))
-            ]
+            rows = export.exchange_stats_rows(report) if args.format == "csv" else []
         issuer = exchange_name(session)
     engine.dispose()
     if pdf is not None:
         data = pdf(report, issuer)
     elif args.format == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        data = ("\ufeff" + out.getvalue()).encode()
+        data = export.to_csv(rows).encode()
     else:
         data = (json.dumps(asdict(report), ensure_ascii=False, indent=2, default=str) + "\n").encode()
     _write_out(data, args.out, f"{args.report_command} ({args.format})")

@@ -30,7 +30,7 @@ from api.console.i18n import LANGUAGES, translator
 from api.deps import ClockDep, SessionDep, SettingsDep, client_of
 from api.routers.certificates import RendererDep, render_after_response
 from api.routers.pledges import pledge_reads
-from registry import authz, charts
+from registry import authz, charts, text
 from registry.alert import service as alerts
 from registry.audit import service as audit
 from registry.certificate import service as certificates
@@ -46,7 +46,6 @@ from registry.valuation import service as valuation
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-SIGN_IN_LIMIT = ratelimit.Policy(scope="console_sign_in", free_failures=5)
 CsrfField = Annotated[str, Form(max_length=200)]
 NOTICES = {  # what a redirect after a successful form may announce: fixed texts, never from the address
     "confirmed": "Confirmed.",
@@ -115,12 +114,10 @@ def login(
         return response
 
     try:
-        ratelimit.check(session, SIGN_IN_LIMIT, client, now)
+        user = users.sign_in(session, username, password, client=client, now=now)  # counted before the hash
     except ratelimit.RateLimited as limited:
         return again(429, "Too many attempts; try again later.", **{"Retry-After": str(limited.retry_after)})
-    user = users.authenticate(session, username, password)
     if user is None:
-        ratelimit.record_failure(session, SIGN_IN_LIMIT, client, now)  # committed: the page is returned
         return again(401, "Wrong username or password.")
     token, _ = users.start_session(session, user, now)
     redirect = _redirect(safe_next(next))
@@ -200,6 +197,10 @@ def reject(
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     check_csrf(user, csrf)
+    try:  # the API's text rule for the same reason
+        reason = text.clean(reason, max_length=text.REASON_MAX, min_length=0)
+    except text.BadText:
+        return _queue_with_error(request, session, user, InvalidInput("reason", text.REFUSED_MESSAGE))
     if not reason.strip():
         refused: RegistryError | None = InvalidInput("reason", "A reason is required to reject.")
     else:
