@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from registry import text
 from registry.clock import SystemClock
 from registry.config import Settings, get_settings
 from registry.db import APP_ROLE, as_role, database_url, describe, make_engine, migrate, unit_of_work
@@ -115,6 +116,11 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from registry.ledger.models import PartyKind
 
     role = Role(args.role)
+    # The API's text rule: a party's name and an operator end up in the audit trail and on certificates.
+    party_name = args.party_name and text.checked(
+        args.party_name, field="--party-name", max_length=text.NAME_MAX
+    )
+    operator = args.operator and text.checked(args.operator, field="--operator", max_length=text.SHORT_MAX)
     engine = make_engine(_url(settings), pool_size=1)
     actor = _actor()
     with unit_of_work(engine) as session:
@@ -124,14 +130,14 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"no party {args.party_id}", file=sys.stderr)
                 return 2
         else:
-            party = repo.get_party_by_name(session, args.party_name)
+            party = repo.get_party_by_name(session, party_name)
             if party is None:
                 kind = access.DEFAULT_PARTY_KIND[role]
                 party = ledger.create_party(
-                    session, actor, name=args.party_name, kind=PartyKind(kind), credit_code=None
+                    session, actor, name=party_name, kind=PartyKind(kind), credit_code=None
                 )
                 print(f"created party {party.name} ({kind.value}) {party.id}", file=sys.stderr)
-        issued = access.create_key(session, party=party, role=role, operator=args.operator, now=actor.at)
+        issued = access.create_key(session, party=party, role=role, operator=operator, now=actor.at)
     engine.dispose()
     print(f"key {issued.record.id} for {party.name} as {role.value}; shown once:", file=sys.stderr)
     print(issued.key)
@@ -153,6 +159,7 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
     from registry.ledger import repository as repo
     from registry.users import service as users
 
+    name = text.checked(args.name or args.username, field="--name", max_length=text.NAME_MAX)
     engine = make_engine(_url(settings), pool_size=1)
     password = _password(args)
     with unit_of_work(engine) as session:
@@ -161,7 +168,7 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
         if party is None:
             print(f"no party {args.party_id or args.party_name}", file=sys.stderr)
             return 2
-        user = users.create_user(session, username=args.username, display_name=args.name or args.username,
+        user = users.create_user(session, username=args.username, display_name=name,
                                  party=party, role=Role(args.role), password=password, now=_actor().at)  # fmt: skip
     engine.dispose()
     print(f"user {user.username} ({user.role}) for {party.name}")

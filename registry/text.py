@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from registry.errors import InvalidInput
+
 # Ranges of code points refused anywhere in text, inclusive. PATTERN below is built from them, so that
 # the OpenAPI document states the same rule the function applies.
 FORBIDDEN_RANGES: tuple[tuple[int, int], ...] = (
@@ -58,6 +60,14 @@ def clean(value: str, *, max_length: int, min_length: int = 1) -> str:
     if len(text) > max_length:
         raise BadText(f"at most {max_length} characters")
     return text
+
+
+def checked(value: str, *, field: str, max_length: int) -> str:
+    """`clean`, refusing with InvalidInput that names `field` (the command line, services)."""
+    try:
+        return clean(value, max_length=max_length)
+    except BadText as bad:
+        raise InvalidInput(field, f"{field} {bad}") from bad
 
 
 # The lengths of the kinds of text the registry keeps, for every door text comes in by.

@@ -30,7 +30,9 @@ def cell(value: object) -> object:
 def to_csv(rows: Sequence[Mapping[str, object]]) -> str:
     """UTF-8 CSV text with a byte-order mark, so that spreadsheet programs read Chinese names right."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[str(cell(name)) for name in rows[0]], lineterminator="\n")
+    # RFC 4180 line ends: the csv module then quotes a cell holding CR as well as LF (with "\n" alone, a
+    # stray CR from old data would split a row for some readers).
+    writer = csv.DictWriter(out, fieldnames=[str(cell(name)) for name in rows[0]], lineterminator="\r\n")
     writer.writeheader()
     writer.writerows([{str(cell(k)): cell(v) for k, v in row.items()} for row in rows])
     return "\ufeff" + out.getvalue()
