@@ -133,9 +133,8 @@ def test_an_announced_200_mb_body_is_413_before_a_byte_is_sent(live: Live, commi
     with unit_of_work(committed_engine) as s:
         key = f.key(s, f.party(s, PartyKind.BANK), Role.BANK)
     for headers in ("", f"Authorization: Bearer {key}\r\n"):  # with a key or without: refused at once
-        head = f"POST /v1/pledges HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {200 * MB}\r\n\r\n"
-        conn = _raw_request(live.url, head)
-        with conn:
+        request = f"POST /v1/pledges HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {200 * MB}\r\n\r\n"
+        with _raw_request(live.url, request) as conn:
             head = _answered(conn, within_s=5)
         assert head.startswith(b"HTTP/1.1 413"), head[:200]
         assert b"application/problem+json" in head and b'"code":"too_large"' in head
@@ -242,8 +241,8 @@ def test_forty_concurrent_wrong_passwords_are_five_hashed(
 
     monkeypatch.setattr(users, "_hasher", CountingHasher())
     with httpx.Client(timeout=30) as http:
-        form = http.get(f"{url}/console/login")
-        token = form.text.split('name="csrf" value="')[1].split('"')[0]
+        page = http.get(f"{url}/console/login")
+        token = page.text.split('name="csrf" value="')[1].split('"')[0]
         form = {"username": "op-one", "password": "guess", "csrf": token}
         statuses = _burst(40, lambda: http.post(f"{url}/console/login", data=form))
     assert len(hashed) == 5, f"{len(hashed)} passwords hashed where the policy allows 5"
@@ -252,9 +251,8 @@ def test_forty_concurrent_wrong_passwords_are_five_hashed(
 
 def test_the_sixth_wrong_code_is_refused(client: TestClient, clock: FixedClock) -> None:
     def verify() -> int:
-        return client.get(
-            "/v1/certificates/ZY-2026-000001-01/verify", params={"code": "AAAAAAAAAAAA"}
-        ).status_code
+        answer = client.get("/v1/certificates/ZY-2026-000001-01/verify", params={"code": "AAAAAAAAAAAA"})
+        return int(answer.status_code)
 
     assert [verify() for _ in range(6)] == [404] * 5 + [429]
     clock.advance(timedelta(seconds=3))  # the block after the fifth was 2 s
@@ -270,7 +268,7 @@ def test_a_username_is_throttled_whatever_address_guesses(client: TestClient, se
         person = TestClient(client.app, client=(f"203.0.113.{n}", 4000), follow_redirects=False)
         token = person.get("/console/login").text.split('name="csrf" value="')[1].split('"')[0]
         form = {"username": "OP-One ", "password": password, "csrf": token}
-        return person.post("/console/login", data=form).status_code
+        return int(person.post("/console/login", data=form).status_code)
 
     limit = users.USER_SIGN_IN_LIMIT.free_failures
     assert [attempt(n, "guess") for n in range(limit)] == [401] * limit  # each address its first try
