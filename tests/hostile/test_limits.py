@@ -300,6 +300,29 @@ def test_at_most_two_password_hashes_at_once(monkeypatch: pytest.MonkeyPatch) ->
     assert outcomes.count("busy") == 2 and peak[0] == 2
 
 
+def test_a_sign_in_without_a_hash_turn_is_busy_and_costs_no_attempt(
+    fixed_live: tuple[str, FixedClock], committed_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = fixed_live  # real commits: the attempt is counted and given back in transactions of their own
+    with unit_of_work(committed_engine) as s:
+        users.create_user(s, username="op-one", display_name="Op", party=f.the_exchange(s), role=Role.EXCHANGE,
+                          password=PASSWORD, now=f.AT)  # fmt: skip
+    monkeypatch.setattr(users, "HASH_WAIT_S", 0.01)
+    with httpx.Client(timeout=30, follow_redirects=False) as http:
+        page = http.get(f"{url}/console/login")
+        token = page.text.split('name="csrf" value="')[1].split('"')[0]
+        form = {"username": "op-one", "password": PASSWORD, "csrf": token}
+        for _ in range(users.HASHES_AT_ONCE):
+            users._hash_turns.acquire()  # every turn taken, as by two long sign-ins
+        try:
+            busy = [http.post(f"{url}/console/login", data=form) for _ in range(8)]
+        finally:
+            for _ in range(users.HASHES_AT_ONCE):
+                users._hash_turns.release()
+        assert {b.status_code for b in busy} == {503} and "text/html" in busy[0].headers["content-type"]
+        assert http.post(f"{url}/console/login", data=form).status_code == 303  # 8 busy: no attempt used
+
+
 def _busy_or(call: Callable[[], object]) -> object:
     try:
         return call()
