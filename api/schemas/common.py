@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from functools import partial
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -18,18 +18,20 @@ from registry import text
 T = TypeVar("T")
 
 
-def _text(max_length: int) -> Any:
-    """Free text of at most `max_length` characters, checked by the registry's one text rule."""
-    return Annotated[
-        str,
-        AfterValidator(partial(text.clean, max_length=max_length)),
-        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": text.PATTERN}),
-    ]
+def _clean(max_length: int) -> AfterValidator:
+    """Checked by the registry's one text rule (registry/text.py), as the console and the CLI check it."""
+    return AfterValidator(partial(text.clean, max_length=max_length))
 
 
-Name = _text(text.NAME_MAX)
-ShortText = _text(text.SHORT_MAX)
-Reason = _text(text.REASON_MAX)
+def _documented(max_length: int) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": text.PATTERN}
+    )
+
+
+Name = Annotated[str, _clean(text.NAME_MAX), _documented(text.NAME_MAX)]
+ShortText = Annotated[str, _clean(text.SHORT_MAX), _documented(text.SHORT_MAX)]
+Reason = Annotated[str, _clean(text.REASON_MAX), _documented(text.REASON_MAX)]
 CreditTypeCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_-]{1,15}$")]
 
 # Strict: pydantic would otherwise take `true` as 1 and "5" or 5.0 as 5.
