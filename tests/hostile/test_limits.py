@@ -284,7 +284,7 @@ def test_at_most_two_password_hashes_at_once(monkeypatch: pytest.MonkeyPatch) ->
             with lock:
                 running[0] += 1
                 peak[0] = max(peak[0], running[0])
-            time.sleep(0.2)
+            time.sleep(0.5)  # long enough that a late thread cannot slip in after a turn is free
             with lock:
                 running[0] -= 1
             return False
