@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -16,14 +17,15 @@ from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
-from api.auth import KeyCache
+from api.auth import ApiKeyMiddleware, KeyCache, public_routes
 from api.console import routes as console
 from api.console.auth import SignInRequired
+from api.limits import BodyLimitMiddleware
 from api.routers import audit, certificates, ledger, pledges, reference, reports, valuation
 from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
-from registry.db import app_database_url, make_engine
+from registry.db import app_database_url, make_engine, unit_of_work
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -96,6 +98,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(app_database_url(settings), pool_size=settings.db_pool_size)
+    app.state.unit_of_work = partial(unit_of_work, app.state.engine)
     app.state.clock = clock or SystemClock()
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     # Certificates are rendered one after another off the request path: a confirmation only queues its
@@ -107,9 +110,18 @@ def create_app(
         recycle_after=settings.certificate_recycle_after,
     )
     problems.install(app)
+    routers = [m.router for m in (reference, ledger, pledges, certificates, valuation, reports, audit)]
+    # The last added runs first: the request id, then the body limit, then the API key, all before the
+    # app reads a byte of the body.
+    app.add_middleware(ApiKeyMiddleware, public=public_routes(r for router in routers for r in router.routes))
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        larger={"/v1/prices/trades": settings.max_batch_body_bytes},
+    )
     app.add_middleware(RequestIdMiddleware)
-    for module in (reference, ledger, pledges, certificates, valuation, reports, audit):
-        app.include_router(module.router)
+    for router in routers:
+        app.include_router(router)
     app.include_router(console.router)
 
     @app.exception_handler(SignInRequired)

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine
 from sqlmodel import Session
 
 from registry.clock import Clock
@@ -15,9 +14,10 @@ from registry.config import Settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One unit of work: committed before the response is sent, rolled back on any error."""
-    engine: Engine = request.app.state.engine
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    """One unit of work: committed before the response is sent, rolled back on any error. Opened by
+    `app.state.unit_of_work` (registry.db.unit_of_work on the app's engine), which the API-key lookup
+    uses too; tests replace it with savepoints of their rolled-back session."""
+    with request.app.state.unit_of_work() as session:
         yield session
 
 
@@ -43,8 +43,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def client_of(request: Request) -> str:
-    """Who is asking, for throttling: the peer address (behind a proxy, run uvicorn with
-    --forwarded-allow-ips so that it is the client's); an IPv6 client by its /64, which it can vary."""
+    """Who is asking, for throttling: the peer address (the client's behind a proxy only when
+    REGISTRY_TRUSTED_PROXIES names it: `registry serve` believes no X-Forwarded-For otherwise); an IPv6
+    client by its /64, which it can vary."""
     host = request.client.host if request.client else "unknown"
     try:
         address = ipaddress.ip_address(host)

@@ -128,7 +128,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return problem(request, exc.status_code, code, code.replace("_", " ").capitalize(), detail)
 
 
-def _database_error(request: Request, exc: Exception) -> Response:
+def database_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DBAPIError)
     orig = exc.orig
     if exc.connection_invalidated or isinstance(orig, psycopg.OperationalError):
@@ -171,5 +171,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RegistryError, _registry_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(Exception, _unexpected)

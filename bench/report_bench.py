@@ -75,10 +75,12 @@ def main() -> None:
     auditor = Principal(party_id=None, role=Role.AUDITOR)
     with unit_of_work(engine) as session:
         t0 = time.perf_counter()
-        book = collateral_book(session, auditor, as_of=today, bank_id=BANK)
+        book = collateral_book(session, auditor, as_of=today, bank_id=BANK, today=today)
         book_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        stats = exchange_stats(session, auditor, period_from=today.replace(day=1), period_to=today)
+        stats = exchange_stats(
+            session, auditor, period_from=today.replace(day=1), period_to=today, today=today
+        )
         stats_s = time.perf_counter() - t0
     with psycopg.connect(plain, autocommit=True) as conn:
         t0 = time.perf_counter()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import sys
@@ -12,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from registry import text
 from registry.clock import SystemClock
 from registry.config import Settings, get_settings
 from registry.db import APP_ROLE, as_role, database_url, describe, make_engine, migrate, unit_of_work
@@ -74,6 +74,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 (or FORWARDED_ALLOW_IPS) unless told otherwise, and
+    the throttles count clients by address: any local caller could claim a new client per guess. Only the
+    proxies REGISTRY_TRUSTED_PROXIES names are believed; none by default."""
+    trusted = settings.trusted_proxies.strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted}
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings, *, url: str | None = None) -> int:
     import uvicorn
 
@@ -96,6 +104,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, *, url: str | None =
         workers=args.workers,
         log_level=settings.log_level.lower(),
         access_log=args.access_log,
+        **proxy_options(settings),
     )
     return 0
 
@@ -107,6 +116,11 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from registry.ledger.models import PartyKind
 
     role = Role(args.role)
+    # The API's text rule: a party's name and an operator end up in the audit trail and on certificates.
+    party_name = args.party_name and text.checked(
+        args.party_name, field="--party-name", max_length=text.NAME_MAX
+    )
+    operator = args.operator and text.checked(args.operator, field="--operator", max_length=text.SHORT_MAX)
     engine = make_engine(_url(settings), pool_size=1)
     actor = _actor()
     with unit_of_work(engine) as session:
@@ -116,14 +130,14 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"no party {args.party_id}", file=sys.stderr)
                 return 2
         else:
-            party = repo.get_party_by_name(session, args.party_name)
+            party = repo.get_party_by_name(session, party_name)
             if party is None:
                 kind = access.DEFAULT_PARTY_KIND[role]
                 party = ledger.create_party(
-                    session, actor, name=args.party_name, kind=PartyKind(kind), credit_code=None
+                    session, actor, name=party_name, kind=PartyKind(kind), credit_code=None
                 )
                 print(f"created party {party.name} ({kind.value}) {party.id}", file=sys.stderr)
-        issued = access.create_key(session, party=party, role=role, operator=args.operator, now=actor.at)
+        issued = access.create_key(session, party=party, role=role, operator=operator, now=actor.at)
     engine.dispose()
     print(f"key {issued.record.id} for {party.name} as {role.value}; shown once:", file=sys.stderr)
     print(issued.key)
@@ -145,6 +159,7 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
     from registry.ledger import repository as repo
     from registry.users import service as users
 
+    name = text.checked(args.name or args.username, field="--name", max_length=text.NAME_MAX)
     engine = make_engine(_url(settings), pool_size=1)
     password = _password(args)
     with unit_of_work(engine) as session:
@@ -153,7 +168,7 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
         if party is None:
             print(f"no party {args.party_id or args.party_name}", file=sys.stderr)
             return 2
-        user = users.create_user(session, username=args.username, display_name=args.name or args.username,
+        user = users.create_user(session, username=args.username, display_name=name,
                                  party=party, role=Role(args.role), password=password, now=_actor().at)  # fmt: skip
     engine.dispose()
     print(f"user {user.username} ({user.role}) for {party.name}")
@@ -382,46 +397,37 @@ def _certificates_parser(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """Reports as the exchange sees them (a bank's book needs --bank-id), to a file or standard output."""
-    import csv
     import json
     from dataclasses import asdict
     from datetime import date
 
+    from registry.dates import exchange_day
     from registry.ledger.repository import exchange_name
     from registry.principal import Principal
-    from registry.report import render
+    from registry.report import export, render
     from registry.report.collateral_book import collateral_book
     from registry.report.exchange_stats import exchange_stats
 
     reader = Principal(party_id=None, role=Role.AUDITOR, operator="cli")
+    today = exchange_day(SystemClock().now())
     engine = make_engine(_url(settings), pool_size=1)
     with unit_of_work(engine) as session:
         if args.report_command == "collateral-book":
-            report: Any = collateral_book(
-                session, reader, as_of=date.fromisoformat(args.as_of), bank_id=UUID(args.bank_id)
-            )
+            report: Any = collateral_book(session, reader, as_of=date.fromisoformat(args.as_of),
+                                          bank_id=UUID(args.bank_id), today=today)  # fmt: skip
             pdf: Any = render.collateral_book_pdf if args.format == "pdf" else None
-            rows = [{"section": "group", **asdict(x)} for x in report.lines]
-            rows.append({"section": "total", **asdict(report.total)})
+            rows = export.collateral_book_rows(report) if args.format == "csv" else []
         else:
             report = exchange_stats(session, reader, period_from=date.fromisoformat(args.period_from),
-                                    period_to=date.fromisoformat(args.period_to))  # fmt: skip
+                                    period_to=date.fromisoformat(args.period_to), today=today)  # fmt: skip
             pdf = render.exchange_stats_pdf if args.format == "pdf" else None
-            rows = [
-                {"figure": k, "value": v}
-                for k, v in asdict(report).items()
-                if not isinstance(v, (list, dict))
-            ]
+            rows = export.exchange_stats_rows(report) if args.format == "csv" else []
         issuer = exchange_name(session)
     engine.dispose()
     if pdf is not None:
         data = pdf(report, issuer)
     elif args.format == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        data = ("\ufeff" + out.getvalue()).encode()
+        data = export.to_csv(rows).encode()
     else:
         data = (json.dumps(asdict(report), ensure_ascii=False, indent=2, default=str) + "\n").encode()
     _write_out(data, args.out, f"{args.report_command} ({args.format})")

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     # after this many documents, so a long run of renderings cannot grow memory.
     certificate_workers: int = Field(default=1, ge=0, le=16)
     certificate_recycle_after: int = Field(default=200, ge=1)
+    # Request bodies: refused with 413 past this many bytes, counted while they are read (api/limits.py);
+    # the price batch (`POST /v1/prices/trades`, up to 5,000 prints) may be larger.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    max_batch_body_bytes: int = Field(default=8 << 20, ge=1024, le=1 << 30)
+    # Reverse proxies whose X-Forwarded-For / -Proto are believed (comma-separated addresses or networks,
+    # e.g. "10.0.0.5,10.1.0.0/16"; "*" for any). Empty: none, so a client is always its peer address.
+    trusted_proxies: str = Field(default="", pattern=r"^[0-9A-Fa-f:.,/* ]*$")
     log_level: str = "INFO"
 
     @field_validator("database_url", "app_database_url")

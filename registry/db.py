@@ -122,6 +122,19 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def beside(session: Session) -> Iterator[Session]:
+    """A short transaction of its own next to `session`'s, committed when the block ends, so that
+    concurrent requests see what it wrote at once, whatever becomes of `session`'s. (For a session bound
+    to one connection, as the tests' rolled-back sessions are, it is a savepoint on that connection.)"""
+    bind = session.get_bind()
+    with (
+        Session(bind=bind, expire_on_commit=False, join_transaction_mode="create_savepoint") as side,
+        side.begin(),
+    ):
+        yield side
+
+
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 

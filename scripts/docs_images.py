@@ -47,7 +47,11 @@ def main() -> int:
             text("SELECT id, pledgee_party_id FROM pledge WHERE status = 'active'")
         ).one()
         book = collateral_book(
-            session, Principal(None, Role.AUDITOR), as_of=now.astimezone(EXCHANGE_TZ).date(), bank_id=bank_id
+            session,
+            Principal(None, Role.AUDITOR),
+            as_of=now.astimezone(EXCHANGE_TZ).date(),
+            bank_id=bank_id,
+            today=now.astimezone(EXCHANGE_TZ).date(),
         )
         (work / "report.pdf").write_bytes(collateral_book_pdf(book, exchange_name(session)))
         number = session.execute(

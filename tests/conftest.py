@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from api.app import create_app
-from api.deps import get_session
 from registry.clock import FixedClock, SystemClock
 from registry.config import Settings
 from registry.db import APP_ROLE, as_role, make_engine, migrate, start_embedded
@@ -141,12 +141,14 @@ def client(session: Session, engine: Engine, clock: FixedClock, settings: Settin
     """The whole HTTP stack, working in the test's rolled-back session."""
     app = create_app(settings, engine=engine, clock=clock)
 
+    @contextmanager
     def same_session() -> Iterator[Session]:
-        # A savepoint per request: like production's transaction, a failed request leaves nothing behind.
+        # A savepoint per request (and per API-key lookup): like production's transaction, a failed
+        # request leaves nothing behind.
         with session.begin_nested():
             yield session
 
-    app.dependency_overrides[get_session] = same_session
+    app.state.unit_of_work = same_session
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 

@@ -235,7 +235,7 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/v1/pledges/{own_pledge}/valuations", None, OWN_READ),
     ("GET", "/v1/pledges/{other_pledge}/valuations", None, OTHER_READ),
     ("GET", "/v1/reports/collateral-book?as_of=2026-03-02&bank_id={bank_party}", None, LENDER_READ),
-    ("GET", "/v1/reports/exchange?from=2026-01-01&to=2026-03-31", None, EXCHANGE_AUDITOR_READ),
+    ("GET", "/v1/reports/exchange?from=2026-01-01&to=2026-03-02", None, EXCHANGE_AUDITOR_READ),
     ("GET", "/v1/alerts", None, LENDER_READ),
     ("GET", "/v1/webhook/deliveries", None, LENDER_READ),
     ("GET", "/v1/webhook", None, BANK_ONLY_MISSING),

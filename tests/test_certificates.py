@@ -282,10 +282,10 @@ def test_wrong_codes_are_404_and_slow_down_the_client(
     assert verify(client, number, code.lower()[:4] + "-" + code[4:]).status_code == 200  # as typed off paper
     assert verify(client, "ZY-1999-000001-01", code).status_code == 404  # unknown number: the same answer
 
-    for _ in range(4):  # five wrong answers are free (one above)
+    for _ in range(4):  # five wrong answers are allowed (one above); the fifth blocks for 2 s
         wrong = verify(client, number, "AAAAAAAAAAAA")
         assert wrong.status_code == 404 and wrong.json()["code"] == "not_found"
-    assert verify(client, number, "AAAAAAAAAAAA").status_code == 404  # the sixth: now blocked for 2 s
+    assert verify(client, number, "AAAAAAAAAAAA").status_code == 429  # the sixth is refused, not checked
     blocked = verify(client, number, code)  # even the right code, so that guessing gains nothing
     assert blocked.status_code == 429 and blocked.headers["retry-after"] == "2"
     assert blocked.json()["code"] == "rate_limited"
@@ -301,6 +301,8 @@ def test_wrong_codes_are_404_and_slow_down_the_client(
     clock.advance(timedelta(minutes=30))  # a quiet window starts the count again
     for _ in range(5):
         assert verify(client, number, "AAAAAAAAAAAA").status_code == 404
+    assert verify(client, number, code).status_code == 429
+    clock.advance(timedelta(seconds=3))
     assert verify(client, number, code).status_code == 200
 
 

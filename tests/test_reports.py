@@ -25,6 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from registry.clock import FixedClock
 from registry.ledger import service as ledger
 from registry.ledger.models import Party, PartyKind
 from registry.ledger.service import Selection, SerialRange
@@ -49,7 +50,8 @@ class Book:
 
 
 @pytest.fixture
-def book(session: Session) -> Book:
+def book(session: Session, clock: FixedClock) -> Book:
+    clock.at = at(31, 18)  # the reports below ask about March: the API's clock is past it (registry.dates)
     exchange = f.the_exchange(session)
     bank_a, bank_b = (
         f.party(session, PartyKind.BANK, "银行甲 Bank A"),
@@ -66,8 +68,10 @@ def book(session: Session) -> Book:
     forestry1, hydro1 = issue(a1.id, "forestry", 2023, 10_000), issue(a1.id, "hydropower", 2024, 10_000)
     forestry2 = issue(a2.id, "forestry", 2023, 5_000)
     days = [date(2026, 2, 23) + timedelta(days=d) for d in range(14)]
-    prices.record_trades(
-        session, system, [prices.Trade("CCER", d, Decimal("50.00"), 1_000) for d in days if d.weekday() < 5]
+    prices.record_trades(  # entered on the evening of the last day they print
+        session,
+        f.system(at(8, 18)),
+        [prices.Trade("CCER", d, Decimal("50.00"), 1_000) for d in days if d.weekday() < 5],
     )
 
     def bank(party: Party, when: datetime) -> Actor:

@@ -38,6 +38,7 @@ ZH: dict[str, str] = {
     "Reject": "驳回",
     "Reason": "理由",
     "A reason is required to reject.": "驳回须填写理由。",
+    "The text must not contain control or bidirectional-override characters.": "文字不得含有控制字符或双向覆盖字符。",
     "Reviewed by": "初审",
     "needs a second, different operator": "需另一名操作员复核",
     "register": "质押登记",

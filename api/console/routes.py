@@ -31,7 +31,7 @@ from api.console.i18n import LANGUAGES, translator
 from api.deps import ClockDep, SessionDep, SettingsDep, client_of
 from api.routers.certificates import RendererDep, render_after_response
 from api.routers.pledges import instruction_read, pledge_reads
-from registry import authz, charts
+from registry import authz, charts, text
 from registry.alert import service as alerts
 from registry.audit import service as audit
 from registry.certificate import service as certificates
@@ -50,7 +50,6 @@ from registry.valuation import service as valuation
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-SIGN_IN_LIMIT = ratelimit.Policy(scope="console_sign_in", free_failures=5)
 CsrfField = Annotated[str, Form(max_length=200)]
 NOTICES = {  # what a redirect after a successful form may announce: fixed texts, never from the address
     "confirmed": "Confirmed.",
@@ -73,6 +72,19 @@ def _notice(done: str | None) -> str | None:
 
 def _actor(request: Request, user: SignedIn, clock: Any) -> Actor:
     return Actor(user.principal, clock.now(), request_id=getattr(request.state, "request_id", None))
+
+
+def _with_reason(
+    session: Session, reason: str, required: str, work: Callable[[str], Any]
+) -> RegistryError | None:
+    """An action that needs a reason: the API's text rule for it, then the action in a savepoint."""
+    try:
+        why = text.clean(reason, max_length=text.REASON_MAX, min_length=0)
+    except text.BadText:
+        return InvalidInput("reason", text.REFUSED_MESSAGE)
+    if not why:
+        return InvalidInput("reason", required)
+    return _attempt(session, lambda: work(why))
 
 
 def _attempt(session: Session, work: Callable[[], Any]) -> RegistryError | None:
@@ -122,12 +134,10 @@ def login(
         return response
 
     try:
-        ratelimit.check(session, SIGN_IN_LIMIT, client, now)
+        user = users.sign_in(session, username, password, client=client, now=now)  # counted before the hash
     except ratelimit.RateLimited as limited:
         return again(429, "Too many attempts; try again later.", **{"Retry-After": str(limited.retry_after)})
-    user = users.authenticate(session, username, password)
     if user is None:
-        ratelimit.record_failure(session, SIGN_IN_LIMIT, client, now)  # committed: the page is returned
         return again(401, "Wrong username or password.")
     token, _ = users.start_session(session, user, now)
     redirect = _redirect(safe_next(next))
@@ -262,15 +272,11 @@ def reject(
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     check_csrf(user, csrf)
-    if not reason.strip():
-        refused: RegistryError | None = InvalidInput("reason", "A reason is required to reject.")
-    else:
-        refused = _attempt(
-            session,
-            lambda: pledges.reject(
-                session, _actor(request, user, clock), instruction_id, reason=reason.strip()
-            ),
-        )
+    actor = _actor(request, user, clock)
+    refused = _with_reason(
+        session, reason, "A reason is required to reject.",
+        lambda why: pledges.reject(session, actor, instruction_id, reason=why),
+    )  # fmt: skip
     if refused is not None:
         return _queue_with_error(request, session, user, clock, settings, refused)
     return _redirect("/console/queue?done=rejected")
@@ -364,12 +370,10 @@ def decline(
 ) -> Response:
     check_csrf(user, csrf)
     actor = _actor(request, user, clock)
-    if not reason.strip():
-        refused: RegistryError | None = InvalidInput("reason", "A reason is required to decline.")
-    else:
-        refused = _attempt(
-            session, lambda: pledges.decline(session, actor, instruction_id, reason=reason.strip())
-        )
+    refused = _with_reason(
+        session, reason, "A reason is required to decline.",
+        lambda why: pledges.decline(session, actor, instruction_id, reason=why),
+    )  # fmt: skip
     if refused is not None:
         return _consent_error(request, session, user, refused)
     return _redirect("/console/consents?done=declined")

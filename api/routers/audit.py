@@ -9,13 +9,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import PrincipalDep
 from api.deps import SessionDep
-from api.pagination import Cursor, Limit, decode, encode
+from api.pagination import Cursor, Limit, encode, int_cursor
 from api.routers.common import READ_ERRORS
 from api.schemas.audit import AuditVerifyRead, BadEventRead, UnitEventRead, UnitHistoryPage, UnitPlace
-from api.schemas.common import CreditTypeCode, Serial
+from api.schemas.common import SERIAL_MAX, CreditTypeCode
 from registry import authz
 from registry.audit import service as audit
-from registry.errors import InvalidInput
 from registry.ledger import service as ledger
 
 router = APIRouter(prefix="/v1", tags=["audit"])
@@ -29,7 +28,7 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 )
 def unit_history(
     credit_type: Annotated[CreditTypeCode, Path()],
-    serial: Annotated[Serial, Path()],
+    serial: Annotated[int, Path(ge=1, le=SERIAL_MAX)],  # a path is text: parsed, not strict
     session: SessionDep,
     principal: PrincipalDep,
     limit: Limit = 100,
@@ -37,9 +36,7 @@ def unit_history(
 ) -> UnitHistoryPage:
     authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
     ct = ledger.require_credit_type(session, credit_type)
-    after = decode(cursor)
-    if after is not None and not isinstance(after, int):
-        raise InvalidInput("cursor", "not a cursor this API returned")
+    after = int_cursor(cursor)
     assert ct.id is not None
     rows = audit.unit_history(session, ct.id, serial, after_id=after, limit=limit)
     items = [

@@ -25,7 +25,8 @@ from registry.ratelimit import service as ratelimit
 
 router = APIRouter(prefix="/v1", tags=["certificates"])
 
-# Wrong verification codes: five free per quarter hour, then blocked 2 s, 4 s, 8 s ... up to 15 min.
+# Wrong verification codes: five per quarter hour; the fifth blocks for 2 s, each later one 4 s, 8 s ...
+# up to 15 min.
 VERIFY_LIMIT = ratelimit.Policy(scope="certificate_verify")
 
 
@@ -138,18 +139,18 @@ def verify_certificate(
 ) -> Response:
     now, client, html = clock.now(), client_of(request), wants_html(request)
     try:
-        ratelimit.check(session, VERIFY_LIMIT, client, now)
+        # Counted as a wrong code before the code is looked at: concurrent guesses cannot all get through.
+        attempt = ratelimit.reserve(session, VERIFY_LIMIT, client, now)
     except ratelimit.RateLimited as limited:
         if html:
             return _verify_page(request, None, 429, retry_after=limited.retry_after)
         return problems.of(request, limited)
     found = certificates.verify(session, number, code)
     if found is None:
-        # Returned, not raised: the failure must be counted, so this transaction commits.
-        ratelimit.record_failure(session, VERIFY_LIMIT, client, now)
         if html:
             return _verify_page(request, None, 404)
         return problems.of(request, NotFound("certificate", number))
+    ratelimit.release(session, attempt)
     c = found.certificate
     codes = ledger_repo.credit_type_codes(session)
     verification = Verification(

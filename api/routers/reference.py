@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api import problems
 from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
 from api.idempotency import IdempotencyKey, respond
@@ -24,7 +23,6 @@ from api.schemas.ledger import (
     PartyRead,
 )
 from api.schemas.pledges import AccountLookupRead, PartyLookupRead
-from registry.errors import NotFound
 from registry.ledger import service as ledger
 from registry.ledger.models import Account, CreditType, Party, PartyKind
 
@@ -95,18 +93,14 @@ def list_parties(
     summary="Find a borrower by its unified social credit code (bank): its party id, name and kind; else 404",
 )
 def lookup_party(
-    request: Request,
     session: SessionDep,
     actor: ActorDep,
     credit_code: Annotated[
         str, Query(min_length=18, max_length=18, description="the party's unified social credit code")
     ],
-) -> Response:
+) -> PartyLookupRead:
     found = ledger.lookup_party(session, actor.principal, credit_code=credit_code, now=actor.at)
-    if found is None:  # answered, not raised: the miss it counted commits
-        return problems.of(request, NotFound("party", credit_code, field="credit_code"))
-    body = PartyLookupRead(id=found.id, name=found.name, kind=found.kind)
-    return Response(body.model_dump_json(), media_type="application/json")
+    return PartyLookupRead(id=found.id, name=found.name, kind=found.kind)
 
 
 @router.get("/parties/{party_id}", response_model=PartyRead, responses=READ_ERRORS, summary="One party")
@@ -167,23 +161,19 @@ def list_accounts(
     "both must match, else 404; nothing of the account's holdings is shown",
 )
 def lookup_account(
-    request: Request,
     session: SessionDep,
     actor: ActorDep,
     number: Annotated[str, Query(min_length=1, max_length=32, description="the registry account number")],
     credit_code: Annotated[
         str, Query(min_length=18, max_length=18, description="the holder's unified social credit code")
     ],
-) -> Response:
+) -> AccountLookupRead:
     found = ledger.lookup_account(
         session, actor.principal, number=number, credit_code=credit_code, now=actor.at
     )
-    if found is None:  # answered, not raised: the miss it counted commits
-        return problems.of(request, NotFound("account", number, field="number"))
-    body = AccountLookupRead(
+    return AccountLookupRead(
         id=found.id, number=found.number, party_id=found.party_id, party_name=found.party_name
     )
-    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.get(

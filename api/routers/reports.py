@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -13,10 +11,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.auth import PrincipalDep
-from api.deps import SessionDep
+from api.deps import ClockDep, SessionDep
 from api.routers.common import READ_ERRORS
 from api.schemas.reports import CollateralBookRead, ExchangeStatsRead
+from registry.dates import exchange_day
 from registry.ledger.repository import exchange_name
+from registry.report import export
 from registry.report.collateral_book import collateral_book
 from registry.report.exchange_stats import exchange_stats
 from registry.report.render import collateral_book_pdf, exchange_stats_pdf
@@ -37,13 +37,8 @@ def _pdf(pdf: bytes, filename: str) -> Response:
 
 
 def _csv(rows: list[dict[str, Any]], filename: str) -> Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    # A byte-order mark so that spreadsheet programs read the Chinese names as UTF-8.
     return Response(
-        "\ufeff" + out.getvalue(),
+        export.to_csv(rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -58,26 +53,20 @@ def _csv(rows: list[dict[str, Any]], filename: str) -> Response:
 def read_collateral_book(
     session: SessionDep,
     principal: PrincipalDep,
+    clock: ClockDep,
     as_of: Annotated[date, Query(description="a past day or today, Beijing time")],
     bank_id: UUID | None = None,
     format: Format = "json",
 ) -> Any:
-    book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id)
+    today = exchange_day(clock.now())
+    book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id, today=today)
     if format == "json":
         return CollateralBookRead.model_validate(asdict(book))
     if format == "pdf":
         return _pdf(
             collateral_book_pdf(book, exchange_name(session)), f"collateral-book-{as_of.isoformat()}.pdf"
         )
-    rows = [{"section": "group", **asdict(line)} for line in book.lines]
-    rows.append({"section": "total", **asdict(book.total)})
-    rows += [
-        {"section": "maturity", "credit_type": None, "project_type": rung.bucket, "vintage": None,
-         "pledges": rung.pledges, "units": None, "collateral_value": rung.collateral_value,
-         "outstanding_principal": rung.outstanding_principal, "coverage_ratio": None, "at_warning": None,
-         "at_disposal": None, "unvalued": None}
-        for rung in book.ladder
-    ]  # fmt: skip
+    rows = export.collateral_book_rows(book)
     return _csv(rows, f"collateral-book-{as_of.isoformat()}.csv")
 
 
@@ -90,26 +79,17 @@ def read_collateral_book(
 def read_exchange_stats(
     session: SessionDep,
     principal: PrincipalDep,
+    clock: ClockDep,
     period_from: Annotated[date, Query(alias="from")],
     period_to: Annotated[date, Query(alias="to")],
     format: Format = "json",
 ) -> Any:
-    stats = exchange_stats(session, principal, period_from=period_from, period_to=period_to)
+    today = exchange_day(clock.now())
+    stats = exchange_stats(session, principal, period_from=period_from, period_to=period_to, today=today)
     if format == "json":
         return ExchangeStatsRead.model_validate(asdict(stats))
     if format == "pdf":
         name = f"exchange-{period_from.isoformat()}-{period_to.isoformat()}.pdf"
         return _pdf(exchange_stats_pdf(stats, exchange_name(session)), name)
-    figures: list[tuple[str, Any]] = [
-        ("registered", stats.registered),
-        ("released", stats.released),
-        ("disposed", stats.disposed),
-        ("financing_secured", stats.financing_secured),
-        ("confirmation_hours_avg", stats.confirmation_hours_avg),
-        ("confirmation_hours_median", stats.confirmation_hours_median),
-        *((f"units_frozen:{code}", units) for code, units in stats.units_frozen.items()),
-        *((f"largest_pledgor:{p.name}", p.units) for p in stats.largest_pledgors),
-        *((f"financing:{m.month}", m.financing) for m in stats.months),
-    ]
-    return _csv([{"figure": name, "value": value} for name, value in figures],
+    return _csv(export.exchange_stats_rows(stats),
                 f"exchange-{period_from.isoformat()}-{period_to.isoformat()}.csv")  # fmt: skip

@@ -13,7 +13,7 @@ from pydantic import RootModel
 from api.auth import ActorDep, PrincipalDep
 from api.deps import ClockDep, SessionDep, SettingsDep
 from api.idempotency import IdempotencyKey, respond
-from api.pagination import Cursor, Limit, decode, encode
+from api.pagination import Cursor, Limit, encode, int_cursor
 from api.routers.common import READ_ERRORS, WRITE_ERRORS
 from api.schemas.common import CreditTypeCode, Page
 from api.schemas.valuation import (
@@ -29,7 +29,7 @@ from api.schemas.valuation import (
     WebhookRead,
 )
 from registry.alert import service as alerts
-from registry.errors import InvalidInput
+from registry.dates import check_day, exchange_day
 from registry.ledger import service as ledger
 from registry.pledge import reads
 from registry.valuation import prices
@@ -44,13 +44,6 @@ AlertKind = Literal[
 
 class TradeBatch(RootModel[Annotated[list[TradeIn], Body(min_length=1, max_length=5000)]]):
     pass
-
-
-def _int_cursor(cursor: str | None) -> int | None:
-    value = decode(cursor)
-    if value is not None and not isinstance(value, int):
-        raise InvalidInput("cursor", "not a cursor this API returned")
-    return value
 
 
 @router.post(
@@ -80,7 +73,10 @@ def get_prices(credit_type: Annotated[CreditTypeCode, Path()], session: SessionD
                to: date | None = None, kind: Literal["listed", "block"] | None = None) -> PricesRead:  # fmt: skip
     ct = ledger.require_credit_type(session, credit_type)
     assert ct.id is not None
-    as_of = to or valuation.exchange_day(clock.now())
+    today = exchange_day(clock.now())
+    if start is not None:
+        check_day(start, "from", today=today)
+    as_of = check_day(to, "to", today=today) if to is not None else today
     ref = valuation.reference(session, ct.id, as_of, settings.vwap_days)
     lower = ref.price("lower_of")[0] if ref.vwap is not None else None
     rows = prices.prints(session, ct.id, start=start, end=to, kind=kind)
@@ -98,7 +94,7 @@ def get_prices(credit_type: Annotated[CreditTypeCode, Path()], session: SessionD
 def list_valuations(pledge_id: UUID, session: SessionDep, principal: PrincipalDep, limit: Limit = 100,
                     cursor: Cursor = None) -> Page[ValuationRead]:  # fmt: skip
     reads.require_pledge(session, principal, pledge_id)
-    rows = valuation.history(session, pledge_id, before_id=_int_cursor(cursor), limit=limit)
+    rows = valuation.history(session, pledge_id, before_id=int_cursor(cursor), limit=limit)
     return Page(items=[ValuationRead.model_validate(r, from_attributes=True) for r in rows],
                 next_cursor=encode(rows[-1].id) if len(rows) == limit else None)  # fmt: skip
 
@@ -109,7 +105,7 @@ def list_alerts(session: SessionDep, principal: PrincipalDep, pledge_id: UUID | 
                 kind: AlertKind | None = None, status: Literal["open", "cleared"] | None = None,
                 limit: Limit = 100, cursor: Cursor = None) -> Page[AlertRead]:  # fmt: skip
     rows = alerts.list_alerts(session, principal, pledge_id=pledge_id, kind=kind, status=status,
-                              after=_int_cursor(cursor), limit=limit)  # fmt: skip
+                              after=int_cursor(cursor), limit=limit)  # fmt: skip
     return Page(items=[AlertRead.model_validate(r, from_attributes=True) for r in rows],
                 next_cursor=encode(rows[-1].id) if len(rows) == limit else None)  # fmt: skip
 
@@ -140,6 +136,6 @@ def get_webhook(session: SessionDep, principal: PrincipalDep) -> WebhookRead:
 def list_deliveries(session: SessionDep, principal: PrincipalDep,
                     status: Literal["pending", "delivered", "failed"] | None = None, limit: Limit = 100,
                     cursor: Cursor = None) -> Page[DeliveryRead]:  # fmt: skip
-    rows = alerts.deliveries(session, principal, status=status, after=_int_cursor(cursor), limit=limit)
+    rows = alerts.deliveries(session, principal, status=status, after=int_cursor(cursor), limit=limit)
     return Page(items=[DeliveryRead.model_validate(r, from_attributes=True) for r in rows],
                 next_cursor=encode(rows[-1].id) if len(rows) == limit else None)  # fmt: skip

@@ -6,7 +6,17 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
-from api.schemas.common import CreditTypeCode, Name, Page, Quantity, Reason, Schema, Serial, ShortText
+from api.schemas.common import (
+    CreditTypeCode,
+    Name,
+    Page,
+    Quantity,
+    Reason,
+    Schema,
+    Serial,
+    ShortText,
+    Vintage,
+)
 
 # 统一社会信用代码 (GB 32100-2015): 18 characters; the checksum is verified by the service.
 CreditCode = Field(
@@ -60,7 +70,7 @@ class IssuanceCreate(Schema):
     credit_type: CreditTypeCode
     project_code: ShortText
     project_type: ShortText
-    vintage: int = Field(ge=1990, le=2100)
+    vintage: Vintage
     quantity: Quantity
     account_id: UUID
 

@@ -8,31 +8,45 @@ from uuid import UUID
 from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.certificates import CertificateRead
-from api.schemas.common import Quantity, Reason, Schema, ShortText
+from api.schemas.common import Day, DecimalString, Quantity, Reason, Schema, ShortText, decimal_schema
 from api.schemas.ledger import BlockRef, UnitsSelection
 from api.schemas.valuation import ValuationRead
 from registry.pledge.rules import MAX_PRINCIPAL
 
+# Money and ratios are decimal strings (API.md): a JSON number has already been rounded by a client's float.
+_MONEY = r"^\d{1,13}(\.\d{1,2})?$"
 Money = Annotated[
     Decimal,
-    Field(
-        gt=0,
-        le=MAX_PRINCIPAL,
-        max_digits=14,
-        decimal_places=2,
-        description='CNY as a decimal string, e.g. "1000000.00"',
-    ),
+    DecimalString,
+    Field(gt=0, le=MAX_PRINCIPAL, max_digits=15, decimal_places=2),
+    decimal_schema(_MONEY, 'CNY as a decimal string, e.g. "1000000.00"'),
 ]
-MoneyOrZero = Annotated[Decimal, Field(ge=0, le=MAX_PRINCIPAL, max_digits=14, decimal_places=2)]
-Ratio = Annotated[Decimal, Field(gt=0, le=10, max_digits=7, decimal_places=4)]
+MoneyOrZero = Annotated[
+    Decimal,
+    DecimalString,
+    Field(ge=0, le=MAX_PRINCIPAL, max_digits=15, decimal_places=2),
+    decimal_schema(_MONEY, 'CNY as a decimal string, e.g. "400000.00"'),
+]
+Ratio = Annotated[
+    Decimal,
+    DecimalString,
+    Field(gt=0, le=10, max_digits=7, decimal_places=4),
+    decimal_schema(r"^\d{1,2}(\.\d{1,4})?$", 'a ratio as a decimal string, e.g. "1.30"'),
+]
+Fraction = Annotated[
+    Decimal,
+    DecimalString,
+    Field(ge=0, le=1, max_digits=5, decimal_places=4),
+    decimal_schema(r"^[01](\.\d{1,4})?$", 'a fraction as a decimal string, e.g. "0.70"'),
+]
 
 
 class LoanIn(Schema):
     contract_no: ShortText
     principal: Money
     currency: Literal["CNY"] = "CNY"
-    start_date: date
-    maturity_date: date
+    start_date: Day
+    maturity_date: Day
 
     @model_validator(mode="after")
     def _term(self) -> Self:
@@ -46,20 +60,11 @@ class CollateralIn(UnitsSelection):
 
 
 class TermsIn(Schema):
-    max_pledge_rate: Annotated[
-        Decimal,
-        Field(
-            gt=0,
-            le=1,
-            max_digits=5,
-            decimal_places=4,
-            description="loan principal / collateral value cap, e.g. 0.70",
-        ),
-    ]
+    max_pledge_rate: Fraction = Field(description="loan principal / collateral value cap, e.g. 0.70")
     warning_ratio: Ratio = Field(description="coverage warning line (警戒线), e.g. 1.30")
     disposal_ratio: Ratio = Field(description="coverage disposal line (处置线), e.g. 1.10")
     valuation_method: Literal["vwap", "last_close", "lower_of"] = "lower_of"
-    haircut: Annotated[Decimal, Field(ge=0, lt=1, max_digits=5, decimal_places=4)] = Decimal(0)
+    haircut: Fraction = Decimal(0)
 
     @model_validator(mode="after")
     def _lines(self) -> Self:

@@ -7,27 +7,23 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import CreditTypeCode, Schema
+from api.schemas.common import CreditTypeCode, Day, DecimalString, Schema, decimal_schema
 
 Price = Annotated[
     Decimal,
-    Field(
-        gt=0,
-        le=Decimal("1e9"),
-        max_digits=11,
-        decimal_places=2,
-        description='CNY per unit as a decimal string, e.g. "68.50"',
-    ),
+    DecimalString,
+    Field(gt=0, le=Decimal("1e9"), max_digits=11, decimal_places=2),
+    decimal_schema(r"^\d{1,9}(\.\d{1,2})?$", 'CNY per unit as a decimal string, e.g. "68.50"'),
 ]
 
 
 class TradeIn(Schema):
     credit_type: CreditTypeCode
-    trade_date: date
+    trade_date: Day = Field(description="the trading day (Beijing); not after today, not before 2000")
     price: Price = Field(
         description="the day's price: for listed trades their VWAP (the national market's close)"
     )
-    volume: Annotated[int, Field(gt=0, le=10**12, description="units traded")]
+    volume: Annotated[int, Field(strict=True, gt=0, le=10**12, description="units traded")]
     kind: Literal["listed", "block"] = "listed"
 
 

@@ -541,18 +541,23 @@ class AccountFound:
 LOOKUP_LIMIT = ratelimit.Policy(scope="account_lookup", free_failures=20, window=timedelta(hours=1))
 
 
-def lookup_account(
-    session: Session, principal: Principal, *, number: str, credit_code: str, now: datetime
-) -> AccountFound | None:
-    """The account whose number and holder's unified social credit code both match, as a bank resolves
-    the pledgor's account from what the borrower gave it; None (counted) when they do not."""
+def _lookup_attempt(session: Session, principal: Principal, now: datetime) -> ratelimit.Attempt:
+    """Lookups are counted before they are made (a miss keeps its count, a hit gives it back)."""
     authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
     who = f"key:{principal.key_id}" if principal.key_id else f"party:{principal.party_id}"
-    ratelimit.check(session, LOOKUP_LIMIT, who, now)
+    return ratelimit.reserve(session, LOOKUP_LIMIT, who, now)
+
+
+def lookup_account(
+    session: Session, principal: Principal, *, number: str, credit_code: str, now: datetime
+) -> AccountFound:
+    """The account whose number and holder's unified social credit code both match, as a bank resolves
+    the pledgor's account from what the borrower gave it; a plain NotFound when they do not."""
+    attempt = _lookup_attempt(session, principal, now)
     row = repo.account_by_number_and_credit_code(session, number.strip(), credit_code.strip().upper())
     if row is None:
-        ratelimit.record_failure(session, LOOKUP_LIMIT, who, now)
-        return None
+        raise NotFound("account", number, field="number")
+    ratelimit.release(session, attempt)
     return AccountFound(row.id, row.number, row.party_id, row.party_name)
 
 
@@ -563,18 +568,14 @@ class PartyFound:
     kind: str
 
 
-def lookup_party(
-    session: Session, principal: Principal, *, credit_code: str, now: datetime
-) -> PartyFound | None:
+def lookup_party(session: Session, principal: Principal, *, credit_code: str, now: datetime) -> PartyFound:
     """A party by its unified social credit code, as a bank names a borrower that holds no account (its name
     and kind, nothing of its accounts); misses are throttled with the account lookups."""
-    authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
-    who = f"key:{principal.key_id}" if principal.key_id else f"party:{principal.party_id}"
-    ratelimit.check(session, LOOKUP_LIMIT, who, now)
+    attempt = _lookup_attempt(session, principal, now)
     party = repo.get_party_by_credit_code(session, credit_code.strip().upper())
     if party is None or party.kind not in (PartyKind.ENTERPRISE, PartyKind.BANK):
-        ratelimit.record_failure(session, LOOKUP_LIMIT, who, now)
-        return None
+        raise NotFound("party", credit_code, field="credit_code")
+    ratelimit.release(session, attempt)
     return PartyFound(party.id, party.name, party.kind.value)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry import authz
+from registry.dates import check_day
 from registry.errors import InvalidInput, NotFound
 from registry.ledger import repository as ledger_repo
 from registry.ledger.models import PartyKind
@@ -27,14 +28,6 @@ from registry.principal import Principal, Role
 CENT, RATIO = Decimal("0.01"), Decimal("0.0001")
 LADDER = (("overdue", None, -1), ("0-30", 0, 30), ("31-90", 31, 90), ("91-180", 91, 180),
           ("181-365", 181, 365), ("over 365", 366, None))  # fmt: skip
-
-
-EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
-
-
-def check_day(day: date, field: str) -> None:
-    if not EARLIEST <= day <= LATEST:
-        raise InvalidInput(field, f"a day between {EARLIEST} and {LATEST}")
 
 
 def end_of_day(day: date) -> datetime:
@@ -189,11 +182,12 @@ def _line(row: Any) -> Line:
 
 
 def collateral_book(
-    session: Session, principal: Principal, *, as_of: date, bank_id: UUID | None
+    session: Session, principal: Principal, *, as_of: date, bank_id: UUID | None, today: date
 ) -> CollateralBook:
-    """A bank asks for its own book; the exchange and auditors for any bank's (bank_id)."""
+    """A bank asks for its own book; the exchange and auditors for any bank's (bank_id). `today`: the
+    Beijing day by the caller's clock (registry.dates): a book as of a later day does not exist yet."""
     authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
-    check_day(as_of, "as_of")
+    check_day(as_of, "as_of", today=today)
     if principal.role is Role.BANK:
         if bank_id is not None and bank_id != principal.party_id:
             raise NotFound("bank", bank_id, field="bank_id")  # another bank's book does not exist for it

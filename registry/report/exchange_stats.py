@@ -17,9 +17,10 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry import authz
+from registry.dates import check_day
 from registry.errors import InvalidInput
 from registry.principal import Principal, Role
-from registry.report.collateral_book import CENT, check_day, end_of_day, load_positions
+from registry.report.collateral_book import CENT, end_of_day, load_positions
 
 MAX_DAYS = 3700  # ten years
 
@@ -92,11 +93,12 @@ def _hours(value: Any) -> Decimal | None:
 
 
 def exchange_stats(
-    session: Session, principal: Principal, *, period_from: date, period_to: date, top: int = 10
+    session: Session, principal: Principal, *, period_from: date, period_to: date, today: date, top: int = 10
 ) -> ExchangeStats:
+    """`today`: the Beijing day by the caller's clock (registry.dates); a period may not end after it."""
     authz.require_role(principal, Role.EXCHANGE, Role.AUDITOR)
-    check_day(period_from, "from")
-    check_day(period_to, "to")
+    check_day(period_from, "from", today=today)
+    check_day(period_to, "to", today=today)
     if period_to < period_from:
         raise InvalidInput("to", "the period ends before it starts")
     if (period_to - period_from).days > MAX_DAYS:

@@ -2,13 +2,21 @@
 
 A session cookie carries 256 random bits; only their SHA-256 is stored (like API keys, a fast digest is
 right for a random secret). Sessions end on sign-out, after `IDLE` without a request, or `ABSOLUTE` after
-sign-in, whichever comes first. Each session has its own CSRF token, which every form must send back."""
+sign-in, whichever comes first. Each session has its own CSRF token, which every form must send back.
+
+Signing in costs an Argon2id hash of 64 MiB, so it is bounded before it is done: each attempt is counted
+against its client and against the username before the hash (registry/ratelimit), and at most
+`HASHES_AT_ONCE` hashes run at once in a process; an attempt that cannot get a turn within `HASH_WAIT`
+is refused as busy rather than queued without end."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -19,9 +27,11 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from registry.access.service import ROLE_PARTY_KINDS
-from registry.errors import AlreadyExists, InvalidInput
+from registry.db import beside
+from registry.errors import AlreadyExists, Busy, InvalidInput
 from registry.ledger.models import Party, PartyKind
 from registry.principal import Principal, Role
+from registry.ratelimit import service as ratelimit
 from registry.users.models import ConsoleSession, ConsoleUser
 
 IDLE = timedelta(minutes=30)
@@ -32,6 +42,29 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 _hasher = PasswordHasher()  # Argon2id with RFC 9106's second recommended parameters (64 MiB, 3 passes)
 _decoy: str | None = None
+
+# Per client (address) and per username: guessing from many addresses still meets the second. A user
+# under such an attack waits out the same blocks (at most 15 minutes at a time) as the guesser.
+CLIENT_SIGN_IN_LIMIT = ratelimit.Policy(scope="console_sign_in", free_failures=5)
+USER_SIGN_IN_LIMIT = ratelimit.Policy(scope="console_sign_in_user", free_failures=10)
+HASHES_AT_ONCE = 2  # 2 x 64 MiB at most, per process
+HASH_WAIT_S = 3.0
+_hash_turns = threading.BoundedSemaphore(HASHES_AT_ONCE)
+
+
+@contextmanager
+def _hash_turn() -> Iterator[None]:
+    if not _hash_turns.acquire(timeout=HASH_WAIT_S):
+        raise Busy("too many sign-ins at once; retry in a moment")
+    try:
+        yield
+    finally:
+        _hash_turns.release()
+
+
+def _hash(password: str) -> str:
+    with _hash_turn():
+        return _hasher.hash(password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +116,7 @@ def create_user(
         display_name=display_name.strip() or username,
         party_id=party.id,
         role=role.value,
-        password_hash=_hasher.hash(password),
+        password_hash=_hash(password),
         created_at=now,
     )
     session.add(user)
@@ -97,7 +130,7 @@ def set_password(session: Session, username: str, password: str, now: datetime) 
     user = _by_username(session, username)
     if user is None:
         return False
-    user.password_hash = _hasher.hash(password)
+    user.password_hash = _hash(password)
     _end_all(session, user.id, now)
     session.flush()
     return True
@@ -119,15 +152,45 @@ def authenticate(session: Session, username: str, password: str) -> ConsoleUser 
     global _decoy  # noqa: PLW0603 (made once, on first use)
     user = _by_username(session, username.strip().lower())
     if user is None or user.disabled_at is not None:
-        _decoy = _decoy or _hasher.hash(secrets.token_hex(16))
+        _decoy = _decoy or _hash(secrets.token_hex(16))
         _verify(_decoy, password)
         return None
     if not _verify(user.password_hash, password):
         return None
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = _hash(password)
         session.flush()
     return user
+
+
+def sign_in(
+    session: Session, username: str, password: str, *, client: str, now: datetime
+) -> ConsoleUser | None:
+    """`authenticate`, counted first against the client and the username (RateLimited while either is
+    blocked: then no hash is computed). A success takes its counts back; a failure keeps them."""
+    by_client = ratelimit.reserve(session, CLIENT_SIGN_IN_LIMIT, client, now)
+    try:
+        by_user = ratelimit.reserve(session, USER_SIGN_IN_LIMIT, username.strip().lower()[:64], now)
+    except ratelimit.RateLimited:
+        _give_back(session, by_client)
+        raise
+    try:
+        user = authenticate(session, username, password)
+    except Busy:  # not an attempt at all: no hash was computed
+        _give_back(session, by_client, by_user)
+        raise
+    if user is not None:
+        ratelimit.release(session, by_client)
+        ratelimit.release(session, by_user)
+    return user
+
+
+def _give_back(session: Session, *attempts: ratelimit.Attempt) -> None:
+    """Counts taken for an attempt that was refused before it was made, in a transaction of their own:
+    the request may end in an error and roll its own back."""
+    with beside(session) as side:
+        for attempt in attempts:
+            ratelimit.release(side, attempt)
 
 
 def start_session(session: Session, user: ConsoleUser, now: datetime) -> tuple[str, SignedIn]:
@@ -184,6 +247,7 @@ def _by_username(session: Session, username: str) -> ConsoleUser | None:
 
 def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        with _hash_turn():
+            return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False

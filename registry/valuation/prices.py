@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry import authz
+from registry.dates import check_day, exchange_day
 from registry.errors import InvalidInput
 from registry.ledger import repository as ledger_repo
 from registry.principal import Actor, Principal, Role
@@ -41,8 +42,10 @@ def record_trades(
     authz.require_role(actor.principal, Role.EXCHANGE, Role.SYSTEM)
     codes = {code: ct_id for ct_id, code in ledger_repo.credit_type_codes(session).items()}
     seen: set[tuple[str, str, date]] = set()
+    today = exchange_day(actor.at)
     for n, t in enumerate(trades):
         where = f"{field}[{n}]"
+        check_day(t.trade_date, f"{where}.trade_date", today=today)  # no print for a day not yet traded
         if t.credit_type not in codes:
             raise InvalidInput(f"{where}.credit_type", f"unknown credit type {t.credit_type}")
         if t.kind not in ("listed", "block"):
