@@ -20,6 +20,7 @@ from api.auth import KeyCache
 from api.console import routes as console
 from api.console.auth import SignInRequired
 from api.routers import audit, certificates, ledger, pledges, reference, reports, valuation
+from registry import outbound
 from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
@@ -98,6 +99,8 @@ def create_app(
     app.state.engine = engine or make_engine(app_database_url(settings), pool_size=settings.db_pool_size)
     app.state.clock = clock or SystemClock()
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    # How webhook host names are resolved when a bank sets its URL (tests put a fake DNS here).
+    app.state.resolver = outbound.system_resolver
     # Certificates are rendered one after another off the request path: a confirmation only queues its
     # pledge here (after its commit) and its connection is free at once (see render_after_response).
     app.state.render_queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")

@@ -5,17 +5,15 @@ every raised or cleared alert of a bank with a webhook gets an outbox row in the
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlmodel import Session
 
-from registry import authz
+from registry import authz, outbound
 from registry.errors import InvalidInput, NotFound
 from registry.principal import Actor, Principal, Role
 from registry.valuation.service import exchange_day
@@ -128,11 +126,15 @@ def acknowledge(session: Session, actor: Actor, alert_id: int) -> Any:
 # --- webhooks -------------------------------------------------------------------------------------
 
 
-def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, allow_private: bool) -> None:
-    """A bank's endpoint for alerts, signed with its secret (HMAC-SHA256 of the body)."""
+def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, policy: outbound.Policy) -> None:
+    """A bank's endpoint for alerts, signed with its secret (HMAC-SHA256 of the body). The URL is checked
+    by the code that will call it (registry/outbound.py), and checked again at every delivery."""
     principal = actor.principal
     authz.require_role(principal, Role.BANK)
-    _check_url(url, allow_private=allow_private)
+    try:
+        outbound.check(url, policy)
+    except outbound.Refused as refused:
+        raise InvalidInput("url", refused.reason) from None
     if len(secret) < 16:
         raise InvalidInput("secret", "at least 16 characters")
     session.execute(
@@ -169,24 +171,3 @@ def deliveries(session: Session, principal: Principal, *, status: str | None, af
             {"p": scope, "status": status, "after": after or 0, "limit": limit},
         ).all()
     )
-
-
-def _check_url(url: str, *, allow_private: bool) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidInput("url", "an http(s) URL with a host")
-    if parts.username or parts.password:
-        raise InvalidInput("url", "credentials do not belong in the URL; sign with the secret")
-    if allow_private:
-        return
-    if parts.scheme != "https":
-        raise InvalidInput("url", "webhooks are delivered over https")
-    host = parts.hostname
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        if host == "localhost" or host.endswith(".localhost"):
-            raise InvalidInput("url", "not a public address") from None
-        return
-    if not address.is_global:
-        raise InvalidInput("url", "not a public address")
