@@ -218,7 +218,9 @@ def revalue(
         params["ct_ids"] = list(credit_type_ids)
 
     def run(statement_filter: str, extra: dict[str, Any]) -> Revaluation:
-        row = session.execute(text(_REVALUE.format(pledge_filter=statement_filter)), {**params, **extra}).one()
+        row = session.execute(
+            text(_REVALUE.format(pledge_filter=statement_filter)), {**params, **extra}
+        ).one()
         return Revaluation(row.valued, row.raised, row.cleared)
 
     whole = isolation.attempt(session, lambda: run(pledge_filter, {}))
@@ -236,7 +238,11 @@ def revalue(
         mark = partial(session.execute, text(_UNVALUED), {**params, "id": pledge_id, "error": error})
         marked = isolation.attempt(session, mark)
         if isinstance(marked, DBAPIError):  # not even that: the log is all that is left to say it
-            log.error("pledge %s could not be valued nor marked (SQLSTATE %s)", pledge_id, isolation.sqlstate(marked))
+            log.error(
+                "pledge %s could not be valued nor marked (SQLSTATE %s)",
+                pledge_id,
+                isolation.sqlstate(marked),
+            )
     return sum(parts.done, Revaluation(0, 0, 0, unvalued=len(parts.failed)))
 
 
