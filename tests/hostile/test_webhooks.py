@@ -332,7 +332,9 @@ class _TlsReceiver:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(self.cert), str(key))
 
-        def record_sni(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext) -> None:
+        def record_sni(
+            sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext
+        ) -> None:
             self.sni.append(server_name)
 
         context.sni_callback = record_sni
