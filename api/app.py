@@ -25,6 +25,7 @@ from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
 from registry.db import app_database_url, make_engine
+from registry.report.renderer import ReportRenderer
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -83,6 +84,7 @@ def create_app(
             jobs.shutdown(wait=False)
         app.state.render_queue.shutdown(wait=False, cancel_futures=True)
         app.state.renderer.close()
+        app.state.report_renderer.close()
         if owns_engine:
             app.state.engine.dispose()
 
@@ -109,6 +111,7 @@ def create_app(
         workers=settings.certificate_workers,
         recycle_after=settings.certificate_recycle_after,
     )
+    app.state.report_renderer = ReportRenderer.from_settings(settings)
     problems.install(app)
     app.add_middleware(RequestIdMiddleware)
     for module in (reference, ledger, pledges, certificates, valuation, reports, audit):

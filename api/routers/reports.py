@@ -9,17 +9,19 @@ from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api.auth import PrincipalDep
 from api.deps import SessionDep
-from api.routers.common import READ_ERRORS
+from api.routers.common import PROBLEM, READ_ERRORS
 from api.schemas.reports import CollateralBookRead, ExchangeStatsRead
 from registry.ledger.repository import exchange_name
+from registry.principal import Principal
 from registry.report.collateral_book import collateral_book
 from registry.report.exchange_stats import exchange_stats
 from registry.report.render import collateral_book_pdf, exchange_stats_pdf
+from registry.report.renderer import ReportRenderer
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -28,6 +30,24 @@ CSV_RESPONSE = {
     "content": {"text/csv": {}, "application/pdf": {}},
     "description": "JSON; CSV with `?format=csv`; a PDF with charts with `?format=pdf`",
 }
+PDF_LIMITS: dict[int | str, dict[str, Any]] = {
+    429: {**PROBLEM, "description": "this party already has as many PDF reports rendering as it may; "
+                                    "retry after `Retry-After` seconds"},
+    503: {**PROBLEM, "description": "the report renderers are busy; retry after `Retry-After` seconds"},
+}  # fmt: skip
+
+
+async def get_report_renderer(request: Request) -> ReportRenderer:
+    renderer: ReportRenderer = request.app.state.report_renderer
+    return renderer
+
+
+ReportRendererDep = Annotated[ReportRenderer, Depends(get_report_renderer)]
+
+
+def _party(principal: Principal) -> UUID:
+    assert principal.party_id is not None  # every key belongs to a party
+    return principal.party_id
 
 
 def _pdf(pdf: bytes, filename: str) -> Response:
@@ -52,23 +72,25 @@ def _csv(rows: list[dict[str, Any]], filename: str) -> Response:
 @router.get(
     "/collateral-book",
     response_model=CollateralBookRead,
-    responses={200: CSV_RESPONSE, **READ_ERRORS},
+    responses={200: CSV_RESPONSE, **READ_ERRORS, **PDF_LIMITS},
     summary="A bank's collateral book as of the end of a day (bank: its own; exchange, auditor: `bank_id`)",
 )
 def read_collateral_book(
     session: SessionDep,
     principal: PrincipalDep,
+    renderer: ReportRendererDep,
     as_of: Annotated[date, Query(description="a past day or today, Beijing time")],
     bank_id: UUID | None = None,
     format: Format = "json",
 ) -> Any:
+    if format == "pdf":
+        with renderer.admitted(session, _party(principal)) as write:
+            book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id)
+            pdf = collateral_book_pdf(book, exchange_name(session), write)
+        return _pdf(pdf, f"collateral-book-{as_of.isoformat()}.pdf")
     book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id)
     if format == "json":
         return CollateralBookRead.model_validate(asdict(book))
-    if format == "pdf":
-        return _pdf(
-            collateral_book_pdf(book, exchange_name(session)), f"collateral-book-{as_of.isoformat()}.pdf"
-        )
     rows = [{"section": "group", **asdict(line)} for line in book.lines]
     rows.append({"section": "total", **asdict(book.total)})
     rows += [
@@ -84,22 +106,25 @@ def read_collateral_book(
 @router.get(
     "/exchange",
     response_model=ExchangeStatsRead,
-    responses={200: CSV_RESPONSE, **READ_ERRORS},
+    responses={200: CSV_RESPONSE, **READ_ERRORS, **PDF_LIMITS},
     summary="The exchange's pledge statistics for a period (exchange, auditor)",
 )
 def read_exchange_stats(
     session: SessionDep,
     principal: PrincipalDep,
+    renderer: ReportRendererDep,
     period_from: Annotated[date, Query(alias="from")],
     period_to: Annotated[date, Query(alias="to")],
     format: Format = "json",
 ) -> Any:
+    if format == "pdf":
+        with renderer.admitted(session, _party(principal)) as write:
+            stats = exchange_stats(session, principal, period_from=period_from, period_to=period_to)
+            pdf = exchange_stats_pdf(stats, exchange_name(session), write)
+        return _pdf(pdf, f"exchange-{period_from.isoformat()}-{period_to.isoformat()}.pdf")
     stats = exchange_stats(session, principal, period_from=period_from, period_to=period_to)
     if format == "json":
         return ExchangeStatsRead.model_validate(asdict(stats))
-    if format == "pdf":
-        name = f"exchange-{period_from.isoformat()}-{period_to.isoformat()}.pdf"
-        return _pdf(exchange_stats_pdf(stats, exchange_name(session)), name)
     figures: list[tuple[str, Any]] = [
         ("registered", stats.registered),
         ("released", stats.released),
