@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -171,11 +172,19 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._busy: set[UUID] = set()  # banks with a delivery in flight from this process
         self._futures: set[Future[None]] = set()
+        self._closed = False
+        self._ticking = threading.Lock()
         self.tally = Tally()
 
     def tick(self, *, limit: int | None = None) -> int:
         """Claim and start what is due; returns how many were started."""
+        with self._ticking:  # one claim at a time in this process, each counting the free senders anew
+            return self._tick(limit)
+
+    def _tick(self, limit: int | None) -> int:
         with self._lock:
+            if self._closed:
+                return 0
             free = self._policy.concurrency - len(self._busy)
             busy = set(self._busy)
         if limit is not None:
@@ -215,20 +224,42 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._busy.discard(delivery.party_id)
+                closed = self._closed
+        if not closed:
+            self._refill()
+
+    def _refill(self) -> None:
+        """A sender that is free takes what is due now rather than at the next tick: the others wait only
+        for the slow endpoints in flight, never for a slow endpoint's turn."""
+        try:
+            self.tick()
+        except Exception:  # the next tick tries again
+            log.exception("claiming webhook deliveries")
 
     def in_flight(self) -> int:
         with self._lock:
             return len(self._futures)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the deliveries in flight; False if some are still going after `timeout` seconds."""
-        with self._lock:
-            pending = set(self._futures)
-        _, not_done = wait(pending, timeout=timeout)
-        return not not_done
+        """Wait until nothing is in flight (what finishing senders take meanwhile included); False if
+        something still is after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = set(self._futures)
+            if not pending:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            wait(pending, timeout=left)
 
     def close(self, *, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        """Stop taking work; `wait` for what is in flight (else a claimed delivery's lease expires and it
+        is sent again later)."""
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def deliver_due(transaction: Transaction, clock: Clock, policy: Policy, *, rounds: int = 1000) -> Tally:
@@ -242,5 +273,5 @@ def deliver_due(transaction: Transaction, clock: Clock, policy: Policy, *, round
             if not started:
                 break
     finally:
-        dispatcher.close()
+        dispatcher.close(wait=True)
     return dispatcher.tally
