@@ -13,6 +13,9 @@ How a delivery goes (`Dispatcher`):
    Whatever goes wrong (any exception at all) is a category.
 3. **record** the outcome in its own transaction: delivered, or the category in `last_error` and the
    next attempt after a backoff (30 s, 1 min, 2 min … capped at 1 h); after MAX_ATTEMPTS, `failed`.
+   The same transaction claims the bank's next due delivery for the same sender, and a sender with
+   nothing left claims for the other banks at once: what is due goes out without waiting for a tick
+   while senders are free.
 A process that dies mid-send leaves a lease that expires: the delivery is sent again (at least once).
 Claims across processes are serialized by an advisory lock; the lease keeps one in flight per bank."""
 
@@ -96,27 +99,41 @@ def claim(
         or not session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK}).scalar_one()
     ):
         return []
-    rows = session.execute(
-        text("""
-            WITH first AS (
-                SELECT DISTINCT ON (d.party_id) d.id, d.next_attempt_at
-                  FROM webhook_delivery d
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND d.party_id <> ALL(CAST(:busy AS uuid[]))
-                   AND NOT EXISTS (SELECT 1 FROM webhook_delivery f
-                                    WHERE f.party_id = d.party_id AND f.status = 'pending' AND f.lease_until > :now)
-                 ORDER BY d.party_id, d.next_attempt_at, d.id
-            ),
-            picked AS (
-                SELECT d.id FROM webhook_delivery d JOIN first USING (id)
-                 ORDER BY first.next_attempt_at, d.id LIMIT :limit
-                   FOR UPDATE OF d SKIP LOCKED
-            )
-            UPDATE webhook_delivery d SET attempts = d.attempts + 1, lease_until = :lease_until
-              FROM picked p, webhook w
-             WHERE d.id = p.id AND w.party_id = d.party_id
-            RETURNING d.id, d.party_id, d.attempts, d.event, d.payload, w.url, w.secret"""),
-        {"now": now, "busy": list(busy), "limit": limit, "lease_until": now + lease},
-    ).all()  # fmt: skip
+    return _claim(session, "", {"now": now, "busy": list(busy), "limit": limit, "lease_until": now + lease})
+
+
+def claim_next(session: Session, party_id: UUID, *, now: datetime, lease: timedelta) -> Claimed | None:
+    """The bank's next due delivery, for the sender that has just finished one of its (in the transaction
+    that records it: no other sender can take the bank in between)."""
+    found = _claim(session, "AND d.party_id = :party",
+                   {"now": now, "busy": [], "limit": 1, "lease_until": now + lease, "party": party_id})  # fmt: skip
+    return found[0] if found else None
+
+
+_CLAIM = """
+    WITH first AS (
+        SELECT DISTINCT ON (d.party_id) d.id, d.next_attempt_at
+          FROM webhook_delivery d
+         WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND d.party_id <> ALL(CAST(:busy AS uuid[]))
+           AND NOT EXISTS (SELECT 1 FROM webhook_delivery f
+                            WHERE f.party_id = d.party_id AND f.status = 'pending' AND f.lease_until > :now)
+           {party}
+         ORDER BY d.party_id, d.next_attempt_at, d.id
+    ),
+    picked AS (
+        SELECT d.id FROM webhook_delivery d JOIN first USING (id)
+         ORDER BY first.next_attempt_at, d.id LIMIT :limit
+           FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE webhook_delivery d SET attempts = d.attempts + 1, lease_until = :lease_until
+      FROM picked p, webhook w
+     WHERE d.id = p.id AND w.party_id = d.party_id
+    RETURNING d.id, d.party_id, d.attempts, d.event, d.payload, w.url, w.secret
+"""
+
+
+def _claim(session: Session, party: str, params: dict[str, Any]) -> list[Claimed]:
+    rows = session.execute(text(_CLAIM.format(party=party)), params).all()
     return [Claimed(r.id, r.party_id, r.attempts, r.event, r.payload, r.url, r.secret) for r in rows]
 
 
@@ -191,9 +208,8 @@ class Dispatcher:
             free = min(free, limit)
         if free <= 0:
             return 0
-        lease = timedelta(seconds=self._policy.call.timeout_s) + LEASE_GRACE
         with self._transaction() as session:
-            claimed = claim(session, now=self._clock.now(), limit=free, busy=busy, lease=lease)
+            claimed = claim(session, now=self._clock.now(), limit=free, busy=busy, lease=self._lease())
         for delivery in claimed:
             with self._lock:
                 self._busy.add(delivery.party_id)
@@ -208,25 +224,36 @@ class Dispatcher:
             self._futures.discard(future)
 
     def _run(self, delivery: Claimed) -> None:
+        current: Claimed | None = delivery
         try:
-            error = attempt(delivery, self._policy.call)
-            try:
-                with self._transaction() as session:
-                    record(session, delivery, error, now=self._clock.now())
-            except Exception:  # the lease expires and the delivery is sent again
-                log.exception("recording webhook delivery %s", delivery.id)
-                return
-            with self._lock:
-                if error is None:
-                    self.tally.delivered += 1
-                else:
-                    self.tally.failed += 1
+            while current is not None:
+                error = attempt(current, self._policy.call)
+                try:
+                    with self._transaction() as session:
+                        now = self._clock.now()
+                        record(session, current, error, now=now)
+                        # The bank's next one in the same transaction: a burst of a bank's alerts is sent
+                        # by this sender, one after another, at one transaction each.
+                        following = None if self._closed else claim_next(session, current.party_id, now=now,
+                                                                         lease=self._lease())  # fmt: skip
+                except Exception:  # the lease expires and the delivery is sent again
+                    log.exception("recording webhook delivery %s", current.id)
+                    return
+                with self._lock:
+                    if error is None:
+                        self.tally.delivered += 1
+                    else:
+                        self.tally.failed += 1
+                current = following
         finally:
             with self._lock:
                 self._busy.discard(delivery.party_id)
                 closed = self._closed
         if not closed:
             self._refill()
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self._policy.call.timeout_s) + LEASE_GRACE
 
     def _refill(self) -> None:
         """A sender that is free takes what is due now rather than at the next tick: the others wait only
