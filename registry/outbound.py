@@ -23,6 +23,7 @@ is contacted:
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import re
@@ -192,11 +193,13 @@ def _host(raw: str, *, bracketed: bool) -> tuple[str, IPAddress | None]:
     return ascii_host, None
 
 
-def _own_names() -> set[str]:
+@functools.cache
+def _own_names() -> frozenset[str]:
+    """This machine's names (getfqdn may ask DNS: once per process)."""
     names = {socket.gethostname().lower().removesuffix(".")}
     with contextlib.suppress(OSError):
         names.add(socket.getfqdn().lower().removesuffix("."))
-    return {n for n in names if n}
+    return frozenset(n for n in names if n)
 
 
 def _check_name(host: str) -> None:
