@@ -55,9 +55,12 @@ class ReportRenderer:
         self._slots = threading.BoundedSemaphore(total)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ReportRenderer:
+    def from_settings(
+        cls, settings: Settings, *, write: Callable[[str], bytes] = write_pdf
+    ) -> ReportRenderer:
         return cls(workers=settings.report_workers, per_party=settings.report_pdf_per_party,
-                   total=settings.report_pdf_total, recycle_after=settings.certificate_recycle_after)  # fmt: skip
+                   total=settings.report_pdf_total, recycle_after=settings.certificate_recycle_after,
+                   write=write)  # fmt: skip
 
     @contextmanager
     def admitted(self, session: Session, party_id: UUID) -> Iterator[Callable[[str], bytes]]:

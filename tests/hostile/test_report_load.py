@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from registry.config import Settings
 from registry.db import unit_of_work
 from registry.ledger.models import PartyKind
 from registry.principal import Role
@@ -121,3 +122,20 @@ def test_pdfs_are_made_in_a_worker_process(client: TestClient, session: Session)
     assert answer.status_code == 200
     made_by = int(answer.content.rsplit(b" ", 1)[1])
     assert made_by != os.getpid()
+
+
+def test_the_settings_set_the_bounds(live: Live, committed_engine: Engine) -> None:
+    with unit_of_work(committed_engine) as s:
+        bank = f.auth(f.key(s, f.party(s, PartyKind.BANK), Role.BANK))
+    held = HeldWriter()
+    settings = Settings(database_url="postgresql://unused/unused", report_workers=0, report_pdf_per_party=1,
+                        report_pdf_total=3)  # fmt: skip
+    live.app.state.report_renderer = ReportRenderer.from_settings(settings, write=held)
+    pdf = {"as_of": AS_OF, "format": "pdf"}
+    with httpx.Client(base_url=live.url, timeout=60) as http, ThreadPoolExecutor(max_workers=3) as pool:
+        asked = [
+            pool.submit(http.get, "/v1/reports/collateral-book", params=pdf, headers=bank) for _ in range(3)
+        ]
+        assert eventually(lambda: sum(x.done() for x in asked) == 2 and held.now == 1)
+        held.go.set()
+        assert sorted(x.result().status_code for x in asked) == [200, 429, 429]

@@ -25,6 +25,7 @@ from sqlmodel import Session
 from registry import outbound
 from registry.alert import delivery
 from registry.clock import FixedClock
+from registry.config import Settings
 from registry.ledger.models import PartyKind
 from registry.principal import Role
 from tests import factories as f
@@ -369,3 +370,29 @@ class _TlsReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def test_the_settings_set_the_deadline_and_the_senders(session: Session) -> None:
+    settings = Settings(database_url="postgresql://unused/unused", webhook_allow_private=True,
+                        webhook_timeout_seconds=1, webhook_concurrency=2)  # fmt: skip
+    drips = [Receiver(drip_s=0.4) for _ in range(3)]
+    try:
+        pledge_id = f.bare_pledge(session, f.account(session).id)
+        sent = []
+        for drip in drips:
+            bank = f.party(session, PartyKind.BANK)
+            poison(session, bank.id, drip.url)
+            sent += queue(session, bank.id, pledge_id, at=NOW)
+        dispatcher = delivery.Dispatcher(
+            in_session(session), FixedClock(NOW), delivery.Policy.from_settings(settings)
+        )
+        began = time.monotonic()
+        assert dispatcher.tick() == 2  # two senders
+        assert dispatcher.wait(timeout=15)  # the third goes when one is free
+        took = time.monotonic() - began
+        dispatcher.close()
+    finally:
+        for drip in drips:
+            drip.close()
+    assert [outcome(session, d) for d in sent] == [("pending", 1, "timeout")] * 3
+    assert took < 8  # two rounds of the 1 s deadline; each answer would take 15 s
