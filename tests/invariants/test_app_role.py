@@ -48,7 +48,7 @@ def history(live: Live, committed_engine: Engine) -> None:
         f.issue(s, account.id, 1000)
         bank_key = f.auth(f.key(s, bank, Role.BANK))
         op_key = f.auth(f.key(s, f.the_exchange(s), Role.EXCHANGE, operator="op"))
-    with httpx.Client(base_url=live.url) as http:
+    with httpx.Client(base_url=live.url, timeout=30) as http:  # the first rendering loads the fonts
         pledge = http.post("/v1/pledges", headers=bank_key, json=f.pledge_body(account.id, pledgor.id, 100))
         assert pledge.status_code == 201, pledge.text
         confirmed = http.post(
