@@ -22,10 +22,12 @@ from api.console import routes as console
 from api.console.auth import SignInRequired
 from api.limits import BodyLimitMiddleware
 from api.routers import audit, certificates, ledger, pledges, reference, reports, valuation
+from registry import outbound
 from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
 from registry.db import app_database_url, make_engine, unit_of_work
+from registry.report.renderer import ReportRenderer
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -84,6 +86,7 @@ def create_app(
             jobs.shutdown(wait=False)
         app.state.render_queue.shutdown(wait=False, cancel_futures=True)
         app.state.renderer.close()
+        app.state.report_renderer.close()
         if owns_engine:
             app.state.engine.dispose()
 
@@ -101,6 +104,8 @@ def create_app(
     app.state.unit_of_work = partial(unit_of_work, app.state.engine)
     app.state.clock = clock or SystemClock()
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    # How webhook host names are resolved when a bank sets its URL (tests put a fake DNS here).
+    app.state.resolver = outbound.system_resolver
     # Certificates are rendered one after another off the request path: a confirmation only queues its
     # pledge here (after its commit) and its connection is free at once (see render_after_response).
     app.state.render_queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
@@ -109,6 +114,7 @@ def create_app(
         workers=settings.certificate_workers,
         recycle_after=settings.certificate_recycle_after,
     )
+    app.state.report_renderer = ReportRenderer.from_settings(settings)
     problems.install(app)
     routers = [m.router for m in (reference, ledger, pledges, certificates, valuation, reports, audit)]
     # The last added runs first: the request id, then the body limit, then the API key, all before the

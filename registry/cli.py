@@ -310,13 +310,13 @@ def cmd_revalue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace, settings: Settings) -> int:
-    from registry.alert.delivery import deliver_due
+    from registry.alert.delivery import Policy, deliver_due
 
-    engine = make_engine(_url(settings), pool_size=1)
-    with unit_of_work(engine) as session:
-        delivered = deliver_due(session, now=_actor().at, limit=1000)
+    policy = Policy.from_settings(settings)
+    engine = make_engine(_url(settings), pool_size=policy.concurrency)
+    tally = deliver_due(lambda: unit_of_work(engine), SystemClock(), policy)
     engine.dispose()
-    print(f"{delivered} webhook deliveries made")
+    print(f"{tally.delivered} webhook deliveries made, {tally.failed} failed (retried later)")
     return 0
 
 

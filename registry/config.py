@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     deliver_webhooks_every_seconds: int = Field(default=30, ge=1, le=3600)
     # Banks' webhooks must be public https addresses; allow loopback/private ones only for tests and demos.
     webhook_allow_private: bool = False
+    # One delivery attempt in all (name lookup, connect, TLS, sending, the answer's head): a slow or
+    # dripping endpoint is cut at this deadline. Deliveries in flight at once, each of a different bank.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_concurrency: int = Field(default=4, ge=1, le=32)
     # Certificates are rendered in worker processes (0: in the request's thread); each worker is replaced
     # after this many documents, so a long run of renderings cannot grow memory.
     certificate_workers: int = Field(default=1, ge=0, le=16)
@@ -52,6 +56,11 @@ class Settings(BaseSettings):
     # Reverse proxies whose X-Forwarded-For / -Proto are believed (comma-separated addresses or networks,
     # e.g. "10.0.0.5,10.1.0.0/16"; "*" for any). Empty: none, so a client is always its peer address.
     trusted_proxies: str = Field(default="", pattern=r"^[0-9A-Fa-f:.,/* ]*$")
+    # PDF reports are rendered in their own worker processes (0: in the request's thread); a party may
+    # have this many PDF reports rendering at once (more: 429), the process this many in all (more: 503).
+    report_workers: int = Field(default=1, ge=0, le=16)
+    report_pdf_per_party: int = Field(default=2, ge=1, le=100)
+    report_pdf_total: int = Field(default=4, ge=1, le=1000)
     log_level: str = "INFO"
 
     @field_validator("database_url", "app_database_url")

@@ -1,8 +1,10 @@
 """Scheduled jobs, run inside the app's processes by APScheduler.
 
 Every app process runs a scheduler. Two guards make a run happen once across processes and instances:
-- interval jobs (lapse holds, deliver webhooks, purge old idempotency keys) take a PostgreSQL advisory
-  lock for their transaction (`pg_try_advisory_xact_lock`); a process that finds it taken skips that tick;
+- interval jobs (lapse holds, purge old idempotency keys) take a PostgreSQL advisory lock for their
+  transaction (`pg_try_advisory_xact_lock`); a process that finds it taken skips that tick;
+- webhook deliveries are claimed under the same kind of lock, and leased one per bank while they are
+  sent (registry/alert/delivery.py);
 - the daily revaluation records its scheduled fire time in `job_run` (primary key (job, fire_time),
   inserted with ON CONFLICT DO NOTHING): only the process whose insert wins runs it. At start-up each
   process also asks for the latest fire time that has passed, so a run missed while the registry was
@@ -15,8 +17,9 @@ import logging
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, text
 from sqlmodel import Session
@@ -26,6 +29,9 @@ from registry.config import Settings
 from registry.db import unit_of_work
 from registry.pledge.calendar import EXCHANGE_TZ
 from registry.principal import SYSTEM, Actor
+
+if TYPE_CHECKING:
+    from registry.alert.delivery import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +101,12 @@ def revalue_job(settings: Settings) -> Job:
     return run
 
 
-def deliver_job(session: Session, actor: Actor) -> int:
-    from registry.alert.delivery import deliver_due
+def delivery_dispatcher(engine: Engine, clock: Clock, settings: Settings) -> Dispatcher:
+    """Webhook deliveries: each tick claims what is due and returns; the sends run in the dispatcher's
+    own pool, so a slow endpoint never holds the schedule (registry/alert/delivery.py)."""
+    from registry.alert.delivery import Dispatcher, Policy
 
-    return deliver_due(session, now=actor.at)
+    return Dispatcher(lambda: unit_of_work(engine), clock, Policy.from_settings(settings))
 
 
 def purge_counters_job(settings: Settings) -> Job:
@@ -123,11 +131,14 @@ def build(
     )
     every: list[tuple[str, Job, dict[str, Any]]] = [
         ("expire_holds", expire_lapsed, {"minutes": settings.expire_holds_every_minutes}),
-        ("deliver_webhooks", deliver_job, {"seconds": settings.deliver_webhooks_every_seconds}),
         ("purge_idempotency_keys", purge_counters_job(settings), {"hours": 1}),
     ]
     for name, job, interval in every:
         scheduler.add_job(guarded(engine, clock, name, job), "interval", id=name, name=name, **interval)
+    deliveries = delivery_dispatcher(engine, clock, settings)
+    scheduler.add_job(deliveries.tick, "interval", id="deliver_webhooks", name="deliver_webhooks",
+                      seconds=settings.deliver_webhooks_every_seconds)  # fmt: skip
+    scheduler.add_listener(lambda _: deliveries.close(wait=False), EVENT_SCHEDULER_SHUTDOWN)
     if render is not None:
         # Certificates are rendered right after their confirmation; this catches any a crash left behind.
         sweep = sweep_job(engine, render, clock.now, grace=timedelta(minutes=2))

@@ -133,6 +133,7 @@ def settings() -> Settings:
         key_cache_seconds=0,
         scheduler_enabled=False,
         certificate_workers=0,
+        report_workers=0,
     )
 
 
@@ -188,6 +189,7 @@ def live(app_engine: Engine) -> Iterator[Live]:
             key_cache_seconds=0,
             scheduler_enabled=False,
             certificate_workers=0,
+            report_workers=0,
         ),
         engine=app_engine,
         clock=SystemClock(),

@@ -13,12 +13,12 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session
 
+from registry import outbound
 from registry.alert import delivery
 from registry.alert.service import refresh_maturity
 from registry.clock import FixedClock
@@ -31,6 +31,7 @@ from registry.valuation import prices
 from registry.valuation.service import business_days_before, reference, revalue
 from tests import factories as f
 from tests.test_api_ledger import snapshot
+from tests.webhooks import in_session
 
 # Monday 2026-03-02 10:00 in Shanghai
 MONDAY = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -209,6 +210,12 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
+def deliver(session: Session, now: datetime) -> delivery.Tally:
+    """The outbox run once at `now`, to loopback receivers (allowed for tests)."""
+    policy = delivery.Policy(outbound.Policy(allow_private=True, timeout_s=5))
+    return delivery.deliver_due(in_session(session), FixedClock(now), policy)
+
+
 @pytest.fixture
 def receiver() -> Iterator[str]:
     Receiver.received = []
@@ -234,19 +241,16 @@ def test_a_warning_is_delivered_once_signed_and_retried_while_the_bank_is_down(
     revalue(session, now=MONDAY)  # the lower of VWAP 65 and close 60: coverage 1.20, warning
 
     Receiver.status = 503  # the bank's endpoint is down
-    with httpx.Client(timeout=5) as http:
-        assert delivery.deliver_due(session, now=MONDAY, client=http) == 0
-        row = session.execute(
-            text("SELECT status, attempts, next_attempt_at, last_error FROM webhook_delivery")
-        ).one()
-        assert (row.status, row.attempts, row.last_error) == ("pending", 1, "HTTP 503")
-        assert row.next_attempt_at == MONDAY + timedelta(seconds=30)
-        assert (
-            delivery.deliver_due(session, now=MONDAY + timedelta(seconds=10), client=http) == 0
-        )  # not due yet
-        Receiver.status = 204
-        assert delivery.deliver_due(session, now=MONDAY + timedelta(seconds=31), client=http) == 1
-        assert delivery.deliver_due(session, now=MONDAY + timedelta(hours=1), client=http) == 0  # once
+    assert deliver(session, MONDAY).delivered == 0
+    row = session.execute(
+        text("SELECT status, attempts, next_attempt_at, last_error FROM webhook_delivery")
+    ).one()
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "http_503")
+    assert row.next_attempt_at == MONDAY + timedelta(seconds=30)
+    assert deliver(session, MONDAY + timedelta(seconds=10)).delivered == 0  # not due yet
+    Receiver.status = 204
+    assert deliver(session, MONDAY + timedelta(seconds=31)).delivered == 1
+    assert deliver(session, MONDAY + timedelta(hours=1)).delivered == 0  # once
     headers, body = Receiver.received[-1]
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Registry-Signature"] == expected
@@ -274,10 +278,9 @@ def test_a_delivery_that_never_arrives_is_marked_failed(session: Session, receiv
     revalue(session, now=MONDAY)
     Receiver.status = 500
     now = MONDAY
-    with httpx.Client(timeout=5) as http:
-        for _ in range(delivery.MAX_ATTEMPTS):
-            now += timedelta(hours=2)
-            delivery.deliver_due(session, now=now, client=http)
+    for _ in range(delivery.MAX_ATTEMPTS):
+        now += timedelta(hours=2)
+        deliver(session, now)
     statuses = session.execute(text("SELECT status, attempts FROM webhook_delivery")).all()
     assert {(s.status, s.attempts) for s in statuses} == {("failed", delivery.MAX_ATTEMPTS)}
 

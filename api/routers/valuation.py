@@ -28,6 +28,7 @@ from api.schemas.valuation import (
     WebhookIn,
     WebhookRead,
 )
+from registry import outbound
 from registry.alert import service as alerts
 from registry.dates import check_day, exchange_day
 from registry.ledger import service as ledger
@@ -120,9 +121,10 @@ def ack_alert(
 
 @router.put("/webhook", response_model=WebhookRead, responses=WRITE_ERRORS,
             summary="Where your alerts are POSTed, signed with your secret (bank)")  # fmt: skip
-def put_webhook(body: WebhookIn, session: SessionDep, actor: ActorDep, settings: SettingsDep) -> WebhookRead:
-    alerts.set_webhook(session, actor, url=body.url, secret=body.secret,
-                       allow_private=settings.webhook_allow_private)  # fmt: skip
+def put_webhook(request: Request, body: WebhookIn, session: SessionDep, actor: ActorDep,
+                settings: SettingsDep) -> WebhookRead:  # fmt: skip
+    policy = outbound.Policy.from_settings(settings, resolver=request.app.state.resolver)
+    alerts.set_webhook(session, actor, url=body.url, secret=body.secret, policy=policy)
     return WebhookRead.model_validate(alerts.get_webhook(session, actor.principal), from_attributes=True)
 
 

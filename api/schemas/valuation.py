@@ -70,6 +70,11 @@ class ValuationRead(BaseModel):
     coverage_ratio: Decimal | None
     pledge_rate: Decimal | None
     level: Literal["ok", "warning", "disposal"] | None
+    error: Literal["out_of_range", "error"] | None = Field(
+        default=None,
+        description="set when this pledge could not be valued (the figures are then null): `out_of_range` "
+        "when a figure could not be stored; the other pledges were valued all the same",
+    )
 
 
 class AlertRead(BaseModel):
@@ -111,6 +116,9 @@ class DeliveryRead(BaseModel):
     status: Literal["pending", "delivered", "failed"]
     attempts: int
     next_attempt_at: datetime
-    last_error: str | None
+    last_error: str | None = Field(
+        description="why the last attempt failed, as a category: `timeout`, `refused`, `tls`, `dns`, "
+        "`address_not_public`, `invalid_url`, `http_<status>` or `error`"
+    )
     delivered_at: datetime | None
     created_at: datetime

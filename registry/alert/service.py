@@ -5,17 +5,16 @@ every raised or cleared alert of a bank with a webhook gets an outbox row in the
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from registry import authz
+from registry import authz, isolation, outbound
 from registry.errors import InvalidInput, NotFound
 from registry.principal import Actor, Principal, Role
 from registry.valuation.service import exchange_day
@@ -27,7 +26,7 @@ WITH due AS (
     SELECT p.id AS pledge_id, p.pledgee_party_id, p.maturity_date,
            (SELECT min(k) FROM unnest(CAST(:days AS int[])) AS k WHERE p.maturity_date - k <= :today) AS days_before
       FROM pledge p
-     WHERE p.status = 'active' AND p.maturity_date - :max_days <= :today
+     WHERE p.status = 'active' AND p.maturity_date - :max_days <= :today {pledge_filter}
 ),
 upcoming AS (
     INSERT INTO alert (pledge_id, pledgee_party_id, kind, trigger, raised_at, details)
@@ -49,7 +48,7 @@ cleared AS (
     -- A closed pledge has no open alerts; a reminder of a maturity that has come is done.
     UPDATE alert a SET status = 'cleared', cleared_at = :now
       FROM pledge p
-     WHERE p.id = a.pledge_id AND a.status = 'open'
+     WHERE p.id = a.pledge_id AND a.status = 'open' {pledge_filter}
        AND (p.status <> 'active' OR (a.kind = 'maturity_upcoming' AND p.maturity_date <= :today))
     RETURNING a.id, a.pledge_id, a.pledgee_party_id, a.kind, a.trigger, a.details
 ),
@@ -69,17 +68,37 @@ SELECT (SELECT count(*) FROM upcoming) + (SELECT count(*) FROM matured) AS raise
 """
 
 
+# The pledges the statement above may touch: due ones, and those with open alerts.
+_MATURITY_PLEDGES = """
+SELECT p.id FROM pledge p
+ WHERE (p.status = 'active' AND p.maturity_date - :max_days <= :today)
+    OR EXISTS (SELECT 1 FROM alert a WHERE a.pledge_id = p.id AND a.status = 'open')
+ ORDER BY p.id
+"""
+
+
 def refresh_maturity(
     session: Session, *, now: datetime, days_before: Sequence[int] = (30, 7, 1)
 ) -> tuple[int, int]:
     """Reminders 30, 7 and 1 days before maturity (the nearest one due, each once), `matured_unreleased`
-    once a pledge is past maturity and still pledged; alerts of closed pledges cleared."""
+    once a pledge is past maturity and still pledged; alerts of closed pledges cleared. One statement for
+    all pledges; should the database refuse it for one, the others are done all the same
+    (registry/isolation.py) and that pledge is named in the log."""
     days = sorted({int(d) for d in days_before if int(d) > 0}, reverse=True) or [1]
-    row = session.execute(
-        text(_MATURITY),
-        {"now": now, "today": exchange_day(now), "days": days, "max_days": max(days)},
-    ).one()
-    return int(row.raised), int(row.cleared)
+    params = {"now": now, "today": exchange_day(now), "days": days, "max_days": max(days)}
+
+    def run(pledge_filter: str, extra: dict[str, Any]) -> tuple[int, int]:
+        row = session.execute(text(_MATURITY.format(pledge_filter=pledge_filter)), {**params, **extra}).one()
+        return int(row.raised), int(row.cleared)
+
+    whole = isolation.attempt(session, lambda: run("", {}))
+    if not isinstance(whole, DBAPIError):
+        return whole
+    ids = list(session.execute(text(_MATURITY_PLEDGES), params).scalars())
+    parts = isolation.each_part(
+        session, ids, lambda some: run("AND p.id = ANY(:part)", {"part": list(some)}), what="maturity alerts"
+    )
+    return sum(r for r, _ in parts.done), sum(c for _, c in parts.done)
 
 
 # --- reading and acknowledging ---------------------------------------------------------------------
@@ -128,11 +147,15 @@ def acknowledge(session: Session, actor: Actor, alert_id: int) -> Any:
 # --- webhooks -------------------------------------------------------------------------------------
 
 
-def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, allow_private: bool) -> None:
-    """A bank's endpoint for alerts, signed with its secret (HMAC-SHA256 of the body)."""
+def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, policy: outbound.Policy) -> None:
+    """A bank's endpoint for alerts, signed with its secret (HMAC-SHA256 of the body). The URL is checked
+    by the code that will call it (registry/outbound.py), and checked again at every delivery."""
     principal = actor.principal
     authz.require_role(principal, Role.BANK)
-    _check_url(url, allow_private=allow_private)
+    try:
+        outbound.check(url, policy)
+    except outbound.Refused as refused:
+        raise InvalidInput("url", refused.reason) from None
     if len(secret) < 16:
         raise InvalidInput("secret", "at least 16 characters")
     session.execute(
@@ -169,24 +192,3 @@ def deliveries(session: Session, principal: Principal, *, status: str | None, af
             {"p": scope, "status": status, "after": after or 0, "limit": limit},
         ).all()
     )
-
-
-def _check_url(url: str, *, allow_private: bool) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidInput("url", "an http(s) URL with a host")
-    if parts.username or parts.password:
-        raise InvalidInput("url", "credentials do not belong in the URL; sign with the secret")
-    if allow_private:
-        return
-    if parts.scheme != "https":
-        raise InvalidInput("url", "webhooks are delivered over https")
-    host = parts.hostname
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        if host == "localhost" or host.endswith(".localhost"):
-            raise InvalidInput("url", "not a public address") from None
-        return
-    if not address.is_global:
-        raise InvalidInput("url", "not a public address")

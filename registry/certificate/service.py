@@ -8,6 +8,7 @@ same bytes, and the database checks that the stored digest is theirs."""
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ CHANGE = {
 }
 
 Render = Callable[[dict[str, Any]], bytes]
+
+log = logging.getLogger(__name__)
 
 
 def new_code() -> str:
@@ -344,6 +347,12 @@ def pdf_for(session: Session, certificate: Certificate, render: Render, at: date
     return store_pdf(session, certificate.id, render(certificate.content), at)
 
 
+# A certificate whose rendering failed this often is left to the sweep no more (a download, or
+# `registry certificates render`, still tries it): a document that breaks the renderer every time must
+# not take the sweep's turn from the others, which are tried first.
+GIVE_UP_AFTER = 5
+
+
 def render_pending(
     engine: Engine,
     render: Render,
@@ -352,23 +361,43 @@ def render_pending(
     pledge_id: UUID | None = None,
     issued_before: datetime | None = None,
     limit: int = 50,
+    give_up_after: int | None = None,
 ) -> int:
-    """Render certificates that have no PDF yet, each outside any transaction, and store them."""
+    """Render certificates that have no PDF yet, each outside any transaction, and store them; returns how
+    many were stored. A rendering that fails (any exception) is counted against its certificate and the
+    next one is rendered all the same."""
     with unit_of_work(engine) as session:
         todo = session.execute(
             text("""
-                SELECT id, content FROM certificate
-                 WHERE pdf IS NULL
-                   AND (CAST(:pledge AS uuid) IS NULL OR pledge_id = :pledge)
-                   AND (CAST(:before AS timestamptz) IS NULL OR issued_at < :before)
-                 ORDER BY issued_at LIMIT :limit"""),
-            {"pledge": pledge_id, "before": issued_before, "limit": limit},
+                SELECT c.id, c.number, c.content FROM certificate c
+                  LEFT JOIN certificate_rendering r ON r.certificate_id = c.id
+                 WHERE c.pdf IS NULL
+                   AND (CAST(:pledge AS uuid) IS NULL OR c.pledge_id = :pledge)
+                   AND (CAST(:before AS timestamptz) IS NULL OR c.issued_at < :before)
+                   AND (CAST(:give_up AS integer) IS NULL OR coalesce(r.failures, 0) < :give_up)
+                 ORDER BY coalesce(r.failures, 0), c.issued_at LIMIT :limit"""),
+            {"pledge": pledge_id, "before": issued_before, "give_up": give_up_after, "limit": limit},
         ).all()
+    stored = 0
     for row in todo:
-        pdf = render(row.content)
-        with unit_of_work(engine) as session:
-            store_pdf(session, row.id, pdf, now())
-    return len(todo)
+        try:
+            pdf = render(row.content)
+            with unit_of_work(engine) as session:
+                store_pdf(session, row.id, pdf, now())
+            stored += 1
+        except Exception as exc:  # this certificate's problem, not the next one's
+            log.exception("certificate %s could not be rendered", row.number)
+            with unit_of_work(engine) as session:
+                session.execute(
+                    text("""
+                        INSERT INTO certificate_rendering (certificate_id, failures, last_failed_at, last_error)
+                        VALUES (:id, 1, :at, :error)
+                        ON CONFLICT (certificate_id) DO UPDATE
+                           SET failures = certificate_rendering.failures + 1, last_failed_at = EXCLUDED.last_failed_at,
+                               last_error = EXCLUDED.last_error"""),
+                    {"id": row.id, "at": now(), "error": type(exc).__name__},
+                )  # fmt: skip
+    return stored
 
 
 def sweep_job(
@@ -377,6 +406,6 @@ def sweep_job(
     """For the scheduler: certificates whose rendering after confirmation did not happen (a crash)."""
 
     def run() -> int:
-        return render_pending(engine, render, now, issued_before=now() - grace)
+        return render_pending(engine, render, now, issued_before=now() - grace, give_up_after=GIVE_UP_AFTER)
 
     return run

@@ -12,17 +12,23 @@ the warning line, else ok."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from registry import isolation
 from registry.pledge.calendar import EXCHANGE_TZ
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,11 @@ class Revaluation:
     valued: int
     raised: int
     cleared: int
+    unvalued: int = 0  # pledges that could not be valued: each has a valuation row with `error`
+
+    def __add__(self, other: Revaluation) -> Revaluation:
+        return Revaluation(self.valued + other.valued, self.raised + other.raised, self.cleared + other.cleared,
+                           self.unvalued + other.unvalued)  # fmt: skip
 
 
 # One statement: value every selected active pledge, append the valuations, move the margin and
@@ -187,7 +198,11 @@ def revalue(
     pledge_ids: Sequence[UUID] | None = None,
     credit_type_ids: Sequence[int] | None = None,
 ) -> Revaluation:
-    """Value every active pledge (or those named, or those of some credit types) in one pass."""
+    """Value every active pledge (or those named, or those of some credit types) in one pass.
+
+    The columns hold every value the inputs allow (migration 0009), so the pass should never fail on a
+    row; if one still does, the others are valued all the same (registry/isolation.py) and that pledge
+    gets a valuation without figures whose `error` says why."""
     as_of = exchange_day(now)
     params: dict[str, Any] = {
         "now": now,
@@ -201,8 +216,46 @@ def revalue(
     elif credit_type_ids is not None:
         pledge_filter = "AND p.credit_type_id = ANY(:ct_ids)"
         params["ct_ids"] = list(credit_type_ids)
-    row = session.execute(text(_REVALUE.format(pledge_filter=pledge_filter)), params).one()
-    return Revaluation(row.valued, row.raised, row.cleared)
+
+    def run(statement_filter: str, extra: dict[str, Any]) -> Revaluation:
+        row = session.execute(
+            text(_REVALUE.format(pledge_filter=statement_filter)), {**params, **extra}
+        ).one()
+        return Revaluation(row.valued, row.raised, row.cleared)
+
+    whole = isolation.attempt(session, lambda: run(pledge_filter, {}))
+    if not isinstance(whole, DBAPIError):
+        return whole
+    log.warning("revaluation in one pass refused (SQLSTATE %s): valuing in parts", isolation.sqlstate(whole))
+    ids = list(session.execute(
+        text(f"SELECT p.id FROM pledge p WHERE p.status = 'active' {pledge_filter} ORDER BY p.id"), params
+    ).scalars())  # fmt: skip
+    parts = isolation.each_part(
+        session, ids, lambda some: run("AND p.id = ANY(:part)", {"part": list(some)}), what="revaluation"
+    )
+    for pledge_id, exc in parts.failed:
+        error = "out_of_range" if isolation.sqlstate(exc) == NUMERIC_VALUE_OUT_OF_RANGE else "error"
+        mark = partial(session.execute, text(_UNVALUED), {**params, "id": pledge_id, "error": error})
+        marked = isolation.attempt(session, mark)
+        if isinstance(marked, DBAPIError):  # not even that: the log is all that is left to say it
+            log.error(
+                "pledge %s could not be valued nor marked (SQLSTATE %s)",
+                pledge_id,
+                isolation.sqlstate(marked),
+            )
+    return sum(parts.done, Revaluation(0, 0, 0, unvalued=len(parts.failed)))
+
+
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"
+
+# What a pledge that could not be valued gets: a valuation without figures, saying why.
+_UNVALUED = """
+INSERT INTO valuation (pledge_id, valued_at, as_of, method, stale, quantity, outstanding_principal, error)
+SELECT p.id, :now, :as_of, p.valuation_method, false,
+       coalesce((SELECT sum(h.quantity) FROM holding h WHERE h.pledge_id = p.id AND h.status = 'frozen'), 0),
+       p.outstanding_principal, :error
+  FROM pledge p WHERE p.id = :id
+"""
 
 
 def history(session: Session, pledge_id: UUID, *, before_id: int | None, limit: int) -> list[Any]:
@@ -210,7 +263,7 @@ def history(session: Session, pledge_id: UUID, *, before_id: int | None, limit: 
         session.execute(
             text("""
                 SELECT id, valued_at, as_of, method, price, price_date, stale, quantity, collateral_value,
-                       outstanding_principal, coverage_ratio, pledge_rate, level
+                       outstanding_principal, coverage_ratio, pledge_rate, level, error
                   FROM valuation WHERE pledge_id = :p AND (CAST(:before AS bigint) IS NULL OR id < :before)
                  ORDER BY id DESC LIMIT :limit"""),
             {"p": pledge_id, "before": before_id, "limit": limit},
@@ -222,7 +275,7 @@ def latest(session: Session, pledge_ids: Sequence[UUID]) -> dict[UUID, Any]:
     rows = session.execute(
         text("""
             SELECT DISTINCT ON (pledge_id) pledge_id, id, valued_at, as_of, method, price, price_date, stale,
-                   quantity, collateral_value, outstanding_principal, coverage_ratio, pledge_rate, level
+                   quantity, collateral_value, outstanding_principal, coverage_ratio, pledge_rate, level, error
               FROM valuation WHERE pledge_id = ANY(:ids) ORDER BY pledge_id, id DESC"""),
         {"ids": list(pledge_ids)},
     )
