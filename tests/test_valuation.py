@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
+from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
@@ -59,7 +60,7 @@ def active_pledge(session: Session, *, units: int = 1000, principal: str = "5000
     f.issue(session, account.id, units * 2)
     made = pledges.register(
         session, f.bank_actor(bank), pledgor_account_id=account.id, borrower_party_id=account.party_id,
-        loan=pledges.Loan("JK-7", Decimal(principal), date(2026, 3, 2), maturity),
+        loan=pledges.Loan(f"JK-7-{uuid4().hex[:8]}", Decimal(principal), date(2026, 3, 2), maturity),
         collateral=Selection(credit_type="CCER", quantity=units),
         terms=pledges.Terms(Decimal("0.9"), Decimal("1.30"), Decimal("1.10"), method),
     )  # fmt: skip

@@ -102,6 +102,7 @@ class TestAnExtremePledge:
             collateral=Selection(credit_type="BIGX", quantity=10**12),
             terms=pledges.Terms(Decimal("0.9"), Decimal("1.30"), Decimal("1.10"), "last_close"),
         )  # fmt: skip
+        f.consent(session, made)
         pledges.confirm(session, f.exchange_actor(session), made.instruction.id)
         make_extreme(session, made.pledge.id)
         valued = revalue(session, now=MONDAY)

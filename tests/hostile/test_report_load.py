@@ -114,8 +114,8 @@ def test_pdfs_are_made_in_a_worker_process(client: TestClient, session: Session)
     client.app.state.report_renderer = renderer  # type: ignore[attr-defined]
     try:
         bank = f.auth(f.key(session, f.party(session, PartyKind.BANK), Role.BANK))
-        answer = client.get(
-            "/v1/reports/collateral-book", params={"as_of": AS_OF, "format": "pdf"}, headers=bank
+        answer = client.get(  # the test client's clock is at 2026-03-02
+            "/v1/reports/collateral-book", params={"as_of": "2026-03-02", "format": "pdf"}, headers=bank
         )
     finally:
         renderer.close()
