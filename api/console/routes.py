@@ -450,6 +450,7 @@ def pledge_page(
         names=names,
         places=places,
         versions=certificates.versions(session, pledge),
+        ptypes=ledger_repo.project_type_names(session),
         history=history[:page_size],
         older=history[page_size - 1].id if len(history) > page_size else None,
         chart=chart,

@@ -21,6 +21,8 @@ from api.schemas.ledger import (
     CreditTypeRead,
     PartyCreate,
     PartyRead,
+    ProjectTypeCreate,
+    ProjectTypeRead,
 )
 from api.schemas.pledges import AccountLookupRead, PartyLookupRead
 from registry.ledger import service as ledger
@@ -217,3 +219,45 @@ def create_credit_type(
 )
 def list_credit_types(session: SessionDep, principal: PrincipalDep) -> list[CreditTypeRead]:
     return [credit_type_read(ct) for ct in ledger.list_credit_types(session, principal)]
+
+
+@router.post(
+    "/project-types",
+    status_code=201,
+    response_model=ProjectTypeRead,
+    responses=WRITE_ERRORS,
+    summary="Name a project type code in Chinese and English (exchange): pages and certificates show it so",
+)
+def create_project_type(
+    request: Request,
+    body: ProjectTypeCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return respond(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        body,
+        lambda: ProjectTypeRead.model_validate(
+            ledger.create_project_type(
+                session, actor, code=body.code, name_zh=body.name_zh, name_en=body.name_en
+            ),
+            from_attributes=True,
+        ),
+    )
+
+
+@router.get(
+    "/project-types",
+    response_model=Page[ProjectTypeRead],
+    responses=READ_ERRORS,
+    summary="Project types and their names",
+)
+def list_project_types(session: SessionDep, principal: PrincipalDep) -> Page[ProjectTypeRead]:
+    items = ledger.list_project_types(session, principal)
+    return Page(
+        items=[ProjectTypeRead.model_validate(p, from_attributes=True) for p in items], next_cursor=None
+    )

@@ -92,6 +92,11 @@ def account_places(session: Session, account_ids: Iterable[UUID]) -> dict[UUID, 
     return {r.id: r for r in rows}
 
 
+def project_type_names(session: Session) -> dict[str, tuple[str, str]]:
+    """code -> (Chinese name, English name)."""
+    return {r.code: (r.name_zh, r.name_en) for r in session.execute(text("SELECT * FROM project_type"))}
+
+
 def get_account_by_number(session: Session, number: str) -> Account | None:
     return session.exec(select(Account).where(Account.number == number)).first()
 
