@@ -167,6 +167,7 @@ def test_confirmation_issues_a_certificate_that_says_everything(
         "credit_type": "CCER",
         "sha256": hashlib.sha256(pdf).hexdigest(),
         "latest_version": 1,
+        "issuer": f.the_exchange(session).name,  # the exchange, a public fact
     }  # nothing confidential: no parties, no amounts, no contract
 
 
