@@ -16,9 +16,10 @@ the others from being checked: the batch is refused with every failing line name
 from __future__ import annotations
 
 import bisect
+import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from sqlalchemy import text
@@ -116,34 +117,43 @@ class _Book:
     def move(self, source: UUID, target: UUID, ct_id: int, pieces: list[Piece]) -> None:
         """Out of the source's blocks, into the target's, joining neighbours of one batch as a transfer does."""
         key = (source, ct_id)
-        remaining = [b for b in self.blocks.get(key, []) if b not in {p.block for p in pieces}]
+        touched = {id(p.block) for p in pieces}
+        remaining = [b for b in self.blocks.get(key, []) if id(b) not in touched]
         for piece in pieces:
             for start, end in piece.remainders():
-                remaining.append(replace(piece.block, id=0, serial_start=start, serial_end=end))
-        remaining.sort(key=lambda b: b.serial_start)
+                remaining.append(_moved(piece.block, start, end, source))
+        remaining.sort(key=_start)
         self.blocks[key] = remaining
         into = self.blocks.setdefault((target, ct_id), [])
         for piece in pieces:
-            _insert_joined(into, replace(piece.block, id=0, serial_start=piece.start, serial_end=piece.end,
-                                         account_id=target))  # fmt: skip
+            _insert_joined(into, _moved(piece.block, piece.start, piece.end, target))
+
+
+def _start(block: Block) -> int:
+    return block.serial_start
+
+
+def _moved(block: Block, start: int, end: int, account_id: UUID) -> Block:
+    """A new (not yet stored: id 0) available block of `block`'s batch (dataclasses.replace is slower)."""
+    return Block(0, block.credit_type_id, block.batch_id, start, end, account_id, AVAILABLE, None)
 
 
 def _insert_joined(blocks: list[Block], new: Block) -> None:
     """Put `new` into the sorted list, joined with an adjacent block of its batch on either side."""
-    at = bisect.bisect_left([b.serial_start for b in blocks], new.serial_start)
+    at = bisect.bisect_left(blocks, new.serial_start, key=_start)
     if (
         at > 0
         and blocks[at - 1].batch_id == new.batch_id
         and blocks[at - 1].serial_end + 1 == new.serial_start
     ):
         at -= 1
-        new = replace(new, id=0, serial_start=blocks.pop(at).serial_start)
+        new = _moved(new, blocks.pop(at).serial_start, new.serial_end, new.account_id)
     if (
         at < len(blocks)
         and blocks[at].batch_id == new.batch_id
         and new.serial_end + 1 == blocks[at].serial_start
     ):
-        new = replace(new, id=0, serial_end=blocks.pop(at).serial_end)
+        new = _moved(new, new.serial_start, blocks.pop(at).serial_end, new.account_id)
     blocks.insert(at, new)
 
 
@@ -261,19 +271,14 @@ def _write(session: Session, book: _Book) -> None:
     new = [b for b in final if not (b.id and b.id in kept)]
     if not gone and not new:
         return
+    rows = json.dumps([[b.credit_type_id, str(b.batch_id), b.serial_start, b.serial_end, str(b.account_id)]
+                       for b in new])  # fmt: skip
     session.execute(
         text("""
             WITH gone AS (DELETE FROM holding WHERE id = ANY(CAST(:gone AS bigint[])))
             INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id)
-            SELECT ct, batch, s, e, a, 'available', NULL
-              FROM unnest(CAST(:ct AS smallint[]), CAST(:batch AS uuid[]), CAST(:s AS bigint[]),
-                          CAST(:e AS bigint[]), CAST(:a AS uuid[])) AS v(ct, batch, s, e, a)"""),
-        {
-            "gone": gone,
-            "ct": [b.credit_type_id for b in new],
-            "batch": [b.batch_id for b in new],
-            "s": [b.serial_start for b in new],
-            "e": [b.serial_end for b in new],
-            "a": [b.account_id for b in new],
-        },
+            SELECT CAST(r ->> 0 AS smallint), CAST(r ->> 1 AS uuid), CAST(r ->> 2 AS bigint), CAST(r ->> 3 AS bigint),
+                   CAST(r ->> 4 AS uuid), 'available', NULL
+              FROM json_array_elements(CAST(:rows AS json)) AS r"""),
+        {"gone": gone, "rows": rows},
     )
