@@ -94,7 +94,7 @@ _APPEND_MANY = text(
         _JSON_CAST.get(_TYPES.get(c, "text"), "CAST(r ->> {n} AS " + _TYPES.get(c, "text") + ")").format(n=n)
         for n, c in enumerate(_COLUMNS)
     )
-    + " FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS e(r, ord) ORDER BY ord"
+    + " FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(r, ord) ORDER BY ord"
 )
 _HEADS = text(
     "UPDATE account a SET audit_seq = v.seq, audit_head = v.head "

@@ -279,6 +279,6 @@ def _write(session: Session, book: _Book) -> None:
             INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id)
             SELECT CAST(r ->> 0 AS smallint), CAST(r ->> 1 AS uuid), CAST(r ->> 2 AS bigint), CAST(r ->> 3 AS bigint),
                    CAST(r ->> 4 AS uuid), 'available', NULL
-              FROM json_array_elements(CAST(:rows AS json)) AS r"""),
+              FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r"""),
         {"gone": gone, "rows": rows},
     )
