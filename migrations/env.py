@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 import registry.models  # noqa: F401  (registers every table on the metadata)
 from registry.config import get_settings
 from registry.db import database_url
+from registry.schema import COMPARE
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -27,7 +28,8 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        # COMPARE: what `alembic check` compares, the same as tests/test_schema.py (registry/schema.py).
+        context.configure(connection=connection, target_metadata=target_metadata, **COMPARE)
         with context.begin_transaction():
             # Two processes starting at once must not both migrate; all migrations run in one transaction.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727200001)")
