@@ -165,7 +165,7 @@ class Instruction(SQLModel, table=True):
     price: Decimal | None = Field(default=None, sa_column=Column(Numeric(18, 2)))
     proceeds: Decimal | None = Field(default=None, sa_column=Column(Numeric(18, 2)))
     reason: str | None = Field(default=None, sa_column=Column(Text))
-    requested_by_party_id: UUID = Field(nullable=False)
+    requested_by_party_id: UUID
     requested_by_key_id: UUID | None = None
     requested_by_operator: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=timestamptz())
