@@ -1,14 +1,14 @@
 """What Alembic compares between the models (SQLModel.metadata) and a migrated database: the options
-that migrations/env.py gives `alembic check` and `alembic revision --autogenerate`, and that
-tests/test_schema.py uses, so that an operator's check and the test agree.
+migrations/env.py gives `alembic check` (and `alembic revision --autogenerate`) and tests/test_schema.py
+uses, so that an operator's check and the test agree.
 
-The migrations are hand-written SQL; the models are held equal to them. Alembic compares tables,
-columns (type, nullability, server default, identity), primary keys, foreign keys, unique constraints,
-indexes (name, columns, uniqueness) and, with the plugin named below, CHECK constraints by name. It does
-not compare triggers, functions, sequences, grants, exclusion constraints, index predicates or access
-methods, nor the text of CHECKs: tests/test_schema.py compares those (but triggers, functions and
-grants, which only the migrations hold) by creating the models in a scratch schema and asking PostgreSQL
-to describe both."""
+The migrations are hand-written SQL; the models are held equal to them. With these options Alembic
+compares tables, columns (type, nullability, server default, identity), primary and foreign keys, unique
+constraints, indexes (name, columns, uniqueness) and CHECK constraints by name. Nothing is excluded: every
+object Alembic reflects has its model. What Alembic does not look at (a CHECK's text, an index's WHERE and
+access method, exclusion constraints, generated expressions, sequences) tests/test_schema.py compares
+through PostgreSQL's own description of both schemas. Triggers, functions and grants exist only in the
+migrations and are compared by neither."""
 
 from __future__ import annotations
 
