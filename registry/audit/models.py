@@ -6,8 +6,20 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Computed, LargeBinary, SmallInteger, Text, UniqueConstraint
-from sqlalchemy.dialects.postgresql import INT8RANGE
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Computed,
+    Identity,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import INT8RANGE, Range
 from sqlmodel import Field, SQLModel
 
 from registry.base import timestamptz
@@ -31,9 +43,30 @@ class AuditEvent(SQLModel, table=True):
     change in, or for an issuance the account they land in."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (UniqueConstraint("account_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "seq"),
+        CheckConstraint("seq >= 1", name="seq"),
+        CheckConstraint("length(prev_hash) = 32", name="prev_hash"),
+        CheckConstraint("length(hash) = 32", name="hash"),
+        Index("ix_audit_event_span", "span", postgresql_using="gist"),
+        # The reports read a pledge's events (migration 0007).
+        Index(
+            "ix_audit_event_to_pledge",
+            "to_pledge_id",
+            "occurred_at",
+            postgresql_where=text("to_pledge_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_audit_event_from_pledge",
+            "from_pledge_id",
+            "occurred_at",
+            postgresql_where=text("from_pledge_id IS NOT NULL"),
+        ),
+    )
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
     account_id: UUID = Field(nullable=False)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     kind: str = Field(sa_column=Column(Text, nullable=False))
@@ -42,25 +75,26 @@ class AuditEvent(SQLModel, table=True):
     serial_start: int = Field(sa_column=Column(BigInteger, nullable=False))
     serial_end: int = Field(sa_column=Column(BigInteger, nullable=False))
     from_account_id: UUID | None = None
-    from_status: str | None = None
+    from_status: str | None = Field(default=None, sa_column=Column(Text))
     from_pledge_id: UUID | None = None
     to_account_id: UUID | None = None
-    to_status: str | None = None
+    to_status: str | None = Field(default=None, sa_column=Column(Text))
     to_pledge_id: UUID | None = None
     actor_role: str = Field(sa_column=Column(Text, nullable=False))
     actor_party_id: UUID | None = None
     actor_key_id: UUID | None = None
-    operator: str | None = None
+    operator: str | None = Field(default=None, sa_column=Column(Text))
     on_behalf_of: UUID | None = None
-    request_id: str | None = None
+    request_id: str | None = Field(default=None, sa_column=Column(Text))
     instruction_id: UUID | None = None
-    reason: str | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text))
     occurred_at: datetime = Field(sa_column=timestamptz())
     prev_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
-    span: str | None = Field(
+    # Generated, so nullable in the database (its inputs never are).
+    span: Range[int] | None = Field(
         default=None,
         sa_column=Column(
-            INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)"), nullable=False
+            INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)", persisted=True)
         ),
     )

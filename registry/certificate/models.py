@@ -1,5 +1,5 @@
-"""The certificate table; its one-way rules (content fixed, PDF written once, status forward only) are
-triggers in migration 0004."""
+"""The certificate tables, equal to what migrations 0004 and 0009 create (tests/test_schema.py); a
+certificate's one-way rules (content fixed, PDF written once, status forward only) are triggers there."""
 
 from __future__ import annotations
 
@@ -8,11 +8,23 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Integer, LargeBinary, SmallInteger, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from registry.base import timestamptz
+from registry.base import one_of, timestamptz
 
 
 class CertificateStatus(StrEnum):
@@ -23,6 +35,29 @@ class CertificateStatus(StrEnum):
 
 class Certificate(SQLModel, table=True):
     __tablename__ = "certificate"
+    __table_args__ = (
+        CheckConstraint("version >= 1", name="version"),
+        CheckConstraint(one_of("status", CertificateStatus), name="status"),
+        CheckConstraint("quantity > 0", name="quantity"),
+        CheckConstraint("verification_code ~ '^[0-9A-Z]{12}$'", name="code"),
+        UniqueConstraint("pledge_id", "version", name="uq_certificate_version"),
+        CheckConstraint(
+            f"(status = '{CertificateStatus.VALID}') = (status_changed_at IS NULL)", name="status_time"
+        ),
+        # The digest is the digest of the stored bytes: the database computes it to check.
+        CheckConstraint(
+            "(pdf IS NULL AND sha256 IS NULL AND rendered_at IS NULL)"
+            " OR (sha256 = encode(sha256(pdf), 'hex') AND rendered_at IS NOT NULL)",
+            name="digest",
+        ),
+        Index(
+            "uq_certificate_one_valid",
+            "pledge_id",
+            unique=True,
+            postgresql_where=text(f"status = '{CertificateStatus.VALID}'"),
+        ),
+        Index("ix_certificate_unrendered", "issued_at", postgresql_where=text("pdf IS NULL")),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     number: str = Field(sa_column=Column(Text, nullable=False, unique=True))
@@ -39,3 +74,16 @@ class Certificate(SQLModel, table=True):
     pdf: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     sha256: str | None = Field(default=None, sa_column=Column(Text))
     rendered_at: datetime | None = Field(default=None, sa_column=timestamptz(nullable=True))
+
+
+class CertificateRendering(SQLModel, table=True):
+    """A certificate whose PDF failed to render: the sweep tries the others first and gives up after a few
+    failures (a download still renders it on demand)."""
+
+    __tablename__ = "certificate_rendering"
+    __table_args__ = (CheckConstraint("failures > 0", name="failures"),)
+
+    certificate_id: UUID = Field(sa_column=Column(ForeignKey("certificate.id"), primary_key=True))
+    failures: int = Field(sa_column=Column(Integer, nullable=False))
+    last_failed_at: datetime = Field(sa_column=timestamptz())
+    last_error: str = Field(sa_column=Column(Text, nullable=False))

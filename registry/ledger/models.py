@@ -1,5 +1,6 @@
-"""Ledger tables. The invariants that the database enforces are created in the migration
-(exclusion constraint, conservation trigger, transition trigger); docs/architecture.md lists them."""
+"""Ledger tables, equal to what migrations 0001-0002 and 0010 create (tests/test_schema.py holds them
+equal). The triggers that enforce conservation and the block transitions live only in the migration;
+docs/architecture.md lists them."""
 
 from __future__ import annotations
 
@@ -7,11 +8,25 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID, uuid4
 
-from sqlalchemy import BigInteger, Column, Computed, Enum, ForeignKey, SmallInteger, Text
-from sqlalchemy.dialects.postgresql import INT8RANGE
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Computed,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    Sequence,
+    SmallInteger,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import INT8RANGE, ExcludeConstraint, Range
 from sqlmodel import Field, SQLModel
 
-from registry.base import timestamptz
+from registry.base import TextEnum, one_of, timestamptz
 
 # Serials are kept per credit type; a block's `span` packs (credit type, serial) into one bigint range
 # so that a plain GiST exclusion constraint (no btree_gist needed) forbids overlaps within a type.
@@ -38,57 +53,75 @@ class AccountStatus(StrEnum):
     CLOSED = "closed"
 
 
-def _enum(e: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        e,
-        name=name,
-        values_callable=lambda cls: [m.value for m in cls],
-        native_enum=False,
-        create_constraint=False,
-        length=16,
-    )
+# Account numbers are drawn from it (registry/ledger/repository.py).
+ACCOUNT_NUMBER_SEQ = Sequence("account_number_seq", metadata=SQLModel.metadata)
 
 
 class CreditType(SQLModel, table=True):
     __tablename__ = "credit_type"
+    __table_args__ = (
+        CheckConstraint(r"code ~ '^[A-Z][A-Z0-9_-]{1,15}$'", name="code_format"),
+        CheckConstraint(f"next_serial BETWEEN 1 AND {SERIAL_MAX + 1}", name="next_serial"),
+    )
 
-    id: int | None = Field(default=None, sa_column=Column(SmallInteger, primary_key=True, autoincrement=True))
+    id: int | None = Field(default=None, sa_column=Column(SmallInteger, Identity(), primary_key=True))
     code: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     name: str = Field(sa_column=Column(Text, nullable=False))
-    unit: str = Field(default="tCO2e", sa_column=Column(Text, nullable=False))
-    next_serial: int = Field(default=1, sa_column=Column(BigInteger, nullable=False))
-    created_at: datetime = Field(sa_column=timestamptz())
+    unit: str = Field(default="tCO2e", sa_column=Column(Text, nullable=False, server_default="tCO2e"))
+    next_serial: int = Field(
+        default=1, sa_column=Column(BigInteger, nullable=False, server_default=text("1"))
+    )
+    created_at: datetime = Field(sa_column=timestamptz(server_default=func.now()))
 
 
 class Party(SQLModel, table=True):
     __tablename__ = "party"
+    __table_args__ = (CheckConstraint(one_of("kind", PartyKind), name="kind"),)
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     name: str = Field(sa_column=Column(Text, nullable=False, unique=True))
-    kind: PartyKind = Field(sa_column=Column(_enum(PartyKind, "party_kind"), nullable=False))
+    kind: PartyKind = Field(sa_column=Column(TextEnum(PartyKind), nullable=False))
     credit_code: str | None = Field(default=None, sa_column=Column(Text, nullable=True, unique=True))
     created_at: datetime = Field(sa_column=timestamptz())
 
 
 class Account(SQLModel, table=True):
     __tablename__ = "account"
+    __table_args__ = (
+        CheckConstraint(one_of("status", AccountStatus), name="status"),
+        CheckConstraint("(audit_seq = 0) = (audit_head IS NULL)", name="audit_head"),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     number: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     party_id: UUID = Field(sa_column=Column(ForeignKey("party.id"), nullable=False, index=True))
     status: AccountStatus = Field(
-        default=AccountStatus.ACTIVE, sa_column=Column(_enum(AccountStatus, "account_status"), nullable=False)
+        default=AccountStatus.ACTIVE,
+        sa_column=Column(TextEnum(AccountStatus), nullable=False, server_default=AccountStatus.ACTIVE.value),
     )
     created_at: datetime = Field(sa_column=timestamptz())
     # Head of this account's audit hash chain; the row lock that guards the account's blocks guards it too.
-    audit_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    audit_head: bytes | None = Field(default=None)
+    audit_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
+    audit_head: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+
+
+# The span of serials [s, e] of credit type ct, as the migration's registry_span(ct, s, e) packs it.
+_SPAN = "registry_span(credit_type_id, serial_start, serial_end)"
 
 
 class Issuance(SQLModel, table=True):
     """An issuance batch: a contiguous serial range of one credit type, immutable once written."""
 
     __tablename__ = "issuance"
+    __table_args__ = (
+        CheckConstraint("vintage BETWEEN 1990 AND 2100", name="vintage"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            f"serial_start >= 1 AND serial_end <= {SERIAL_MAX} AND serial_end - serial_start + 1 = quantity",
+            name="serial_range",
+        ),
+        ExcludeConstraint((text(_SPAN), "&&"), name="ex_issuance_no_overlap", using="gist"),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     credit_type_id: int = Field(sa_column=Column(SmallInteger, ForeignKey("credit_type.id"), nullable=False))
@@ -106,23 +139,46 @@ class Holding(SQLModel, table=True):
     """A block: serials [serial_start, serial_end] of one batch, in one account, in one status."""
 
     __tablename__ = "holding"
+    __table_args__ = (
+        CheckConstraint(one_of("status", BlockStatus), name="status"),
+        CheckConstraint(
+            f"serial_start >= 1 AND serial_start <= serial_end AND serial_end <= {SERIAL_MAX}",
+            name="serial_range",
+        ),
+        CheckConstraint(
+            f"({one_of('status', (BlockStatus.HELD, BlockStatus.FROZEN))}) = (pledge_id IS NOT NULL)",
+            name="pledge_named",
+        ),
+        # Checked at commit, like the migration says: one statement may shrink a block and insert its rest.
+        ExcludeConstraint(
+            ("span", "&&"), name="ex_holding_no_overlap", using="gist", deferrable=True, initially="DEFERRED"
+        ),
+        Index("ix_holding_account", "account_id", "credit_type_id", "status", "serial_start"),
+        Index(
+            "ix_holding_pledge_id",
+            "pledge_id",
+            "credit_type_id",
+            "serial_start",
+            postgresql_where=text("pledge_id IS NOT NULL"),
+        ),
+    )
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
     credit_type_id: int = Field(sa_column=Column(SmallInteger, ForeignKey("credit_type.id"), nullable=False))
     batch_id: UUID = Field(sa_column=Column(ForeignKey("issuance.id"), nullable=False, index=True))
     serial_start: int = Field(sa_column=Column(BigInteger, nullable=False))
     serial_end: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Generated columns are nullable in the database (no NOT NULL): their inputs never are.
     quantity: int | None = Field(
-        default=None, sa_column=Column(BigInteger, Computed("serial_end - serial_start + 1"), nullable=False)
+        default=None, sa_column=Column(BigInteger, Computed("serial_end - serial_start + 1", persisted=True))
     )
     account_id: UUID = Field(sa_column=Column(ForeignKey("account.id"), nullable=False))
-    status: BlockStatus = Field(sa_column=Column(_enum(BlockStatus, "block_status"), nullable=False))
-    pledge_id: UUID | None = Field(default=None, index=True)
-    span: str | None = Field(
-        default=None,
-        sa_column=Column(
-            INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)"), nullable=False
-        ),
+    status: BlockStatus = Field(sa_column=Column(TextEnum(BlockStatus), nullable=False))
+    pledge_id: UUID | None = Field(default=None, sa_column=Column(ForeignKey("pledge.id")))
+    span: Range[int] | None = Field(
+        default=None, sa_column=Column(INT8RANGE, Computed(_SPAN, persisted=True))
     )
 
 
@@ -134,4 +190,4 @@ class ProjectType(SQLModel, table=True):
     code: str = Field(sa_column=Column(Text, primary_key=True))
     name_zh: str = Field(sa_column=Column(Text, nullable=False))
     name_en: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(sa_column=timestamptz())
+    created_at: datetime = Field(sa_column=timestamptz(server_default=func.now()))

@@ -1,4 +1,5 @@
-"""Pledge and instruction tables; their one-way rules are triggers in migration 0002."""
+"""Pledge and instruction tables, equal to what migrations 0002, 0007 and 0008 create (tests/test_schema.py);
+their one-way rules are triggers there."""
 
 from __future__ import annotations
 
@@ -9,23 +10,73 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     Date,
     ForeignKey,
     Identity,
+    Index,
     LargeBinary,
     Numeric,
+    Sequence,
     SmallInteger,
     Text,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from registry.base import timestamptz
+from registry.audit.decisions import DecisionKind
+from registry.base import one_of, timestamptz
+from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
+
+P, S = PledgeStatus, InstructionStatus
+# Registration numbers are drawn from it (registry/pledge/repository.py).
+REGISTRATION_NO_SEQ = Sequence("registration_no_seq", metadata=SQLModel.metadata)
+# A pledge that has not (yet, or ever) been confirmed has no registration number.
+_UNREGISTERED = (P.PENDING, P.REJECTED, P.DECLINED, P.CANCELLED, P.EXPIRED)
+# Instructions still open: waiting for a consent or for the exchange.
+_OPEN = (S.AWAITING_CONSENT, S.PENDING)
 
 
 class Pledge(SQLModel, table=True):
     __tablename__ = "pledge"
+    __table_args__ = (
+        CheckConstraint(one_of("status", PledgeStatus), name="status"),
+        CheckConstraint("principal > 0", name="principal_positive"),
+        CheckConstraint(
+            "outstanding_principal >= 0 AND outstanding_principal <= principal", name="outstanding"
+        ),
+        CheckConstraint("currency = 'CNY'", name="currency"),
+        CheckConstraint("max_pledge_rate > 0 AND max_pledge_rate <= 1", name="max_pledge_rate"),
+        CheckConstraint(
+            one_of("valuation_method", ("vwap", "last_close", "lower_of")), name="valuation_method"
+        ),
+        CheckConstraint("haircut >= 0 AND haircut < 1", name="haircut"),
+        CheckConstraint("maturity_date > start_date", name="term"),
+        CheckConstraint(
+            "disposal_ratio > 0 AND disposal_ratio < warning_ratio AND warning_ratio <= 10", name="lines"
+        ),
+        CheckConstraint(
+            f"({one_of('status', _UNREGISTERED)}) = (registration_no IS NULL)", name="registered"
+        ),
+        CheckConstraint("pledgee_party_id <> pledgor_party_id", name="parties"),
+        Index("ix_pledge_pledgee", "pledgee_party_id", "status", "id"),
+        Index("ix_pledge_pledgor", "pledgor_party_id", "id"),
+        Index("ix_pledge_borrower", "borrower_party_id", "id"),
+        Index("ix_pledge_status", "status", "id"),
+        Index("ix_pledge_confirmed_at", "confirmed_at", postgresql_where=text("confirmed_at IS NOT NULL")),
+        Index("ix_pledge_closed_at", "closed_at", postgresql_where=text("closed_at IS NOT NULL")),
+        # One open pledge per bank and loan contract.
+        Index(
+            "uq_pledge_open_loan",
+            "pledgee_party_id",
+            "contract_no",
+            unique=True,
+            postgresql_where=text(one_of("status", (P.PENDING, P.ACTIVE))),
+        ),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     status: str = Field(sa_column=Column(Text, nullable=False))
@@ -37,7 +88,7 @@ class Pledge(SQLModel, table=True):
     contract_no: str = Field(sa_column=Column(Text, nullable=False))
     principal: Decimal = Field(sa_column=Column(Numeric(18, 2), nullable=False))
     outstanding_principal: Decimal = Field(sa_column=Column(Numeric(18, 2), nullable=False))
-    currency: str = Field(default="CNY", sa_column=Column(Text, nullable=False))
+    currency: str = Field(default="CNY", sa_column=Column(Text, nullable=False, server_default="CNY"))
     start_date: date = Field(sa_column=Column(Date, nullable=False))
     maturity_date: date = Field(sa_column=Column(Date, nullable=False))
     credit_type_id: int = Field(sa_column=Column(SmallInteger, ForeignKey("credit_type.id"), nullable=False))
@@ -45,7 +96,9 @@ class Pledge(SQLModel, table=True):
     warning_ratio: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
     disposal_ratio: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
     valuation_method: str = Field(sa_column=Column(Text, nullable=False))
-    haircut: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(5, 4), nullable=False))
+    haircut: Decimal = Field(
+        default=Decimal(0), sa_column=Column(Numeric(5, 4), nullable=False, server_default=text("0"))
+    )
     pboc_registration_no: str | None = Field(default=None, sa_column=Column(Text))
     bank_ref: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=timestamptz())
@@ -56,6 +109,49 @@ class Pledge(SQLModel, table=True):
 
 class Instruction(SQLModel, table=True):
     __tablename__ = "instruction"
+    __table_args__ = (
+        CheckConstraint(one_of("type", InstructionType), name="type"),
+        CheckConstraint(one_of("status", InstructionStatus), name="status"),
+        CheckConstraint("quantity > 0", name="quantity"),
+        CheckConstraint("outstanding_principal >= 0", name="outstanding"),
+        CheckConstraint("price >= 0", name="price"),
+        CheckConstraint("proceeds >= 0", name="proceeds"),
+        CheckConstraint(f"({one_of('status', _OPEN)}) = (decided_at IS NULL)", name="decided"),
+        CheckConstraint("review_price >= 0", name="review_price"),
+        CheckConstraint("review_proceeds >= 0", name="review_proceeds"),
+        # Waiting for a consent names whose; an instruction that needed one reached the exchange only with it.
+        CheckConstraint(
+            f"(status <> '{S.AWAITING_CONSENT}' OR consent_party_id IS NOT NULL)"
+            " AND (consent_party_id IS NULL OR consented_at IS NOT NULL"
+            f" OR {one_of('status', (S.AWAITING_CONSENT, S.DECLINED, S.CANCELLED, S.EXPIRED))})",
+            name="consent",
+        ),
+        # Four eyes binds the terms. NOT VALID in the migration: older disposals kept no reviewed terms.
+        CheckConstraint(
+            f"type <> '{InstructionType.DISPOSE}' OR status <> '{S.CONFIRMED}' OR ("
+            "reviewed_by IS NOT NULL AND decided_by IS DISTINCT FROM reviewed_by"
+            " AND to_account_id IS NOT DISTINCT FROM review_to_account_id"
+            " AND price IS NOT DISTINCT FROM review_price"
+            " AND proceeds IS NOT DISTINCT FROM review_proceeds)",
+            name="four_eyes",
+            postgresql_not_valid=True,
+        ),
+        Index("ix_instruction_pledge", "pledge_id", "seq"),
+        Index("ix_instruction_queue", "status", "seq"),
+        # One open instruction per pledge.
+        Index(
+            "uq_instruction_one_open",
+            "pledge_id",
+            unique=True,
+            postgresql_where=text(one_of("status", _OPEN)),
+        ),
+        Index(
+            "ix_instruction_consent",
+            "consent_party_id",
+            "seq",
+            postgresql_where=text(f"status = '{S.AWAITING_CONSENT}'"),
+        ),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     seq: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), unique=True))
@@ -98,6 +194,11 @@ class PledgeEvent(SQLModel, table=True):
     expired), naming the person; one hash chain per pledge (registry/audit/decisions.py)."""
 
     __tablename__ = "pledge_event"
+    __table_args__ = (
+        CheckConstraint(one_of("kind", DecisionKind), name="kind"),
+        UniqueConstraint("pledge_id", "seq", name="uq_pledge_event_seq"),
+        Index("ix_pledge_event_instruction", "instruction_id"),
+    )
 
     id: int | None = Field(
         default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
@@ -122,6 +223,7 @@ class PledgeChain(SQLModel, table=True):
     """The head of a pledge's decision chain."""
 
     __tablename__ = "pledge_chain"
+    __table_args__ = (CheckConstraint("seq > 0", name="seq"),)
 
     pledge_id: UUID = Field(sa_column=Column(ForeignKey("pledge.id"), primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -3,14 +3,20 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import Column, ForeignKey, LargeBinary, Text
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from registry.base import timestamptz
+from registry.access.models import GRANTED_ROLES
+from registry.base import one_of, timestamptz
 
 
 class ConsoleUser(SQLModel, table=True):
     __tablename__ = "console_user"
+    __table_args__ = (
+        CheckConstraint("username ~ '^[a-z0-9][a-z0-9._-]{1,63}$'", name="username"),
+        CheckConstraint(one_of("role", GRANTED_ROLES), name="role"),
+        CheckConstraint("password_hash LIKE '$argon2id$%'", name="argon2"),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     username: str = Field(sa_column=Column(Text, nullable=False, unique=True))
@@ -24,9 +30,13 @@ class ConsoleUser(SQLModel, table=True):
 
 class ConsoleSession(SQLModel, table=True):
     __tablename__ = "console_session"
+    __table_args__ = (
+        UniqueConstraint("token_digest", name="uq_console_session_token"),
+        Index("ix_console_session_user", "user_id", "created_at"),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
-    token_digest: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    token_digest: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     user_id: UUID = Field(sa_column=Column(ForeignKey("console_user.id"), nullable=False))
     csrf_token: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=timestamptz())

@@ -1,0 +1,112 @@
+"""Alerts to lending banks, their webhooks and the delivery outbox, equal to what migrations 0003 and
+0009 create (tests/test_schema.py). The services read and write them in SQL (registry/alert/service.py,
+delivery.py, registry/valuation/service.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Identity, Index, Integer, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from registry.base import one_of, timestamptz
+
+
+class Alert(SQLModel, table=True):
+    """Raised once per crossing: one open alert per pledge, kind and trigger; maturity reminders once ever."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        CheckConstraint(
+            one_of(
+                "kind",
+                (
+                    "margin_warning",
+                    "margin_disposal",
+                    "maturity_upcoming",
+                    "matured_unreleased",
+                    "price_stale",
+                ),
+            ),
+            name="kind",
+        ),
+        CheckConstraint(one_of("status", ("open", "cleared")), name="status"),
+        Index(
+            "uq_alert_open",
+            "pledge_id",
+            "kind",
+            "trigger",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index(
+            "uq_alert_maturity_once",
+            "pledge_id",
+            "trigger",
+            unique=True,
+            postgresql_where=text("kind = 'maturity_upcoming'"),
+        ),
+        Index("ix_alert_bank", "pledgee_party_id", "id"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    pledge_id: UUID = Field(sa_column=Column(ForeignKey("pledge.id"), nullable=False))
+    pledgee_party_id: UUID = Field(nullable=False)
+    kind: str = Field(sa_column=Column(Text, nullable=False))
+    # Which crossing: for maturity_upcoming the days before ('30', '7', '1'); else empty.
+    trigger: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    status: str = Field(default="open", sa_column=Column(Text, nullable=False, server_default="open"))
+    raised_at: datetime = Field(sa_column=timestamptz())
+    cleared_at: datetime | None = Field(default=None, sa_column=timestamptz(nullable=True))
+    acked_at: datetime | None = Field(default=None, sa_column=timestamptz(nullable=True))
+    acked_by: str | None = Field(default=None, sa_column=Column(Text))
+    details: Any = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+
+
+class Webhook(SQLModel, table=True):
+    """A bank's endpoint. The secret is kept in clear: HMAC keys sign, so they cannot be hashed."""
+
+    __tablename__ = "webhook"
+
+    party_id: UUID = Field(sa_column=Column(ForeignKey("party.id"), primary_key=True))
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    secret: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(sa_column=timestamptz())
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: written in the alert's transaction, delivered afterwards, retried with backoff; a
+    delivery being sent is leased (`lease_until`), at most one per bank."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        CheckConstraint(one_of("status", ("pending", "delivered", "failed")), name="status"),
+        Index("ix_webhook_delivery_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_webhook_delivery_party", "party_id", "id"),
+        Index(
+            "ix_webhook_delivery_party_due",
+            "party_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    alert_id: int = Field(sa_column=Column(BigInteger, ForeignKey("alert.id"), nullable=False))
+    party_id: UUID = Field(nullable=False)
+    event: str = Field(sa_column=Column(Text, nullable=False))
+    payload: Any = Field(sa_column=Column(JSONB, nullable=False))
+    status: str = Field(default="pending", sa_column=Column(Text, nullable=False, server_default="pending"))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    next_attempt_at: datetime = Field(sa_column=timestamptz())
+    last_error: str | None = Field(default=None, sa_column=Column(Text))  # a failure category, never a text
+    delivered_at: datetime | None = Field(default=None, sa_column=timestamptz(nullable=True))
+    created_at: datetime = Field(sa_column=timestamptz())
+    lease_until: datetime | None = Field(default=None, sa_column=timestamptz(nullable=True))

@@ -1,0 +1,1 @@
+"""The scheduler's own records (registry/scheduler.py runs the jobs): one row per job and fire time."""
