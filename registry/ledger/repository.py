@@ -123,6 +123,54 @@ def next_account_number(session: Session) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MoveCall:
+    """What one call of registry_move takes out of its source: a quantity (lowest serials first), ranges
+    (sorted, disjoint), or everything in the source state (of one credit type, or of all)."""
+
+    credit_type: str | None  # the code: the database resolves it (None: every type, with `everything`)
+    quantity: int | None = None
+    ranges: Sequence[tuple[int, int]] = ()
+    everything: bool = False
+
+
+_MOVE = text("""
+    SELECT credit_type, batch_id, serial_start, serial_end, refusal
+      FROM registry_move(:kind, :sa, :ss, :sp, :ta, :ts, :tp, CAST(:ct AS text), CAST(:q AS bigint),
+                         CAST(:starts AS bigint[]), CAST(:ends AS bigint[]), :every, :role, :party, :key,
+                         :operator, :behalf, :request, :instruction, :reason, :at, CAST(:active AS uuid[]))""")
+
+
+def move(
+    session: Session,
+    actor: Any,
+    kind: Any,
+    source: State,
+    target: State,
+    call: MoveCall,
+    *,
+    reason: str | None,
+    require_active: Sequence[UUID],
+) -> list[Any]:
+    """One movement of units with its audit events, in one round trip (migration 0012)."""
+    principal = actor.principal
+    return list(
+        session.execute(
+            _MOVE,
+            {
+                "kind": kind.value, "sa": source.account_id, "ss": source.status, "sp": source.pledge_id,
+                "ta": target.account_id, "ts": target.status, "tp": target.pledge_id,
+                "ct": call.credit_type, "q": call.quantity,
+                "starts": [r[0] for r in call.ranges], "ends": [r[1] for r in call.ranges],
+                "every": call.everything, "role": principal.role.value, "party": principal.party_id,
+                "key": principal.key_id, "operator": principal.operator, "behalf": actor.on_behalf_of,
+                "request": actor.request_id, "instruction": actor.instruction_id, "reason": reason,
+                "at": actor.at, "active": list(require_active),
+            },
+        ).all()
+    )  # fmt: skip
+
+
 def lock_accounts(session: Session, account_ids: Sequence[UUID]) -> dict[UUID, LockedAccount]:
     """Row-lock the accounts, in id order so that two transactions never wait on each other in a cycle.
 

@@ -21,10 +21,10 @@ from sqlmodel import Session, col, select
 from registry import authz
 from registry.audit import service as audit
 from registry.audit.models import EventKind
-from registry.errors import AlreadyExists, InvalidInput, NotFound
+from registry.errors import AlreadyExists, InvalidInput, NotFound, RegistryError
 from registry.ledger import repository as repo
 from registry.ledger import uscc
-from registry.ledger.blocks import Piece, Segment, normalize_ranges, plan_rewrite, take_lowest, take_ranges
+from registry.ledger.blocks import Segment, normalize_ranges
 from registry.ledger.errors import AccountClosed, BlocksNotAvailable, InsufficientUnits, SerialSpaceExhausted
 from registry.ledger.models import (
     SERIAL_MAX,
@@ -231,17 +231,14 @@ def transfer(
     authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
     if from_account_id == to_account_id:
         raise InvalidInput("to_account_id", "units cannot be transferred to the account they are in")
-    accounts = _lock(session, [from_account_id, to_account_id])
-    _require_active(accounts[from_account_id])
-    _require_active(accounts[to_account_id])
     return _move(
         session,
         actor,
         EventKind.TRANSFER,
-        accounts[from_account_id],
         State(from_account_id, AVAILABLE),
         State(to_account_id, AVAILABLE),
         selection,
+        require_active=(from_account_id, to_account_id),
     )
 
 
@@ -252,12 +249,10 @@ def retire(
     authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
     if selection.everything:
         raise InvalidInput("quantity", "say how many units, or which blocks, to retire")
-    account = _lock(session, [account_id])[account_id]
     return _move(
         session,
         actor,
         EventKind.RETIRE,
-        account,
         State(account_id, AVAILABLE),
         State(account_id, RETIRED),
         selection,
@@ -299,18 +294,15 @@ def move_pledged(
         if to_account_id is None or to_account_id == account_id:
             raise InvalidInput("to_account_id", "disposal moves units to another account")
         target_account = to_account_id
-    accounts = _lock(session, [account_id, target_account])
-    if kind in (EventKind.HOLD, EventKind.DISPOSE):
-        _require_active(accounts[target_account])
     return _move(
         session,
         actor,
         kind,
-        accounts[account_id],
         State(account_id, source_status, None if source_status == AVAILABLE else pledge_id),
         State(target_account, target_status, pledge_id if keeps_pledge else None),
         selection,
         reason=reason,
+        require_active=(target_account,) if kind in (EventKind.HOLD, EventKind.DISPOSE) else (),
     )
 
 
@@ -395,115 +387,73 @@ def _move(
     session: Session,
     actor: Actor,
     kind: EventKind,
-    chain: LockedAccount,
     source: State,
     target: State,
     selection: Selection,
     *,
     reason: str | None = None,
+    require_active: Sequence[UUID] = (),
 ) -> Movement:
-    """Take the selected units out of `source` and put them in `target`, splitting and joining blocks.
-    The caller holds the locks of the accounts of both states."""
-    codes = repo.credit_type_codes(session)
-    ids = {code: ct_id for ct_id, code in codes.items()}
-    pieces: list[Piece] = []
-    for ct_id, ranges in _ranges_by_type(selection, ids).items():
-        blocks = repo.blocks_overlapping(session, source, ct_id, ranges)
-        taken, missing = take_ranges(blocks, ranges)
-        if missing:
-            raise BlocksNotAvailable(
-                account_id=source.account_id, credit_type=codes[ct_id], status=source.status, missing=missing
-            )
-        pieces += taken
+    """Take the selected units out of `source` and put them in `target`, splitting and joining blocks, with
+    their audit events: one call of the database's `registry_move` (migration 0012) per credit type named,
+    which locks both accounts first. A refusal comes back before anything was written."""
+    calls: list[repo.MoveCall] = []
     if selection.quantity is not None:
+        if selection.blocks:
+            raise InvalidInput("blocks", "give either a quantity or blocks, not both")
         if selection.credit_type is None:
             raise InvalidInput("credit_type", "a quantity needs its credit type")
-        if selection.credit_type not in ids:
-            raise NotFound("credit type", selection.credit_type, field="credit_type")
         _check_quantity(selection.quantity)
-        ct_id = ids[selection.credit_type]
-        blocks = repo.blocks_lowest_first(session, source, ct_id, selection.quantity)
-        taken = take_lowest(blocks, selection.quantity)
-        got = sum(p.quantity for p in taken)
-        if got < selection.quantity:
-            raise InsufficientUnits(
-                account_id=source.account_id,
-                credit_type=selection.credit_type,
-                status=source.status,
-                requested=selection.quantity,
-                available=got,
-            )
-        pieces += taken
-    if selection.everything:
-        ct_filter = ids.get(selection.credit_type) if selection.credit_type else None
-        if selection.credit_type and ct_filter is None:
-            raise NotFound("credit type", selection.credit_type, field="credit_type")
-        pieces += [
-            Piece(b, b.serial_start, b.serial_end) for b in repo.blocks_in_state(session, source, ct_filter)
+        calls.append(repo.MoveCall(selection.credit_type, quantity=selection.quantity))
+    elif selection.blocks:
+        calls += [
+            repo.MoveCall(code, ranges=ranges) for code, ranges in sorted(_ranges_by_type(selection).items())
         ]
+    else:
+        calls.append(repo.MoveCall(selection.credit_type, everything=True))
+    moved: list[MovedBlock] = []
+    for call in calls:
+        rows = repo.move(
+            session, actor, kind, source, target, call, reason=reason, require_active=require_active
+        )
+        if rows and rows[0].refusal is not None:
+            raise _refusal(rows[0].refusal, source, call, selection)
+        moved += [MovedBlock(r.credit_type, r.batch_id, r.serial_start, r.serial_end) for r in rows]
+    return Movement(kind, source, target, moved)
 
-    plan = plan_rewrite(pieces)
-    repo.rewrite_blocks(
-        session,
-        target,
-        plan.updates,
-        [(seg, target) for seg in plan.new_taken]
-        + [(seg, State(b.account_id, b.status, b.pledge_id)) for b, seg in plan.new_kept],
-    )
-    spans: dict[int, tuple[int, int]] = {}
-    for p in pieces:
-        lo, hi = spans.get(p.block.credit_type_id, (p.start, p.end))
-        spans[p.block.credit_type_id] = (min(lo, p.start), max(hi, p.end))
-    for ct_id, (lo, hi) in spans.items():
-        repo.coalesce_blocks(session, target, ct_id, lo, hi)
 
-    ordered = sorted(pieces, key=lambda p: (p.block.credit_type_id, p.start))
-    audit.record(
-        session,
-        actor,
-        chain,
-        kind,
-        [
-            audit.Change(
-                p.block.credit_type_id,
-                p.block.batch_id,
-                p.start,
-                p.end,
-                p.block.account_id,
-                p.block.status,
-                p.block.pledge_id,
-                target.account_id,
-                target.status,
-                target.pledge_id,
-            )
-            for p in ordered
-        ],
-        reason=reason,
-    )
-    return Movement(
-        kind,
-        source,
-        target,
-        [MovedBlock(codes[p.block.credit_type_id], p.block.batch_id, p.start, p.end) for p in ordered],
+def _refusal(
+    refusal: dict[str, Any], source: State, call: repo.MoveCall, selection: Selection
+) -> RegistryError:
+    code = call.credit_type or ""
+    if refusal["code"] == "unknown_credit_type":
+        return NotFound("credit type", code, field="credit_type" if selection.credit_type else "blocks")
+    if refusal["code"] == "account_not_found":
+        return NotFound("account", refusal["account_id"])
+    if refusal["code"] == "account_closed":
+        return AccountClosed(UUID(refusal["account_id"]))
+    if refusal["code"] == "insufficient_units":
+        return InsufficientUnits(account_id=source.account_id, credit_type=code, status=source.status,
+                                 requested=refusal["requested"], available=refusal["available"])  # fmt: skip
+    missing = [(int(s), int(e)) for s, e in refusal["missing"] or []]
+    return BlocksNotAvailable(
+        account_id=source.account_id, credit_type=code, status=source.status, missing=missing
     )
 
 
-def _ranges_by_type(selection: Selection, ids: dict[str, int]) -> dict[int, list[tuple[int, int]]]:
-    if selection.blocks and selection.quantity is not None:
-        raise InvalidInput("blocks", "give either a quantity or blocks, not both")
-    grouped: dict[int, list[tuple[int, int]]] = defaultdict(list)
+def _ranges_by_type(selection: Selection) -> dict[str, list[tuple[int, int]]]:
+    """The named blocks by credit type code, each type's ranges sorted and joined; overlaps refused."""
+    grouped: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for n, block in enumerate(selection.blocks):
-        if block.credit_type not in ids:
-            raise NotFound("credit type", block.credit_type, field=f"blocks[{n}].credit_type")
         if not 1 <= block.serial_start <= block.serial_end <= SERIAL_MAX:
             raise InvalidInput(f"blocks[{n}]", "need 1 <= serial_start <= serial_end <= 2^40-1")
-        grouped[ids[block.credit_type]].append((block.serial_start, block.serial_end))
+        grouped[block.credit_type].append((block.serial_start, block.serial_end))
     out = {}
-    for ct_id, ranges in grouped.items():
+    for code, ranges in grouped.items():
         normalized = normalize_ranges(ranges)
         if sum(e - s + 1 for s, e in normalized) != sum(e - s + 1 for s, e in ranges):
             raise InvalidInput("blocks", "the blocks overlap each other")
-        out[ct_id] = normalized
+        out[code] = normalized
     return out
 
 
