@@ -227,6 +227,9 @@ ZH: dict[str, str] = {
         "表单缺少本次会话的令牌，请刷新页面后重试。"
     ),
     "Sign in first.": "请先登录。",
+    "The batch was refused: {failing} line(s) cannot apply, nothing was applied.": (
+        "批量被拒绝：{failing} 行无法执行，未执行任何一行。"
+    ),
     "available": "可用",
     "held": "锁定",
     "frozen": "冻结",
