@@ -11,13 +11,14 @@ from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, next_cursor
-from api.routers.common import READ_ERRORS, WRITE_ERRORS, pair_cursor, uuid_cursor
-from api.schemas.common import CreditTypeCode, Page
+from api.routers.common import errors, pair_cursor, uuid_cursor
+from api.schemas.common import CreditTypeCode
 from api.schemas.ledger import (
     HoldingRead,
     HoldingsPage,
     HoldingTotal,
     IssuanceCreate,
+    IssuancePage,
     IssuanceRead,
     MovedBlockRead,
     RetirementCreate,
@@ -70,9 +71,10 @@ def selection(body: TransferCreate | RetirementCreate) -> Selection:
 
 @router.post(
     "/issuances",
+    operation_id="issue_credits",
     status_code=201,
     response_model=IssuanceRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Issue a batch of credits into an account (exchange)",
 )
 def create_issuance(
@@ -100,8 +102,9 @@ def create_issuance(
 
 @router.get(
     "/issuances",
-    response_model=Page[IssuanceRead],
-    responses=READ_ERRORS,
+    operation_id="list_issuances",
+    response_model=IssuancePage,
+    responses=errors(401, 403, 404, 422, 503),
     summary="Issuance batches (exchange, auditor)",
 )
 def list_issuances(
@@ -110,12 +113,12 @@ def list_issuances(
     credit_type: CreditTypeCode | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
-) -> Page[IssuanceRead]:
+) -> IssuancePage:
     items = ledger.list_issuances(
         session, principal, credit_type=credit_type, after=uuid_cursor(cursor), limit=limit
     )
     codes = {ct.id: ct.code for ct in ledger.list_credit_types(session, principal)}
-    return Page(
+    return IssuancePage(
         items=[issuance_read(b, codes[b.credit_type_id]) for b in items],
         next_cursor=next_cursor(items, limit, lambda b: str(b.id)),
     )
@@ -123,8 +126,9 @@ def list_issuances(
 
 @router.get(
     "/issuances/{issuance_id}",
+    operation_id="get_issuance",
     response_model=IssuanceRead,
-    responses=READ_ERRORS,
+    responses=errors(401, 403, 404, 422, 503),
     summary="One issuance batch (exchange, auditor)",
 )
 def read_issuance(issuance_id: UUID, session: SessionDep, principal: PrincipalDep) -> IssuanceRead:
@@ -135,9 +139,10 @@ def read_issuance(issuance_id: UUID, session: SessionDep, principal: PrincipalDe
 
 @router.post(
     "/transfers",
+    operation_id="transfer_units",
     status_code=201,
     response_model=TransferRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Move available units between accounts (exchange)",
 )
 def create_transfer(
@@ -167,9 +172,10 @@ def create_transfer(
 
 @router.post(
     "/retirements",
+    operation_id="retire_units",
     status_code=201,
     response_model=RetirementRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Retire available units (exchange)",
 )
 def create_retirement(
@@ -192,8 +198,9 @@ def create_retirement(
 
 @router.get(
     "/accounts/{account_id}/holdings",
+    operation_id="get_holdings",
     response_model=HoldingsPage,
-    responses=READ_ERRORS,
+    responses=errors(401, 404, 422, 503),
     summary="An account's blocks and totals per credit type and status",
 )
 def read_holdings(

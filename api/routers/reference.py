@@ -12,21 +12,23 @@ from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, next_cursor
-from api.routers.common import PROBLEM, READ_ERRORS, WRITE_ERRORS, uuid_cursor
-from api.schemas.common import Page
+from api.routers.common import errors, int_cursor, uuid_cursor
 from api.schemas.ledger import (
     AccountCreate,
+    AccountPage,
     AccountRead,
     CreditTypeCreate,
+    CreditTypePage,
     CreditTypeRead,
     PartyCreate,
+    PartyPage,
     PartyRead,
 )
 from api.schemas.pledges import AccountLookupRead, PartyLookupRead
 from registry.ledger import service as ledger
 from registry.ledger.models import Account, CreditType, Party, PartyKind
 
-router = APIRouter(prefix="/v1", tags=["reference data"])
+router = APIRouter(prefix="/v1", tags=["reference"])
 
 
 def party_read(party: Party) -> PartyRead:
@@ -45,9 +47,10 @@ def credit_type_read(ct: CreditType) -> CreditTypeRead:
 
 @router.post(
     "/parties",
+    operation_id="create_party",
     status_code=201,
     response_model=PartyRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 409, 413, 422, 503),
     summary="Register a party (exchange)",
 )
 def create_party(
@@ -73,23 +76,25 @@ def create_party(
 
 @router.get(
     "/parties",
-    response_model=Page[PartyRead],
-    responses=READ_ERRORS,
+    operation_id="list_parties",
+    response_model=PartyPage,
+    responses=errors(401, 422, 503),
     summary="Parties (exchange and auditor: all; others: their own)",
 )
 def list_parties(
     session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
-) -> Page[PartyRead]:
+) -> PartyPage:
     items = ledger.list_parties(session, principal, after=uuid_cursor(cursor), limit=limit)
-    return Page(
+    return PartyPage(
         items=[party_read(p) for p in items], next_cursor=next_cursor(items, limit, lambda p: str(p.id))
     )
 
 
 @router.get(
     "/parties/lookup",
+    operation_id="lookup_party",
     response_model=PartyLookupRead,
-    responses={**READ_ERRORS, 429: PROBLEM},
+    responses=errors(401, 403, 404, 422, 429, 503),
     summary="Find a borrower by its unified social credit code (bank): its party id, name and kind; else 404",
 )
 def lookup_party(
@@ -103,16 +108,23 @@ def lookup_party(
     return PartyLookupRead(id=found.id, name=found.name, kind=found.kind)
 
 
-@router.get("/parties/{party_id}", response_model=PartyRead, responses=READ_ERRORS, summary="One party")
+@router.get(
+    "/parties/{party_id}",
+    operation_id="get_party",
+    response_model=PartyRead,
+    responses=errors(401, 404, 422, 503),
+    summary="One party",
+)
 def read_party(party_id: UUID, session: SessionDep, principal: PrincipalDep) -> PartyRead:
     return party_read(ledger.require_party(session, principal, party_id))
 
 
 @router.post(
     "/accounts",
+    operation_id="create_account",
     status_code=201,
     response_model=AccountRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Open a registry account for a party (exchange)",
 )
 def create_account(
@@ -134,8 +146,9 @@ def create_account(
 
 @router.get(
     "/accounts",
-    response_model=Page[AccountRead],
-    responses=READ_ERRORS,
+    operation_id="list_accounts",
+    response_model=AccountPage,
+    responses=errors(401, 422, 503),
     summary="Registry accounts (exchange and auditor: all; others: their own)",
 )
 def list_accounts(
@@ -144,19 +157,20 @@ def list_accounts(
     party_id: UUID | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
-) -> Page[AccountRead]:
+) -> AccountPage:
     items = ledger.list_accounts(
         session, principal, party_id=party_id, after=uuid_cursor(cursor), limit=limit
     )
-    return Page(
+    return AccountPage(
         items=[account_read(a) for a in items], next_cursor=next_cursor(items, limit, lambda a: str(a.id))
     )
 
 
 @router.get(
     "/accounts/lookup",
+    operation_id="lookup_account",
     response_model=AccountLookupRead,
-    responses={**READ_ERRORS, 429: PROBLEM},
+    responses=errors(401, 403, 404, 422, 429, 503),
     summary="Find a pledgor's account from its number and its holder's unified social credit code (bank): "
     "both must match, else 404; nothing of the account's holdings is shown",
 )
@@ -177,7 +191,11 @@ def lookup_account(
 
 
 @router.get(
-    "/accounts/{account_id}", response_model=AccountRead, responses=READ_ERRORS, summary="One account"
+    "/accounts/{account_id}",
+    operation_id="get_account",
+    response_model=AccountRead,
+    responses=errors(401, 404, 422, 503),
+    summary="One account",
 )
 def read_account(account_id: UUID, session: SessionDep, principal: PrincipalDep) -> AccountRead:
     return account_read(ledger.require_account(session, principal, account_id))
@@ -185,9 +203,10 @@ def read_account(account_id: UUID, session: SessionDep, principal: PrincipalDep)
 
 @router.post(
     "/credit-types",
+    operation_id="create_credit_type",
     status_code=201,
     response_model=CreditTypeRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 409, 413, 422, 503),
     summary="Add a kind of environmental right (exchange)",
 )
 def create_credit_type(
@@ -211,9 +230,15 @@ def create_credit_type(
 
 @router.get(
     "/credit-types",
-    response_model=list[CreditTypeRead],
-    responses=READ_ERRORS,
-    summary="Credit types the registry keeps",
+    operation_id="list_credit_types",
+    response_model=CreditTypePage,
+    responses=errors(401, 422, 503),
+    summary="Credit types the registry keeps, in the order they were added",
 )
-def list_credit_types(session: SessionDep, principal: PrincipalDep) -> list[CreditTypeRead]:
-    return [credit_type_read(ct) for ct in ledger.list_credit_types(session, principal)]
+def list_credit_types(
+    session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
+) -> CreditTypePage:
+    items = ledger.list_credit_types(session, principal, after=int_cursor(cursor), limit=limit)
+    return CreditTypePage(
+        items=[credit_type_read(ct) for ct in items], next_cursor=next_cursor(items, limit, lambda ct: ct.id)
+    )

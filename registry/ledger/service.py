@@ -626,6 +626,8 @@ def holdings(
     )
 
 
-def list_credit_types(session: Session, principal: Principal) -> list[CreditType]:
-    """Reference data every authenticated party may read."""
-    return repo.credit_types(session)
+def list_credit_types(
+    session: Session, principal: Principal, *, after: int | None = None, limit: int | None = None
+) -> list[CreditType]:
+    """Reference data every authenticated party may read: all of it, or a page."""
+    return repo.credit_types(session, after=after, limit=limit)
