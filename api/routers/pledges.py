@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
@@ -435,10 +435,10 @@ def confirm_instruction(
     actor: ActorDep,
     settings: SettingsDep,
     background: BackgroundTasks,
-    body: ConfirmBody | None = None,
+    # Optional, and no `null`: a generated client then leaves the body out when it is not given.
+    body: Annotated[ConfirmBody, Body(default_factory=ConfirmBody)],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    body = body or ConfirmBody()
 
     def work() -> Instruction:
         done = pledges.confirm(

@@ -104,8 +104,9 @@ def get_prices(credit_type: Annotated[CreditTypeCode, Path()], session: SessionD
     )  # fmt: skip
 
 
-@router.get("/pledges/{pledge_id}/valuations", operation_id="list_valuations", tags=["valuation"], response_model=ValuationPage,
-            responses=errors(401, 404, 422, 503), summary="A pledge's valuation history, newest first")  # fmt: skip
+@router.get("/pledges/{pledge_id}/valuations", operation_id="list_valuations", tags=["valuation"],
+            response_model=ValuationPage, responses=errors(401, 404, 422, 503),
+            summary="A pledge's valuation history, newest first")  # fmt: skip
 def list_valuations(pledge_id: UUID, session: SessionDep, principal: PrincipalDep, limit: Limit = 100,
                     cursor: Cursor = None) -> ValuationPage:  # fmt: skip
     reads.require_pledge(session, principal, pledge_id)
