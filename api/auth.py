@@ -34,6 +34,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key made by `registry
 class Unauthenticated(RegistryError):
     code = "unauthenticated"
     title = "Unauthenticated"
+    message = "Sign in first."
 
 
 class KeyCache:

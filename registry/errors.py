@@ -1,5 +1,9 @@
 """The base of every domain error. Each carries a stable `code` and its context, never an HTTP status:
-`api/problems.py` is the one place that turns them into responses."""
+`api/problems.py` is the one place that turns them into responses.
+
+`detail` is for a program (English, with the figures); `message` is a fixed sentence for a person, its
+`{placeholders}` filled from the context, which the console shows translated (api/console/i18n.py has
+every message's Chinese: a test holds them together)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any, ClassVar
 class RegistryError(Exception):
     code: ClassVar[str] = "registry_error"
     title: ClassVar[str] = "Registry error"
+    message: ClassVar[str] = "The request could not be completed."
 
     def __init__(self, detail: str, **context: Any) -> None:
         super().__init__(detail)
@@ -21,6 +26,7 @@ class NotFound(RegistryError):
 
     code = "not_found"
     title = "Not found"
+    message = "Not found."
 
     def __init__(self, kind: str, ident: object, *, field: str | None = None) -> None:
         context: dict[str, Any] = {"resource": kind, "id": str(ident)}
@@ -32,6 +38,7 @@ class NotFound(RegistryError):
 class Forbidden(RegistryError):
     code = "forbidden"
     title = "Forbidden"
+    message = "You may not do this."
 
 
 class InvalidInput(RegistryError):
@@ -39,6 +46,7 @@ class InvalidInput(RegistryError):
 
     code = "validation_error"
     title = "Invalid request"
+    message = "This input is not valid: {field}."
 
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(detail, field=field)
@@ -48,11 +56,13 @@ class InvalidInput(RegistryError):
 class InvalidState(RegistryError):
     code = "invalid_state"
     title = "Not allowed in the current state"
+    message = "This is not allowed in the current state."
 
 
 class AlreadyExists(RegistryError):
     code = "already_exists"
     title = "Already exists"
+    message = "This already exists."
 
 
 class Busy(RegistryError):
@@ -60,3 +70,4 @@ class Busy(RegistryError):
 
     code = "busy"
     title = "Busy, retry"
+    message = "The registry is busy; try again in a moment."

@@ -4,7 +4,7 @@ from registry.access.models import ApiKey
 from registry.audit.models import AuditEvent
 from registry.certificate.models import Certificate
 from registry.idempotency.models import IdempotencyRecord
-from registry.ledger.models import Account, CreditType, Holding, Issuance, Party
+from registry.ledger.models import Account, CreditType, Holding, Issuance, Party, ProjectType
 from registry.pledge.models import Instruction, Pledge, PledgeChain, PledgeEvent
 from registry.users.models import ConsoleSession, ConsoleUser
 
@@ -24,4 +24,5 @@ __all__ = [
     "Pledge",
     "PledgeChain",
     "PledgeEvent",
+    "ProjectType",
 ]

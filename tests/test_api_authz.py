@@ -161,6 +161,13 @@ CELLS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/v1/parties", None, READ_ALL),
     ("GET", "/v1/accounts", None, READ_ALL),
     ("GET", "/v1/credit-types", None, READ_ALL),
+    ("GET", "/v1/project-types", None, READ_ALL),
+    (
+        "POST",
+        "/v1/project-types",
+        {"code": "x_{role}", "name_zh": "某类", "name_en": "Some kind"},
+        EXCHANGE_WRITE,
+    ),
     ("GET", "/v1/parties/{own_party}", None, OWN_READ),
     ("GET", "/v1/parties/{other_party}", None, OTHER_READ),
     ("GET", "/v1/accounts/{own_account}", None, OWN_READ),

@@ -128,6 +128,8 @@ def test_confirmation_issues_a_certificate_that_says_everything(
     for expected in [
         "质押登记证明",
         "Certificate of Pledge Registration",
+        "林业碳汇",  # the project type by its names, not its code
+        "Forestry carbon sink",
         number,
         pledge["registration_no"],
         pledge["loan"]["contract_no"],
@@ -165,6 +167,7 @@ def test_confirmation_issues_a_certificate_that_says_everything(
         "credit_type": "CCER",
         "sha256": hashlib.sha256(pdf).hexdigest(),
         "latest_version": 1,
+        "issuer": f.the_exchange(session).name,  # the exchange, a public fact
     }  # nothing confidential: no parties, no amounts, no contract
 
 
@@ -313,6 +316,10 @@ def test_a_phone_that_scans_the_code_gets_a_page(client: TestClient, desk: Desk,
     page = verify(client, number, code_of(session, number), **browser)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "有效 Valid" in page.text and number in page.text and "2,000" in page.text
+    issuer = f.the_exchange(session).name
+    assert issuer in page.text and verify(client, number, code_of(session, number)).json()["issuer"] == issuer
+    # Beijing time to the minute, as the certificate states its dates: the test clock is 09:30 there.
+    assert "2026-03-02 09:30（北京时间" in page.text and "+00:00" not in page.text
     assert page.headers["referrer-policy"] == "no-referrer"  # the address carries the code
     assert "default-src 'none'" in page.headers["content-security-policy"]
     wrong = verify(client, number, "AAAAAAAAAAAA", **browser)

@@ -28,6 +28,8 @@ OPERATION_IDS = {
     ("GET", "/v1/accounts/{account_id}"): "get_account",
     ("POST", "/v1/credit-types"): "create_credit_type",
     ("GET", "/v1/credit-types"): "list_credit_types",
+    ("POST", "/v1/project-types"): "create_project_type",
+    ("GET", "/v1/project-types"): "list_project_types",
     ("POST", "/v1/issuances"): "issue_credits",
     ("GET", "/v1/issuances"): "list_issuances",
     ("GET", "/v1/issuances/{issuance_id}"): "get_issuance",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 import secrets
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -19,6 +22,7 @@ from registry.users import service as users
 from registry.users.service import SignedIn
 
 SESSION_COOKIE = "registry_session"
+FLASH_COOKIE = "registry_flash"
 LOGIN_CSRF_COOKIE = "registry_login_csrf"
 LANG_COOKIE = "registry_lang"
 PATH = "/console"
@@ -35,6 +39,7 @@ class SignInRequired(Exception):
 class CsrfRefused(RegistryError):
     code = "csrf_failed"
     title = "Form refused"
+    message = "The form did not carry this session's token; reload the page and try again."
 
     def __init__(self) -> None:
         super().__init__("the form did not carry this session's token; reload the page and try again")
@@ -84,6 +89,29 @@ def set_cookie(response: Response, settings: Settings, name: str, value: str, ma
     )
 
 
+def flash(request: Request, response: Response, user: SignedIn, kind: str, message: str) -> None:
+    """What the page after a redirect says (post/redirect/get: a refresh never resubmits the form). Signed
+    with the session's own token, so that only this session's answers can be shown as its messages."""
+    payload = base64.urlsafe_b64encode(json.dumps([kind, message]).encode()).decode()
+    signature = hmac.new(user.csrf_token.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    set_cookie(response, request.app.state.settings, FLASH_COOKIE, f"{payload}.{signature}", max_age=120)
+
+
+def take_flash(request: Request, user: SignedIn | None) -> tuple[str, str] | None:
+    raw = request.cookies.get(FLASH_COOKIE, "")
+    payload, _, signature = raw.partition(".")
+    if user is None or not payload:
+        return None
+    expected = hmac.new(user.csrf_token.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return None
+    try:
+        kind, message = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, TypeError):
+        return None
+    return (str(kind), str(message)) if kind in ("ok", "err") else None
+
+
 def new_login_csrf() -> str:
     return secrets.token_urlsafe(24)
 
@@ -108,10 +136,15 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     lang = lang_of(request)
-    return page(
+    flashed = take_flash(request, user)
+    if flashed is not None:  # the answer to the form just sent, shown once
+        context[{"ok": "notice", "err": "error"}[flashed[0]]] = flashed[1]
+    response = page(
         request,
         f"console/{template}",
         {
+            "notice": None,
+            "error": None,
             **context,
             "t": translator(lang),
             "lang": lang,
@@ -123,3 +156,6 @@ def render(
         },
         status_code=status_code,
     )
+    if flashed is not None:
+        response.delete_cookie(FLASH_COOKIE, path=PATH)
+    return response

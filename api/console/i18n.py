@@ -110,7 +110,26 @@ ZH: dict[str, str] = {
     "maturity_upcoming": "即将到期",
     "matured_unreleased": "到期未解押",
     "price_stale": "价格陈旧",
-    "Registration no., contract no., party name or serial number": "登记编号、合同编号、主体名称或序列号",
+    # The trail's words (event kinds, the actor's role when no person is named).
+    "event:issue": "签发",
+    "event:transfer": "转让",
+    "event:retire": "注销",
+    "event:hold": "锁定",
+    "event:release_hold": "解除锁定",
+    "event:freeze": "冻结",
+    "event:unfreeze": "解冻",
+    "event:dispose": "处置划转",
+    "role:exchange": "交易所",
+    "role:bank": "银行",
+    "role:holder": "持有人",
+    "role:auditor": "审计",
+    "role:system": "登记系统",
+    "Open": "查看",
+    "Closed: nothing is pledged any more.": "已结束：不再有质押中的单位。",
+    "Older valuations": "更早的估值",
+    "Registration, certificate, contract or account no., party name, credit code or serial": (
+        "登记编号、证明编号、合同编号、账户号、主体名称、统一社会信用代码或序列号"
+    ),
     "Results": "结果",
     "Nothing found.": "未找到。",
     "Unit history": "单位流转记录",
@@ -157,6 +176,7 @@ ZH: dict[str, str] = {
     "Review these terms": "提交处置条件初审",
     "Reviewed terms": "初审处置条件",
     "Units go to": "划转至",
+    "Units went to": "单位去向",
     "Withdraw": "撤回",
     "You reviewed these terms: another operator must confirm them.": "您已初审以上条件，须由另一名操作员确认。",
     "Consented: the request now goes to the exchange.": "已同意：申请已提交交易所。",
@@ -166,10 +186,66 @@ ZH: dict[str, str] = {
     "Enter an amount such as 68.50.": "请输入金额，例如 68.50。",
     "awaiting_consent": "待对方同意",
     "declined": "已拒绝",
+    # Domain errors' messages (registry: each error class's `message`), as the console shows them.
+    "The request could not be completed.": "请求未能完成。",
+    "Not found.": "未找到。",
+    "You may not do this.": "您无权进行此操作。",
+    "This input is not valid: {field}.": "输入有误：{field}。",
+    "This is not allowed in the current state.": "当前状态下不允许此操作。",
+    "This already exists.": "已存在。",
+    "The registry is busy; try again in a moment.": "系统繁忙，请稍后再试。",
+    "Not enough units: {available} {unit_status} {credit_type} units, {requested} asked.": (
+        "单位不足：{credit_type} {unit_status}单位 {available}，申请 {requested}。"
+    ),
+    "The account does not hold these {credit_type} serials as {unit_status}.": (
+        "该账户未以{unit_status}状态持有这些 {credit_type} 序列号。"
+    ),
+    "The account is closed.": "该账户已关闭。",
+    "{credit_type} has {left} serial numbers left, {requested} asked.": (
+        "{credit_type} 剩余序列号 {left} 个，申请 {requested} 个。"
+    ),
+    "Four eyes: {reviewed_by} reviewed this disposal; another operator must confirm it.": (
+        "四眼原则：{reviewed_by} 已初审该处置，须由另一名操作员确认。"
+    ),
+    "The pledge rate {pledge_rate} is above the lender's maximum {max_pledge_rate}.": (
+        "质押率 {pledge_rate} 高于贷款人的上限 {max_pledge_rate}。"
+    ),
+    (
+        "At today's price the loan is outside the lender's terms: pledge rate {pledge_rate} "
+        "(maximum {max_pledge_rate}), coverage {coverage_ratio} (disposal line {disposal_ratio})."
+    ): (
+        "按今日参考价，贷款已超出贷款条件：质押率 {pledge_rate}（上限 {max_pledge_rate}），"
+        "覆盖倍数 {coverage_ratio}（处置线 {disposal_ratio}）。"
+    ),
+    "This loan contract already has an open pledge.": "该借款合同已有未结束的质押。",
+    "This instruction is {instruction_status}.": "该指令{instruction_status}。",
+    "This request lapsed at {lapsed_at}.": "该申请已于 {lapsed_at} 失效。",
+    "Too many attempts; try again in {retry_after} s.": "尝试次数过多，请 {retry_after} 秒后再试。",
+    "Too many reports at once; try again in {retry_after} s.": "同时生成的报表过多，请 {retry_after} 秒后再试。",
+    "This request was already sent with other contents.": "该请求已以不同内容提交过。",
+    "The form did not carry this session's token; reload the page and try again.": (
+        "表单缺少本次会话的令牌，请刷新页面后重试。"
+    ),
+    "Sign in first.": "请先登录。",
+    "available": "可用",
+    "held": "锁定",
+    "frozen": "冻结",
+    "retired": "已注销",
 }
+
+
+# Codes shown with a prefix in the pages (event kinds, roles): their English without the prefix.
+_PREFIXES = ("event:", "role:")
+
+
+def _english(text: str) -> str:
+    for prefix in _PREFIXES:
+        if text.startswith(prefix):
+            return text[len(prefix) :].replace("_", " ")
+    return text
 
 
 def translator(lang: str) -> Callable[[str], str]:
     if lang == "zh":
-        return lambda text: ZH.get(text, text)
-    return lambda text: text
+        return lambda text: ZH.get(text, _english(text))
+    return _english

@@ -21,6 +21,7 @@ from api.console.auth import (
     UserDep,
     check_csrf,
     check_login_csrf,
+    flash,
     lang_of,
     new_login_csrf,
     render,
@@ -28,6 +29,7 @@ from api.console.auth import (
     set_cookie,
 )
 from api.console.i18n import LANGUAGES, translator
+from api.console.messages import describe
 from api.deps import ClockDep, SessionDep, SettingsDep, client_of
 from api.routers.certificates import RendererDep, render_after_response
 from api.routers.pledges import instruction_read, pledge_reads
@@ -252,7 +254,7 @@ def confirm(
 
     refused = _attempt(session, work)
     if refused is not None:
-        return _queue_with_error(request, session, user, clock, settings, refused)
+        return _refused(request, user, refused, "/console/queue")
     instruction = decided[0]
     if instruction.status == "pending":  # first pair of eyes on a disposal
         return _redirect("/console/queue?done=reviewed")
@@ -278,27 +280,16 @@ def reject(
         lambda why: pledges.reject(session, actor, instruction_id, reason=why),
     )  # fmt: skip
     if refused is not None:
-        return _queue_with_error(request, session, user, clock, settings, refused)
+        return _refused(request, user, refused, "/console/queue")
     return _redirect("/console/queue?done=rejected")
 
 
-def _status_of(refused: RegistryError) -> int:
-    status = 422 if refused.code == "validation_error" else 409
-    if refused.code == "not_found":
-        status = 404
-    if refused.code == "forbidden":
-        status = 403
-    return status
-
-
-def _queue_with_error(
-    request: Request, session: Session, user: SignedIn, clock: Any, settings: Any, refused: RegistryError
-) -> Response:
-    rows = _queue(session, user, clock, settings)
-    return render(
-        request, "queue.html", user, status_code=_status_of(refused), rows=rows, notice=None,
-        error=refused.detail, me=user.user.username,
-    )  # fmt: skip
+def _refused(request: Request, user: SignedIn, refused: RegistryError, back: str) -> Response:
+    """A refused action: back to the page it was taken on, which says why in the user's language
+    (post/redirect/get: a refresh shows the page again, it does not send the form again)."""
+    response = _redirect(back)
+    flash(request, response, user, "err", describe(refused, translator(lang_of(request))))
+    return response
 
 
 # --- joint application: the other party's consent ----------------------------------------------------
@@ -327,14 +318,6 @@ def consents_page(request: Request, session: SessionDep, user: UserDep, done: st
     return render(request, "consents.html", user, items=items, names=names, notice=_notice(done))
 
 
-def _consent_error(request: Request, session: Session, user: SignedIn, refused: RegistryError) -> Response:
-    items, names = _consents(session, user)
-    return render(
-        request, "consents.html", user, status_code=_status_of(refused), items=items, names=names,
-        error=refused.detail,
-    )  # fmt: skip
-
-
 @router.post("/instructions/{instruction_id}/consent")
 def consent(
     request: Request,
@@ -354,7 +337,7 @@ def consent(
         ),
     )
     if refused is not None:
-        return _consent_error(request, session, user, refused)
+        return _refused(request, user, refused, "/console/consents")
     return _redirect("/console/consents?done=consented")
 
 
@@ -375,7 +358,7 @@ def decline(
         lambda why: pledges.decline(session, actor, instruction_id, reason=why),
     )  # fmt: skip
     if refused is not None:
-        return _consent_error(request, session, user, refused)
+        return _refused(request, user, refused, "/console/consents")
     return _redirect("/console/consents?done=declined")
 
 
@@ -391,8 +374,11 @@ def cancel(
     """The party that asked withdraws its request (a bank's request, or a pledgor's)."""
     check_csrf(user, csrf)
     found = reads.require_instruction(session, user.principal, instruction_id)
-    pledges.cancel(session, _actor(request, user, clock), instruction_id)
-    return _redirect(f"/console/pledges/{found.pledge_id}?done=cancelled")
+    back = f"/console/pledges/{found.pledge_id}"
+    refused = _attempt(session, lambda: pledges.cancel(session, _actor(request, user, clock), instruction_id))
+    if refused is not None:
+        return _refused(request, user, refused, back)
+    return _redirect(f"{back}?done=cancelled")
 
 
 # --- pledges -----------------------------------------------------------------------------------------
@@ -417,24 +403,37 @@ def pledges_page(
 
 @router.get("/pledges/{pledge_id}")
 def pledge_page(
-    request: Request, pledge_id: UUID, session: SessionDep, user: UserDep, done: str | None = None
+    request: Request,
+    pledge_id: UUID,
+    session: SessionDep,
+    user: UserDep,
+    done: str | None = None,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> Response:
     principal = user.principal
     pledge = reads.require_pledge(session, principal, pledge_id)
     read = pledge_reads(session, [pledge])[0]
+    destinations = {i.to_account_id for i in read.instructions if i.to_account_id} | {
+        pledge.pledgor_account_id
+    }
+    places = ledger_repo.account_places(session, destinations)
     names = ledger_repo.party_names(
         session, [pledge.pledgee_party_id, pledge.pledgor_party_id, pledge.borrower_party_id]
     )
-    history = list(reversed(valuation.history(session, pledge.id, before_id=None, limit=120)))
     t = translator(lang_of(request))
     chart = charts.coverage_chart(
-        [(v.as_of, v.coverage_ratio) for v in history],
+        [
+            (v.as_of, v.coverage_ratio)
+            for v in reversed(valuation.history(session, pledge.id, before_id=None, limit=120))
+        ],
         [
             charts.Line(t("Warning line"), pledge.warning_ratio, "#c77700"),
             charts.Line(t("Disposal line"), pledge.disposal_ratio, "#b3261e"),
         ],
         title=t("Coverage ratio over time"),
     )
+    page_size = 20
+    history = valuation.changes(session, pledge.id, before_id=before, limit=page_size + 1)
     lender = principal.role in (Role.BANK, Role.EXCHANGE, Role.AUDITOR)
     pledge_alerts = (
         alerts.list_alerts(
@@ -449,8 +448,11 @@ def pledge_page(
         user,
         p=read,
         names=names,
+        places=places,
         versions=certificates.versions(session, pledge),
-        history=list(reversed(history))[:20],
+        ptypes=ledger_repo.project_type_names(session),
+        history=history[:page_size],
+        older=history[page_size - 1].id if len(history) > page_size else None,
         chart=chart,
         alerts=pledge_alerts,
         notice=_notice(done),
@@ -500,7 +502,9 @@ def ack(
     csrf: CsrfField = "",
 ) -> Response:
     check_csrf(user, csrf)
-    alerts.acknowledge(session, _actor(request, user, clock), alert_id)
+    refused = _attempt(session, lambda: alerts.acknowledge(session, _actor(request, user, clock), alert_id))
+    if refused is not None:
+        return _refused(request, user, refused, "/console/alerts")
     return _redirect("/console/alerts?done=acked")
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from api import problems
 from api.auth import PrincipalDep
 from api.deps import ClockDep, SessionDep, client_of
-from api.pages import page, wants_html
+from api.pages import page, wants_html, when
 from api.pagination import Cursor, Limit, next_cursor
 from api.routers.common import errors, int_cursor
 from api.schemas.certificates import CertificatePage, CertificateRead, Verification
@@ -188,6 +188,7 @@ def verify_certificate(
         credit_type=codes[c.credit_type_id],
         sha256=c.sha256,
         latest_version=found.latest_version,
+        issuer=found.issuer,
     )
     if html:
         return _verify_page(request, verification, 200)
@@ -208,7 +209,12 @@ def _verify_page(
     return page(
         request,
         "verify.html",
-        {"v": verification.model_dump() if verification else None, "message_zh": zh, "message_en": en},
+        {
+            "v": verification.model_dump() if verification else None,
+            "message_zh": zh,
+            "message_en": en,
+            "when": when,
+        },
         status_code=status,
         headers=extra,
     )

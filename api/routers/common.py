@@ -9,6 +9,6 @@ where there is input, 429 where attempts are counted."""
 from __future__ import annotations
 
 from api.openapi import errors
-from api.pagination import int_cursor, pair_cursor, uuid_cursor
+from api.pagination import int_cursor, pair_cursor, text_cursor, uuid_cursor
 
-__all__ = ["errors", "int_cursor", "pair_cursor", "uuid_cursor"]
+__all__ = ["errors", "int_cursor", "pair_cursor", "text_cursor", "uuid_cursor"]

@@ -12,7 +12,7 @@ from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, next_cursor
-from api.routers.common import errors, int_cursor, uuid_cursor
+from api.routers.common import errors, int_cursor, text_cursor, uuid_cursor
 from api.schemas.ledger import (
     AccountCreate,
     AccountPage,
@@ -23,6 +23,9 @@ from api.schemas.ledger import (
     PartyCreate,
     PartyPage,
     PartyRead,
+    ProjectTypeCreate,
+    ProjectTypePage,
+    ProjectTypeRead,
 )
 from api.schemas.pledges import AccountLookupRead, PartyLookupRead
 from registry.ledger import service as ledger
@@ -241,4 +244,51 @@ def list_credit_types(
     items = ledger.list_credit_types(session, principal, after=int_cursor(cursor), limit=limit)
     return CreditTypePage(
         items=[credit_type_read(ct) for ct in items], next_cursor=next_cursor(items, limit, lambda ct: ct.id)
+    )
+
+
+@router.post(
+    "/project-types",
+    operation_id="create_project_type",
+    status_code=201,
+    response_model=ProjectTypeRead,
+    responses=errors(401, 403, 409, 413, 422, 503),
+    summary="Name a project type code in Chinese and English (exchange): pages and certificates show it so",
+)
+def create_project_type(
+    request: Request,
+    body: ProjectTypeCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return respond(
+        request,
+        session,
+        actor,
+        idempotency_key,
+        body,
+        lambda: ProjectTypeRead.model_validate(
+            ledger.create_project_type(
+                session, actor, code=body.code, name_zh=body.name_zh, name_en=body.name_en
+            ),
+            from_attributes=True,
+        ),
+    )
+
+
+@router.get(
+    "/project-types",
+    operation_id="list_project_types",
+    response_model=ProjectTypePage,
+    responses=errors(401, 422, 503),
+    summary="Project types and their names, by code",
+)
+def list_project_types(
+    session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
+) -> ProjectTypePage:
+    items = ledger.list_project_types(session, principal, after=text_cursor(cursor), limit=limit)
+    return ProjectTypePage(
+        items=[ProjectTypeRead.model_validate(p, from_attributes=True) for p in items],
+        next_cursor=next_cursor(items, limit, lambda p: p.code),
     )

@@ -38,6 +38,7 @@ class Verification(BaseModel):
     credit_type: str
     sha256: str | None = Field(description="compare with the SHA-256 of the PDF you were given")
     latest_version: int = Field(description="the pledge's latest certificate version (this one's when valid)")
+    issuer: str = Field(description="the exchange that issued the certificate")
 
 
 class CertificatePage(Page[CertificateRead]):

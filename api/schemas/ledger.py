@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
@@ -56,6 +56,20 @@ class CreditTypeCreate(Schema):
     code: CreditTypeCode
     name: Name
     unit: ShortText = "tCO2e"
+
+
+class ProjectTypeCreate(Schema):
+    code: Annotated[
+        str, Field(pattern=r"^[a-z][a-z0-9_]{1,31}$", description="as issuances name it, e.g. forestry")
+    ]
+    name_zh: Name
+    name_en: Name
+
+
+class ProjectTypeRead(BaseModel):
+    code: str
+    name_zh: str
+    name_en: str
 
 
 class CreditTypeRead(BaseModel):
@@ -187,4 +201,8 @@ class CreditTypePage(Page[CreditTypeRead]):
 
 
 class IssuancePage(Page[IssuanceRead]):
+    pass
+
+
+class ProjectTypePage(Page[ProjectTypeRead]):
     pass

@@ -101,6 +101,14 @@ def refresh_maturity(
     return sum(r for r, _ in parts.done), sum(c for _, c in parts.done)
 
 
+def clear_closed(session: Session, pledge_id: UUID, *, now: datetime) -> int:
+    """A pledge that was just released or disposed has no open alert any more: cleared (and the bank's
+    webhook told) in the transaction that closes it, not at the next revaluation."""
+    params = {"now": now, "today": exchange_day(now), "days": [1], "max_days": 1, "part": [pledge_id]}
+    row = session.execute(text(_MATURITY.format(pledge_filter="AND p.id = ANY(:part)")), params).one()
+    return int(row.cleared)
+
+
 # --- reading and acknowledging ---------------------------------------------------------------------
 
 

@@ -144,6 +144,7 @@ def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
     }
     account = ledger_repo.get_account(session, pledge.pledgor_account_id)
     credit_type = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
+    names = ledger_repo.project_type_names(session)
     assert account is not None and credit_type is not None and all(parties.values())
     blocks = [b for b in pledge_repo.units_of(session, [pledge.id]) if b.status == "frozen"]
     quantity = sum(b.quantity for b in blocks)
@@ -170,6 +171,7 @@ def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
             {
                 "project_code": b.project_code,
                 "project_type": b.project_type,
+                "project_type_names": list(names.get(b.project_type, (b.project_type, b.project_type))),
                 "vintage": b.vintage,
                 "serial_start": b.serial_start,
                 "serial_end": b.serial_end,
@@ -299,6 +301,7 @@ def by_number(session: Session, number: str) -> Certificate | None:
 class Verified:
     certificate: Certificate
     latest_version: int
+    issuer: str  # the exchange that issued it, as the certificate names it
 
 
 def verify(session: Session, number: str, code: str) -> Verified | None:
@@ -313,10 +316,14 @@ def verify(session: Session, number: str, code: str) -> Verified | None:
     # Constant time, and the same work for an unknown number as for a wrong code.
     if not hmac.compare_digest(given, expected) or found is None:
         return None
-    latest_version = session.execute(
-        text("SELECT max(version) FROM certificate WHERE pledge_id = :p"), {"p": found.pledge_id}
-    ).scalar_one()
-    return Verified(found, latest_version)
+    row = session.execute(
+        text("""
+            SELECT (SELECT max(version) FROM certificate WHERE pledge_id = :p) AS latest,
+                   content -> 'issuer' ->> 'name' AS issuer
+              FROM certificate WHERE id = :c"""),
+        {"p": found.pledge_id, "c": found.id},
+    ).one()
+    return Verified(found, row.latest, row.issuer or "")
 
 
 # --- the PDF ----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from registry.errors import RegistryError
 class IdempotencyKeyReused(RegistryError):
     code = "idempotency_key_reused"
     title = "Idempotency key reused with a different request"
+    message = "This request was already sent with other contents."
 
     def __init__(self, key: str) -> None:
         super().__init__(f"Idempotency-Key {key!r} was used before for a different request", key=key)

@@ -12,6 +12,7 @@ class LedgerError(RegistryError):
 class InsufficientUnits(LedgerError):
     code = "insufficient_units"
     title = "Not enough units"
+    message = "Not enough units: {available} {unit_status} {credit_type} units, {requested} asked."
 
     def __init__(
         self, *, account_id: UUID, credit_type: str, status: str, requested: int, available: int
@@ -31,6 +32,7 @@ class BlocksNotAvailable(LedgerError):
 
     code = "insufficient_units"
     title = "Not enough units"
+    message = "The account does not hold these {credit_type} serials as {unit_status}."
 
     def __init__(
         self, *, account_id: UUID, credit_type: str, status: str, missing: list[tuple[int, int]]
@@ -46,11 +48,15 @@ class BlocksNotAvailable(LedgerError):
 
 
 class AccountClosed(InvalidState):
+    message = "The account is closed."
+
     def __init__(self, account_id: UUID) -> None:
         super().__init__(f"account {account_id} is closed", account_id=str(account_id))
 
 
 class SerialSpaceExhausted(InvalidState):
+    message = "{credit_type} has {left} serial numbers left, {requested} asked."
+
     def __init__(self, credit_type: str, requested: int, left: int) -> None:
         super().__init__(
             f"{credit_type} has {left} serial numbers left, {requested} requested",

@@ -124,3 +124,14 @@ class Holding(SQLModel, table=True):
             INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)"), nullable=False
         ),
     )
+
+
+class ProjectType(SQLModel, table=True):
+    """The names of a project type code (issuances name theirs by code; unknown codes show as they are)."""
+
+    __tablename__ = "project_type"
+
+    code: str = Field(sa_column=Column(Text, primary_key=True))
+    name_zh: str = Field(sa_column=Column(Text, nullable=False))
+    name_en: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=timestamptz())

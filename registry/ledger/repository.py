@@ -81,6 +81,22 @@ def get_account(session: Session, account_id: UUID) -> Account | None:
     return session.get(Account, account_id)
 
 
+def account_places(session: Session, account_ids: Iterable[UUID]) -> dict[UUID, Any]:
+    """Each account's number and its holder's name: where units are, as a page names it."""
+    rows = session.execute(
+        text("""
+            SELECT a.id, a.number, p.name AS party_name
+              FROM account a JOIN party p ON p.id = a.party_id WHERE a.id = ANY(:ids)"""),
+        {"ids": list(account_ids)},
+    )
+    return {r.id: r for r in rows}
+
+
+def project_type_names(session: Session) -> dict[str, tuple[str, str]]:
+    """code -> (Chinese name, English name)."""
+    return {r.code: (r.name_zh, r.name_en) for r in session.execute(text("SELECT * FROM project_type"))}
+
+
 def get_account_by_number(session: Session, number: str) -> Account | None:
     return session.exec(select(Account).where(Account.number == number)).first()
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from registry import authz
 from registry.audit import service as audit
@@ -35,6 +35,7 @@ from registry.ledger.models import (
     Issuance,
     Party,
     PartyKind,
+    ProjectType,
 )
 from registry.ledger.repository import LockedAccount, State
 from registry.principal import Actor, Principal, Role
@@ -132,6 +133,31 @@ def create_credit_type(session: Session, actor: Actor, *, code: str, name: str, 
     session.add(credit_type)
     session.flush()
     return credit_type
+
+
+def create_project_type(
+    session: Session, actor: Actor, *, code: str, name_zh: str, name_en: str
+) -> ProjectType:
+    """Names for a project type code, as pages and certificates show it (codes stay free on issuances)."""
+    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    if session.get(ProjectType, code) is not None:
+        raise AlreadyExists(f"project type {code} exists", field="code")
+    found = ProjectType(code=code, name_zh=name_zh, name_en=name_en, created_at=actor.at)
+    session.add(found)
+    session.flush()
+    return found
+
+
+def list_project_types(
+    session: Session, principal: Principal, *, after: str | None = None, limit: int | None = None
+) -> list[ProjectType]:
+    """Reference data every authenticated party may read, by code: all of it, or a page after `after`."""
+    query = select(ProjectType).order_by(col(ProjectType.code))
+    if after is not None:
+        query = query.where(col(ProjectType.code) > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
 
 
 def require_credit_type(session: Session, code: str, *, field: str = "credit_type") -> CreditType:

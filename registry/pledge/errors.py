@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 class FourEyesRequired(InvalidState):
     """The operator who first reviewed a disposal cannot also be the one who confirms it."""
 
+    message = "Four eyes: {reviewed_by} reviewed this disposal; another operator must confirm it."
+
     def __init__(self, operator: str) -> None:
         super().__init__(
             f"four eyes: {operator} reviewed this disposal; another exchange operator must confirm it",
@@ -27,6 +30,7 @@ class PledgeRateExceeded(RegistryError):
 
     code = "pledge_rate_exceeded"
     title = "Pledge rate above the lender's maximum"
+    message = "The pledge rate {pledge_rate} is above the lender's maximum {max_pledge_rate}."
 
     def __init__(self, *, pledge_rate: Decimal, maximum: Decimal, price: Decimal, value: Decimal) -> None:
         super().__init__(
@@ -46,6 +50,10 @@ class CollateralShort(RegistryError):
 
     code = "collateral_insufficient"
     title = "The collateral does not cover the loan at today's price"
+    message = (
+        "At today's price the loan is outside the lender's terms: pledge rate {pledge_rate} "
+        "(maximum {max_pledge_rate}), coverage {coverage_ratio} (disposal line {disposal_ratio})."
+    )
 
     def __init__(self, assessment: Assessment) -> None:
         a = assessment
@@ -73,6 +81,7 @@ class LoanAlreadyPledged(RegistryError):
 
     code = "loan_already_pledged"
     title = "This loan already has an open pledge"
+    message = "This loan contract already has an open pledge."
 
     def __init__(self, contract_no: str, pledge_id: UUID | None) -> None:
         named = f" ({pledge_id})" if pledge_id else ""
@@ -81,6 +90,26 @@ class LoanAlreadyPledged(RegistryError):
             field="loan.contract_no",
             pledge_id=str(pledge_id) if pledge_id else None,
         )
+
+
+class InstructionNotOpen(InvalidState):
+    """An instruction already decided (or not yet at the step asked for)."""
+
+    message = "This instruction is {instruction_status}."
+
+    def __init__(self, instruction_id: UUID, status: str, wanted: str | None) -> None:
+        decided = status not in ("awaiting_consent", "pending")
+        how = f"already {status}" if decided else f"{status}" + (f", not {wanted}" if wanted else "")
+        super().__init__(f"instruction {instruction_id} is {how}", instruction_status=status)
+
+
+class Lapsed(InvalidState):
+    """A request nobody consented to or confirmed in time: only the lapse job may close it now."""
+
+    message = "This request lapsed at {lapsed_at}."
+
+    def __init__(self, instruction_id: UUID, at: datetime) -> None:
+        super().__init__(f"instruction {instruction_id} lapsed at {at.isoformat()}", lapsed_at=at.isoformat())
 
 
 def _text(value: Decimal | None, write: Callable[[Decimal], str]) -> str | None:

@@ -189,8 +189,9 @@ def queue(session: Session, limit: int) -> list[Any]:
 
 
 def search(session: Session, query: str, scope: PledgeScope, *, limit: int = 50) -> list[Pledge]:
-    """Pledges by registration number (prefix), contract number or party name (part), or a serial number
-    they hold or held for a pending request; newest first, within what the caller may see."""
+    """Pledges by registration number (prefix), certificate number, contract number or party name (part),
+    the pledgor's account number, a party's unified social credit code, or a serial number they hold or
+    hold for a waiting request; newest first, within what the caller may see."""
     like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     # ASCII digits only: str.isdigit() also takes '²' and other digits int() refuses.
     serial = int(query) if query.isascii() and query.isdigit() and len(query) <= 15 else None
@@ -204,9 +205,13 @@ def search(session: Session, query: str, scope: PledgeScope, *, limit: int = 50)
                      "pledge.borrower_party_id) AND x.name ILIKE :like)"),
                 text("EXISTS (SELECT 1 FROM holding h WHERE h.pledge_id = pledge.id "
                      "AND CAST(:serial AS bigint) BETWEEN h.serial_start AND h.serial_end)"),
+                text("EXISTS (SELECT 1 FROM certificate c WHERE c.pledge_id = pledge.id AND c.number = :exact)"),
+                text("EXISTS (SELECT 1 FROM account a WHERE a.id = pledge.pledgor_account_id AND a.number = :exact)"),
+                text("EXISTS (SELECT 1 FROM party y WHERE y.id IN (pledge.pledgee_party_id, pledge.pledgor_party_id, "
+                     "pledge.borrower_party_id) AND y.credit_code = :exact)"),
             )
         )
-        .params(like=like, serial=serial)
+        .params(like=like, serial=serial, exact=query.upper())
         .order_by(col(Pledge.created_at).desc())
         .limit(limit)
     )  # fmt: skip

@@ -21,6 +21,7 @@ from uuid import UUID
 from sqlmodel import Session
 
 from registry import authz
+from registry.alert import service as alerts
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.certificate import service as certificates
@@ -33,7 +34,7 @@ from registry.ledger.service import ALL, Selection, SerialRange
 from registry.pledge import assessment, four_eyes, policy, rules
 from registry.pledge import repository as repo
 from registry.pledge.calendar import EXCHANGE_TZ, add_business_days
-from registry.pledge.errors import CollateralShort, FourEyesRequired
+from registry.pledge.errors import CollateralShort, FourEyesRequired, InstructionNotOpen, Lapsed
 from registry.pledge.four_eyes import Offered
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.rules import Loan, Terms
@@ -448,6 +449,8 @@ def _confirmed(
     if pledge.status == PledgeStatus.ACTIVE:
         # The collateral changed: value it now (this is also the valuation at registration).
         valuation.revalue(session, now=actor.at, window_days=window_days, pledge_ids=[pledge.id])
+    else:  # released or disposed: nothing is at risk any more
+        alerts.clear_closed(session, pledge.id, now=actor.at)
     # The next certificate version (or the revocation of the last one) commits with the change it states.
     certificates.on_confirmed(session, actor, pledge, closed)
     return closed
@@ -570,28 +573,17 @@ def _lock_instruction(session: Session, actor: Actor, instruction_id: UUID) -> t
 
 def _require_status(instruction: Instruction, wanted: InstructionStatus) -> None:
     if instruction.status != wanted:
-        how = (
-            f"{instruction.status}, not {wanted.value}" if instruction.status in OPEN else instruction.status
-        )
-        raise InvalidState(
-            f"instruction {instruction.id} is {'' if instruction.status in OPEN else 'already '}{how}",
-            instruction_status=instruction.status,
-        )
+        raise InstructionNotOpen(instruction.id, instruction.status, wanted.value)
 
 
 def _require_open(instruction: Instruction) -> None:
     if instruction.status not in OPEN:
-        raise InvalidState(
-            f"instruction {instruction.id} is already {instruction.status}",
-            instruction_status=instruction.status,
-        )
+        raise InstructionNotOpen(instruction.id, instruction.status, None)
 
 
 def _require_not_lapsed(instruction: Instruction, at: datetime) -> None:
     if instruction.hold_expires_at is not None and instruction.hold_expires_at <= at:
-        raise InvalidState(
-            f"instruction {instruction.id} lapsed at {instruction.hold_expires_at.isoformat()}"
-        )
+        raise Lapsed(instruction.id, instruction.hold_expires_at)
 
 
 def _for(actor: Actor, instruction: Instruction, pledge: Pledge) -> Actor:

@@ -27,6 +27,7 @@ from registry.errors import RegistryError
 class RateLimited(RegistryError):
     code = "rate_limited"
     title = "Too many failed attempts"
+    message = "Too many attempts; try again in {retry_after} s."
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(

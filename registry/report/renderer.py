@@ -35,6 +35,7 @@ _NAMESPACE = zlib.crc32(b"report_pdf") - 2**31  # advisory locks' first key, as 
 class TooManyReports(RegistryError):
     code = "rate_limited"
     title = "Too many reports at once"
+    message = "Too many reports at once; try again in {retry_after} s."
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"at most {limit} PDF reports at once per party; retry in {RETRY_AFTER_S} s",

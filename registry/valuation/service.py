@@ -281,6 +281,28 @@ def history(session: Session, pledge_id: UUID, *, before_id: int | None, limit: 
     )
 
 
+def changes(session: Session, pledge_id: UUID, *, before_id: int | None, limit: int) -> list[Any]:
+    """The valuation history as a person reads it, newest first: a valuation that says the same as the one
+    before it (a price post that moved nothing for this pledge) is left out."""
+    return list(
+        session.execute(
+            text("""
+                SELECT * FROM (
+                    SELECT id, valued_at, as_of, method, price, price_date, stale, quantity, collateral_value,
+                           outstanding_principal, coverage_ratio, pledge_rate, level, error,
+                           row(as_of, price, stale, quantity, collateral_value, outstanding_principal, level, error)
+                               IS NOT DISTINCT FROM lag(row(as_of, price, stale, quantity, collateral_value,
+                                                            outstanding_principal, level, error)) OVER (ORDER BY id)
+                               AS repeats
+                      FROM valuation WHERE pledge_id = :p
+                ) v
+                 WHERE NOT repeats AND (CAST(:before AS bigint) IS NULL OR id < :before)
+                 ORDER BY id DESC LIMIT :limit"""),
+            {"p": pledge_id, "before": before_id, "limit": limit},
+        ).all()
+    )
+
+
 def latest(session: Session, pledge_ids: Sequence[UUID]) -> dict[UUID, Any]:
     rows = session.execute(
         text("""
