@@ -34,9 +34,12 @@ TAGS: list[dict[str, str]] = [
     {"name": "operations", "description": "Liveness and readiness (no key; keep off the public network)."},
 ]  # fmt: skip
 
-# Operations declared in api/app.py rather than in a router: their hand-chosen ids.
+# Operations declared without an operation id of their own (api/app.py, the operator's endpoints): their
+# hand-chosen ids, given here when the document has them.
 OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "check_health",
+    ("GET", "/readyz"): "check_readiness",
+    ("GET", "/metrics"): "get_metrics",
 }
 
 _RETRY_AFTER = {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}

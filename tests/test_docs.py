@@ -45,6 +45,8 @@ def guide_text() -> str:
         assert old in text, f"docs/api-guide.md now says {new!r}: delete its entry in PENDING_IN_GUIDE"
         text = text.replace(old, new)
     return text
+
+
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```\n", re.S | re.M)
 END = "__doc_test_block_done__"
 

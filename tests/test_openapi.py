@@ -63,8 +63,12 @@ OPERATION_IDS = {
     ("GET", "/v1/units/{credit_type}/{serial}/history"): "get_unit_history",
     ("GET", "/v1/audit/verify"): "verify_audit_trail",
     ("GET", "/healthz"): "check_health",
+    ("GET", "/readyz"): "check_readiness",
+    ("GET", "/metrics"): "get_metrics",
 }
-PUBLIC = {("GET", "/v1/certificates/{number}/verify"), ("GET", "/healthz")}  # no API key
+# Written above before the app serves them (the operator's endpoints come with another branch of issue
+# 14): the one place an operation of the list may be absent. Empty it once they are merged.
+NOT_YET_SERVED = {("GET", "/readyz"), ("GET", "/metrics")}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +89,7 @@ def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
 
 def test_every_operation_has_its_hand_chosen_id(document: dict[str, Any]) -> None:
     found = {(m, p): op.get("operationId") for m, p, op in operations(document)}
-    assert found == OPERATION_IDS
+    assert found == {k: v for k, v in OPERATION_IDS.items() if k in found or k not in NOT_YET_SERVED}
     ids = list(found.values())
     assert len(ids) == len(set(ids)), "operation ids are unique"
     assert all(re.fullmatch(r"[a-z]+(_[a-z]+)+", i) for i in ids), "verb_noun, snake case"
@@ -131,7 +135,8 @@ def test_each_operation_documents_what_it_can_answer(document: dict[str, Any]) -
     documented.)"""
     for method, path, operation in operations(document):
         where, statuses = f"{method} {path}", set(operation["responses"])
-        assert ("401" in statuses) == ((method, path) not in PUBLIC), where
+        public = not path.startswith("/v1/") or path == "/v1/certificates/{number}/verify"  # no API key
+        assert ("401" in statuses) == (not public), where
         assert ("413" in statuses) == ("requestBody" in operation), where
         if operation.get("parameters") or "requestBody" in operation:
             assert "422" in statuses, where

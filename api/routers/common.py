@@ -8,7 +8,14 @@ where there is input, 429 where attempts are counted."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from api.openapi import errors
 from api.pagination import int_cursor, pair_cursor, text_cursor, uuid_cursor
+from api.schemas.common import Problem
 
-__all__ = ["errors", "int_cursor", "pair_cursor", "text_cursor", "uuid_cursor"]
+__all__ = ["PROBLEM", "errors", "int_cursor", "pair_cursor", "text_cursor", "uuid_cursor"]
+
+# One problem response, for a route that words its own (`{**PROBLEM, "description": ...}`); api/openapi.py
+# documents it as application/problem+json like every error. Prefer `errors(...)`.
+PROBLEM: dict[str, Any] = {"model": Problem}
