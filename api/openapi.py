@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from api.problems import PROBLEM_JSON
 from api.schemas.common import Problem
+from api.schemas.valuation import AlertEvent
 
 TAGS: list[dict[str, str]] = [
     {"name": "reference", "description": "Parties, registry accounts and credit types (the exchange keeps them)."},
@@ -104,11 +105,45 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
             for status, response in operation.get("responses", {}).items():
                 if status.isdigit() and int(status) >= 400:
                     _as_problem(int(status), response)
+                else:
+                    _untitled(response)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION:
         schemas.pop(name, None)
+    _webhook(document, schemas)
     document["tags"] = TAGS
     return document
+
+
+def _webhook(document: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """What the registry POSTs to a bank's webhook (registry/alert), for the bank's receiving code."""
+    event = AlertEvent.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    for name, schema in event.pop("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    schemas["AlertEvent"] = event
+    document["webhooks"] = {
+        "alert": {
+            "post": {
+                "operationId": "receive_alert",
+                "summary": "An alert raised or cleared, POSTed to the URL a bank set with `PUT /v1/webhook`",
+                "tags": ["alerts"],
+                "parameters": [
+                    {"name": "X-Registry-Signature", "in": "header", "required": True,
+                     "description": "`sha256=<hex HMAC-SHA256 of the exact body with your secret>`",
+                     "schema": {"type": "string"}},
+                    {"name": "X-Registry-Delivery", "in": "header", "required": True,
+                     "description": "the delivery's id, the same on every retry: deduplicate on it",
+                     "schema": {"type": "string"}},
+                    {"name": "X-Registry-Event", "in": "header", "required": True,
+                     "description": "`alert.raised` or `alert.cleared`, as in the body",
+                     "schema": {"type": "string"}},
+                ],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/AlertEvent"}}}},
+                "responses": {"2XX": {"description": "received; anything else (or no answer in time) is retried"}},
+            }
+        }
+    }  # fmt: skip
 
 
 def _as_problem(status: int, response: dict[str, Any]) -> None:
@@ -118,6 +153,15 @@ def _as_problem(status: int, response: dict[str, Any]) -> None:
         response["description"] = meaning
     if headers:
         response["headers"] = {**headers, **response.get("headers", {})}
+
+
+def _untitled(response: dict[str, Any]) -> None:
+    """An inline answer's schema without FastAPI's title (`Response Healthz Healthz Get`, from the function
+    and the URL), so that a generated client names it after the operation id."""
+    for media in response.get("content", {}).values():
+        schema = media.get("schema", {})
+        if "$ref" not in schema and str(schema.get("title", "")).startswith("Response "):
+            del schema["title"]
 
 
 def install(app: FastAPI) -> None:

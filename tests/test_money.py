@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session
 
+from api.schemas.valuation import AlertEvent
 from registry.alert import delivery
 from registry.money import money_sql, money_text, ratio_sql, ratio_text
 from registry.principal import Role
@@ -71,6 +72,8 @@ def test_alert_details_and_the_webhook_payload_carry_decimal_strings(
     event = json.loads(body)
     no_float(event, "payload")
     assert event["event"] == "alert.raised" and event["details"] == expected
+    parsed = AlertEvent.model_validate(event)  # the payload is what /openapi.json's `webhooks` says it is
+    assert parsed.model_dump(mode="json", exclude={"at"}) == {k: v for k, v in event.items() if k != "at"}
 
     pledge = client.get(f"/v1/pledges/{book.pledge_id}", headers=bank).json()
     no_float(pledge, "pledge")

@@ -208,3 +208,15 @@ def test_every_list_is_a_page(document: dict[str, Any]) -> None:
         if "items" in document["components"]["schemas"].get(ref, {}).get("properties", {}):
             assert {"limit", "cursor"} <= names, f"{method} {path}: a list without ?limit=&cursor="
             assert "next_cursor" in document["components"]["schemas"][ref]["properties"], path
+
+
+def test_the_webhook_payload_is_documented(document: dict[str, Any]) -> None:
+    """What a bank's endpoint receives (OpenAPI `webhooks`), its money as decimal strings like the rest."""
+    post = document["webhooks"]["alert"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AlertEvent"
+    }
+    assert {p["name"] for p in post["parameters"]} == {
+        "X-Registry-Signature", "X-Registry-Delivery", "X-Registry-Event"}  # fmt: skip
+    details = document["components"]["schemas"]["AlertEvent"]["properties"]["details"]
+    assert details == {"$ref": "#/components/schemas/AlertDetails"}

@@ -127,6 +127,20 @@ class AlertRead(BaseModel):
     details: AlertDetails
 
 
+class AlertEvent(BaseModel):
+    """What a bank's webhook is sent for each raised or cleared alert: this JSON, POSTed with
+    `X-Registry-Signature: sha256=<hex HMAC-SHA256 of the body with the bank's secret>` and
+    `X-Registry-Delivery` (the same for every retry of one delivery: deduplicate on it)."""
+
+    event: Literal["alert.raised", "alert.cleared"]
+    alert_id: int
+    pledge_id: UUID
+    kind: str = Field(description="as in `GET /v1/alerts`: margin_warning, margin_disposal, …")
+    trigger: str
+    details: AlertDetails
+    at: datetime
+
+
 class WebhookIn(Schema):
     url: Annotated[str, Field(min_length=8, max_length=500)]
     secret: Annotated[
