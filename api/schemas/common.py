@@ -106,7 +106,10 @@ class Page(BaseModel, Generic[T]):
 class FieldError(BaseModel):
     """One field a request got wrong (a `validation_error` lists each)."""
 
-    field: str = Field(description="where, dotted: `loan.principal`, `blocks.0.serial_end`, `cursor`")
+    field: str = Field(
+        description="where, dotted: `loan.principal` or `blocks.0.serial_end` in the body; `query.limit`, "
+        "`path.pledge_id`, `header.Idempotency-Key` for a parameter"
+    )
     message: str
     type: str | None = Field(default=None, description="the kind of mistake, e.g. `missing`, `json_invalid`")
 
