@@ -124,7 +124,7 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
-        larger={"/v1/prices/trades": settings.max_batch_body_bytes},
+        larger={p: settings.max_batch_body_bytes for p in ("/v1/prices/trades", "/v1/transfers/batch")},
     )
     app.add_middleware(RequestIdMiddleware)
     for router in routers:

@@ -24,6 +24,7 @@ STATUS_BY_CODE = {
     "validation_error": 422,
     "pledge_rate_exceeded": 422,
     "collateral_insufficient": 409,
+    "batch_refused": 409,
     "loan_already_pledged": 409,
     "unauthenticated": 401,
     "forbidden": 403,

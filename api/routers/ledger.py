@@ -23,10 +23,14 @@ from api.schemas.ledger import (
     MovedBlockRead,
     RetirementCreate,
     RetirementRead,
+    TransferBatchCreate,
+    TransferBatchRead,
     TransferCreate,
     TransferRead,
+    TransferResult,
 )
 from registry.ledger import service as ledger
+from registry.ledger import settlement
 from registry.ledger.models import Issuance
 from registry.ledger.service import Movement, Selection, SerialRange
 
@@ -165,6 +169,38 @@ def create_transfer(
             to_account_id=body.to_account_id,
             quantity=movement.quantity,
             blocks=moved(movement),
+        )
+
+    return respond(request, session, actor, idempotency_key, body, work)
+
+
+@router.post(
+    "/transfers/batch",
+    status_code=201,
+    response_model=TransferBatchRead,
+    responses=WRITE_ERRORS,
+    summary="A day's settled trades as one batch of transfers (exchange): every line applies, in order, "
+    "or none does and the problem lists each failing line",
+)
+def create_transfer_batch(
+    request: Request,
+    body: TransferBatchCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    def work() -> TransferBatchRead:
+        lines = [
+            settlement.Line(t.from_account_id, t.to_account_id, selection(t), t.ref) for t in body.transfers
+        ]
+        movements = settlement.settle(session, actor, lines)
+        results = [
+            TransferResult(line=n, ref=line.ref, from_account_id=line.from_account_id,
+                           to_account_id=line.to_account_id, quantity=m.quantity, blocks=moved(m))
+            for n, (line, m) in enumerate(zip(lines, movements, strict=True), start=1)
+        ]  # fmt: skip
+        return TransferBatchRead(
+            transfers=len(results), quantity=sum(r.quantity for r in results), results=results
         )
 
     return respond(request, session, actor, idempotency_key, body, work)

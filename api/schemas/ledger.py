@@ -135,6 +135,16 @@ class TransferCreate(UnitsSelection):
     to_account_id: UUID
 
 
+class TransferLine(TransferCreate):
+    ref: ShortText | None = Field(
+        default=None, description="your reference for the trade (kept in the trail)"
+    )
+
+
+class TransferBatchCreate(Schema):
+    transfers: list[TransferLine] = Field(min_length=1, max_length=20_000)
+
+
 class RetirementCreate(UnitsSelection):
     account_id: UUID
     reason: Reason | None = None
@@ -156,6 +166,17 @@ class MovementRead(BaseModel):
 class TransferRead(MovementRead):
     from_account_id: UUID
     to_account_id: UUID
+
+
+class TransferResult(TransferRead):
+    line: int = Field(description="1-based, in the order sent")
+    ref: str | None
+
+
+class TransferBatchRead(BaseModel):
+    transfers: int
+    quantity: int
+    results: list[TransferResult]
 
 
 class RetirementRead(MovementRead):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -79,13 +81,54 @@ def record(
 ) -> None:
     """Append one event per change to the chain of `chain` (an account the caller holds locked), and move
     the account's head. Same transaction as the change itself: both commit or neither does."""
-    if not changes:
+    record_many(session, actor, kind, [(chain, change, reason) for change in changes])
+
+
+# Many chains at once (a settlement batch): every event in one statement, every head in another. The rows
+# travel as one JSON text (dumped in C, parsed by PostgreSQL in C): adapting tens of thousands of array
+# elements one by one costs more than the insert itself.
+_JSON_CAST = {"bytea": "decode(r ->> {n}, 'hex')"}
+_APPEND_MANY = text(
+    f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) SELECT "
+    + ", ".join(
+        _JSON_CAST.get(_TYPES.get(c, "text"), "CAST(r ->> {n} AS " + _TYPES.get(c, "text") + ")").format(n=n)
+        for n, c in enumerate(_COLUMNS)
+    )
+    + " FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS e(r, ord) ORDER BY ord"
+)
+_HEADS = text(
+    "UPDATE account a SET audit_seq = v.seq, audit_head = v.head "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS bigint[]), CAST(:heads AS bytea[])) AS v(id, seq, head) "
+    "WHERE a.id = v.id"
+)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, UUID | datetime):
+        return str(value) if isinstance(value, UUID) else value.isoformat()
+    return value
+
+
+def record_many(
+    session: Session,
+    actor: Actor,
+    kind: EventKind,
+    events: Sequence[tuple[LockedAccount, Change, str | None]],
+) -> None:
+    """Events in the order they happened, each (the locked account whose chain it extends, the change, its
+    reason): each linked onto its chain, and every chain's head moved. Rows are written in that order, so
+    that event ids keep the order of the changes across chains (the replay in `registry check` reads the
+    trail so). One chain takes one round trip (the head's move and the events in one statement); several
+    take two."""
+    if not events:
         return
-    prev = chain.audit_head or GENESIS
-    seq = chain.audit_seq
-    principal = actor.principal
+    heads: dict[UUID, tuple[int, bytes]] = {}
     rows: list[dict[str, Any]] = []
-    for change in changes:
+    principal = actor.principal
+    for chain, change, reason in events:
+        seq, prev = heads.get(chain.id, (chain.audit_seq, chain.audit_head or GENESIS))
         seq += 1
         event: dict[str, Any] = {
             "account_id": chain.id,
@@ -110,12 +153,20 @@ def record(
             "instruction_id": actor.instruction_id,
             "reason": reason,
             "occurred_at": actor.at,
+            "prev_hash": prev,
         }
-        event["prev_hash"] = prev
-        event["hash"] = prev = link(prev, event)
+        event["hash"] = link(prev, event)
+        heads[chain.id] = (seq, event["hash"])
         rows.append(event)
-    params: dict[str, Any] = {c: [row[c] for row in rows] for c in _COLUMNS}
-    session.execute(_APPEND, {**params, "head_seq": seq, "head_hash": prev, "chain": chain.id})
+    if len(heads) == 1:
+        ((chain_id, (seq, head)),) = heads.items()
+        params: dict[str, Any] = {c: [row[c] for row in rows] for c in _COLUMNS}
+        session.execute(_APPEND, {**params, "head_seq": seq, "head_hash": head, "chain": chain_id})
+        return
+    rows_json = json.dumps([[_json_value(row[c]) for c in _COLUMNS] for row in rows], ensure_ascii=False)
+    session.execute(_APPEND_MANY, {"rows": rows_json})
+    session.execute(_HEADS, {"ids": list(heads), "seqs": [h[0] for h in heads.values()],
+                             "heads": [h[1] for h in heads.values()]})  # fmt: skip
 
 
 def unit_history(

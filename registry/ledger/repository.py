@@ -174,6 +174,22 @@ def blocks_lowest_first(session: Session, source: State, credit_type_id: int, qu
     return [_block(r) for r in rows]
 
 
+def available_blocks(session: Session, pairs: Sequence[tuple[UUID, int]]) -> list[Block]:
+    """The available blocks of each (account, credit type), by serial: what a settlement batch plays on.
+    The caller holds the accounts' locks, so nothing else changes them meanwhile."""
+    if not pairs:
+        return []
+    rows = session.execute(
+        text(f"""
+            SELECT {_BLOCK_COLS} FROM holding
+             WHERE (account_id, credit_type_id) IN (SELECT * FROM unnest(CAST(:a AS uuid[]), CAST(:ct AS smallint[])))
+               AND status = 'available'
+             ORDER BY account_id, credit_type_id, serial_start"""),
+        {"a": [p[0] for p in pairs], "ct": [p[1] for p in pairs]},
+    )
+    return [_block(r) for r in rows]
+
+
 def blocks_overlapping(
     session: Session, source: State, credit_type_id: int, ranges: Sequence[tuple[int, int]]
 ) -> list[Block]:

@@ -1,0 +1,284 @@
+"""Settlement in bulk: a day's settled trades as one batch of transfers, all of them or none.
+
+Each line means exactly what the same transfer sent alone would (lowest serials first, or the named
+blocks; blocks split and the receiver's neighbours joined; one audit event per block moved, on the
+sender's chain), applied in the order of the lines, so a line may move units an earlier line delivered.
+What differs is how it is done: every account of the batch is locked in one sorted statement, their
+available blocks of the batch's credit types are read once, the lines are played in memory with the same
+block arithmetic as a single transfer (registry/ledger/blocks.py), and the result is written set-based —
+the blocks that changed in one statement, every audit event in one, every chain head in one. The
+database's own invariants (no overlap, conservation, links of every chain) are checked at commit as for
+any transfer.
+
+A line that cannot apply (unknown or closed account, not enough units, serials not held) does not stop
+the others from being checked: the batch is refused with every failing line named, and nothing changes."""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from registry import authz
+from registry.audit import service as audit
+from registry.audit.models import EventKind
+from registry.errors import RegistryError
+from registry.ledger import repository as repo
+from registry.ledger.blocks import Block, Piece, normalize_ranges, take_lowest, take_ranges
+from registry.ledger.models import SERIAL_MAX, AccountStatus, BlockStatus
+from registry.ledger.repository import LockedAccount, State
+from registry.ledger.service import MAX_QUANTITY, MovedBlock, Movement, Selection
+from registry.principal import Actor
+
+AVAILABLE = BlockStatus.AVAILABLE.value
+MAX_LINES = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    from_account_id: UUID
+    to_account_id: UUID
+    selection: Selection
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    line: int  # 1-based, as a person counts the lines of a file
+    code: str
+    field: str | None
+    detail: str
+    ref: str | None
+
+
+class BatchRefused(RegistryError):
+    """Some lines cannot apply: nothing of the batch was applied."""
+
+    code = "batch_refused"
+    title = "The batch was refused: nothing was applied"
+    message = "The batch was refused: {failing} line(s) cannot apply, nothing was applied."
+
+    def __init__(self, errors: Sequence[LineError]) -> None:
+        shown = "; ".join(f"line {e.line}: {e.detail}" for e in errors[:5]) + (
+            " …" if len(errors) > 5 else ""
+        )
+        super().__init__(
+            f"{len(errors)} line(s) cannot apply, so none was: {shown}",
+            failing=len(errors),
+            errors=[
+                {"line": e.line, "ref": e.ref, "code": e.code, "field": e.field, "detail": e.detail}
+                for e in errors
+            ],
+        )
+        self.errors = list(errors)
+
+
+class _Refusal(Exception):
+    def __init__(self, code: str, field: str | None, detail: str) -> None:
+        super().__init__(detail)
+        self.code, self.field, self.detail = code, field, detail
+
+
+@dataclass
+class _Book:
+    """The available blocks of the batch's accounts, by (account, credit type), sorted by serial, as the
+    lines leave them; and what the lines did."""
+
+    blocks: dict[tuple[UUID, int], list[Block]]
+    initial: dict[int, Block] = field(default_factory=dict)
+    events: list[tuple[UUID, audit.Change, str | None]] = field(default_factory=list)  # in the lines' order
+
+    def take(self, account_id: UUID, ct_id: int, selection: Selection, code: str) -> list[Piece]:
+        blocks = self.blocks.get((account_id, ct_id), [])
+        if selection.quantity is not None:
+            pieces = take_lowest(blocks, selection.quantity)
+            got = sum(p.quantity for p in pieces)
+            if got < selection.quantity:
+                raise _Refusal(
+                    "insufficient_units", "quantity",
+                    f"account {account_id} has {got} available {code} units here, {selection.quantity} asked",
+                )  # fmt: skip
+            return pieces
+        ranges = normalize_ranges((b.serial_start, b.serial_end) for b in selection.blocks)
+        pieces, missing = take_ranges(blocks, ranges)
+        if missing:
+            shown = ", ".join(f"{s}-{e}" for s, e in missing[:3])
+            raise _Refusal(
+                "insufficient_units", "blocks", f"account {account_id} does not hold {code} {shown}"
+            )
+        return pieces
+
+    def move(self, source: UUID, target: UUID, ct_id: int, pieces: list[Piece]) -> None:
+        """Out of the source's blocks, into the target's, joining neighbours of one batch as a transfer does."""
+        key = (source, ct_id)
+        touched = {id(p.block) for p in pieces}
+        remaining = [b for b in self.blocks.get(key, []) if id(b) not in touched]
+        for piece in pieces:
+            for start, end in piece.remainders():
+                remaining.append(_moved(piece.block, start, end, source))
+        remaining.sort(key=_start)
+        self.blocks[key] = remaining
+        into = self.blocks.setdefault((target, ct_id), [])
+        for piece in pieces:
+            _insert_joined(into, _moved(piece.block, piece.start, piece.end, target))
+
+
+def _start(block: Block) -> int:
+    return block.serial_start
+
+
+def _moved(block: Block, start: int, end: int, account_id: UUID) -> Block:
+    """A new (not yet stored: id 0) available block of `block`'s batch (dataclasses.replace is slower)."""
+    return Block(0, block.credit_type_id, block.batch_id, start, end, account_id, AVAILABLE, None)
+
+
+def _insert_joined(blocks: list[Block], new: Block) -> None:
+    """Put `new` into the sorted list, joined with an adjacent block of its batch on either side."""
+    at = bisect.bisect_left(blocks, new.serial_start, key=_start)
+    if (
+        at > 0
+        and blocks[at - 1].batch_id == new.batch_id
+        and blocks[at - 1].serial_end + 1 == new.serial_start
+    ):
+        at -= 1
+        new = _moved(new, blocks.pop(at).serial_start, new.serial_end, new.account_id)
+    if (
+        at < len(blocks)
+        and blocks[at].batch_id == new.batch_id
+        and new.serial_end + 1 == blocks[at].serial_start
+    ):
+        new = _moved(new, new.serial_start, blocks.pop(at).serial_end, new.account_id)
+    blocks.insert(at, new)
+
+
+def settle(session: Session, actor: Actor, lines: Sequence[Line]) -> list[Movement]:
+    """Apply every line, in order, or none (BatchRefused naming each line that cannot apply)."""
+    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise BatchRefused([LineError(0, "validation_error", "transfers", f"1 to {MAX_LINES} lines", None)])
+    codes = repo.credit_type_codes(session)
+    ids = {code: ct_id for ct_id, code in codes.items()}
+    errors: list[LineError] = []
+    shapes = _shapes(lines, ids, errors)
+    accounts = repo.lock_accounts(
+        session, sorted({a for ln in lines for a in (ln.from_account_id, ln.to_account_id)})
+    )
+    wanted = {(a, ct) for ln, ct in zip(lines, shapes, strict=True) if ct is not None
+              for a in (ln.from_account_id, ln.to_account_id)}  # fmt: skip
+    book = _Book(blocks=defaultdict(list))
+    for block in repo.available_blocks(session, sorted(wanted)):
+        book.blocks[(block.account_id, block.credit_type_id)].append(block)
+        book.initial[block.id] = block
+    movements: list[Movement] = []
+    for n, (line, ct_id) in enumerate(zip(lines, shapes, strict=True), start=1):
+        if ct_id is None:
+            movements.append(Movement(EventKind.TRANSFER, State(line.from_account_id, AVAILABLE),
+                                      State(line.to_account_id, AVAILABLE)))  # fmt: skip
+            continue
+        try:
+            _check_accounts(accounts, line)
+            pieces = book.take(line.from_account_id, ct_id, line.selection, codes[ct_id])
+        except _Refusal as refused:
+            errors.append(LineError(n, refused.code, refused.field, refused.detail, line.ref))
+            movements.append(Movement(EventKind.TRANSFER, State(line.from_account_id, AVAILABLE),
+                                      State(line.to_account_id, AVAILABLE)))  # fmt: skip
+            continue
+        pieces.sort(key=lambda p: p.start)
+        book.move(line.from_account_id, line.to_account_id, ct_id, pieces)
+        book.events += [
+            (line.from_account_id, audit.Change(ct_id, p.block.batch_id, p.start, p.end, line.from_account_id,
+                                                AVAILABLE, None, line.to_account_id, AVAILABLE, None), line.ref)
+            for p in pieces
+        ]  # fmt: skip
+        movements.append(Movement(
+            EventKind.TRANSFER, State(line.from_account_id, AVAILABLE), State(line.to_account_id, AVAILABLE),
+            [MovedBlock(codes[ct_id], p.block.batch_id, p.start, p.end) for p in pieces],
+        ))  # fmt: skip
+    if errors:
+        raise BatchRefused(errors)
+    _write(session, book)
+    audit.record_many(
+        session, actor, EventKind.TRANSFER, [(accounts[a], c, ref) for a, c, ref in book.events]
+    )
+    return movements
+
+
+def _credit_type_of(line: Line, ids: dict[str, int]) -> int:
+    """The line's credit type id, when the line makes sense on its own; otherwise why not."""
+    selection = line.selection
+    if line.from_account_id == line.to_account_id:
+        raise _Refusal(
+            "validation_error", "to_account_id", "units cannot be transferred to the account they are in"
+        )
+    if (selection.quantity is None) == (not selection.blocks):
+        raise _Refusal(
+            "validation_error", "quantity", "give either a quantity (with its credit type) or blocks"
+        )
+    types = {b.credit_type for b in selection.blocks} | (
+        {selection.credit_type} if selection.credit_type else set()
+    )
+    if len(types) != 1:
+        raise _Refusal("validation_error", "credit_type", "one credit type per line")
+    code = types.pop()
+    if code not in ids:
+        raise _Refusal("not_found", "credit_type", f"unknown credit type {code}")
+    if selection.quantity is not None and not 1 <= selection.quantity <= MAX_QUANTITY:
+        raise _Refusal("validation_error", "quantity", f"quantity must be between 1 and {MAX_QUANTITY}")
+    ranges = [(b.serial_start, b.serial_end) for b in selection.blocks]
+    if any(not 1 <= s <= e <= SERIAL_MAX for s, e in ranges):
+        raise _Refusal("validation_error", "blocks", "need 1 <= serial_start <= serial_end <= 2^40-1")
+    if ranges and sum(e - s + 1 for s, e in normalize_ranges(ranges)) != sum(e - s + 1 for s, e in ranges):
+        raise _Refusal("validation_error", "blocks", "the blocks overlap each other")
+    return ids[code]
+
+
+def _shapes(lines: Sequence[Line], ids: dict[str, int], errors: list[LineError]) -> list[int | None]:
+    """Each line's credit type id, or None (and its error) for a line that cannot apply whatever is held."""
+    out: list[int | None] = []
+    for n, line in enumerate(lines, start=1):
+        try:
+            out.append(_credit_type_of(line, ids))
+        except _Refusal as refused:
+            errors.append(LineError(n, refused.code, refused.field, refused.detail, line.ref))
+            out.append(None)
+    return out
+
+
+def _check_accounts(accounts: dict[UUID, LockedAccount], line: Line) -> None:
+    for where, account_id in (
+        ("from_account_id", line.from_account_id),
+        ("to_account_id", line.to_account_id),
+    ):
+        found = accounts.get(account_id)
+        if found is None:
+            raise _Refusal("not_found", where, f"account {account_id} not found")
+        if found.status != AccountStatus.ACTIVE.value:
+            raise _Refusal("invalid_state", where, f"account {account_id} is closed")
+
+
+def _write(session: Session, book: _Book) -> None:
+    """The blocks the lines changed: the initial ones no longer there are deleted, the new ones inserted,
+    in one statement (overlaps and conservation are checked at commit)."""
+    final = [b for blocks in book.blocks.values() for b in blocks]
+    kept = {b.id for b in final if b.id and book.initial.get(b.id) == b}
+    gone = [i for i in book.initial if i not in kept]
+    new = [b for b in final if not (b.id and b.id in kept)]
+    if not gone and not new:
+        return
+    rows = json.dumps([[b.credit_type_id, str(b.batch_id), b.serial_start, b.serial_end, str(b.account_id)]
+                       for b in new])  # fmt: skip
+    session.execute(
+        text("""
+            WITH gone AS (DELETE FROM holding WHERE id = ANY(CAST(:gone AS bigint[])))
+            INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id)
+            SELECT CAST(r ->> 0 AS smallint), CAST(r ->> 1 AS uuid), CAST(r ->> 2 AS bigint), CAST(r ->> 3 AS bigint),
+                   CAST(r ->> 4 AS uuid), 'available', NULL
+              FROM json_array_elements(CAST(:rows AS json)) AS r"""),
+        {"gone": gone, "rows": rows},
+    )
