@@ -34,6 +34,7 @@ OPERATION_IDS = {
     ("GET", "/v1/issuances"): "list_issuances",
     ("GET", "/v1/issuances/{issuance_id}"): "get_issuance",
     ("POST", "/v1/transfers"): "transfer_units",
+    ("POST", "/v1/transfers/batch"): "settle_transfers",
     ("POST", "/v1/retirements"): "retire_units",
     ("GET", "/v1/accounts/{account_id}/holdings"): "get_holdings",
     ("POST", "/v1/pledges"): "create_pledge",

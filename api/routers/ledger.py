@@ -176,9 +176,10 @@ def create_transfer(
 
 @router.post(
     "/transfers/batch",
+    operation_id="settle_transfers",
     status_code=201,
     response_model=TransferBatchRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="A day's settled trades as one batch of transfers (exchange): every line applies, in order, "
     "or none does and the problem lists each failing line",
 )
