@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import problems
+from api import openapi, problems
 from api.auth import ApiKeyMiddleware, KeyCache, public_routes
 from api.console import routes as console
 from api.console.auth import SignInRequired
@@ -116,6 +116,7 @@ def create_app(
     )
     app.state.report_renderer = ReportRenderer.from_settings(settings)
     problems.install(app)
+    openapi.install(app)  # the document clients are generated from: problem+json errors, tags, ids
     routers = [m.router for m in (reference, ledger, pledges, certificates, valuation, reports, audit)]
     # The last added runs first: the request id, then the body limit, then the API key, all before the
     # app reads a byte of the body.

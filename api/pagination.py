@@ -1,8 +1,8 @@
 """Opaque keyset cursors: `?limit=&cursor=` -> `{"items": [...], "next_cursor": ...}`.
 
 A cursor is base64url of compact JSON. The API only ever makes three shapes: an id (a non-negative
-integer), a UUID (a string) and a pair of integers; a cursor is decoded into exactly one of them by the
-typed decoder its endpoint uses, and anything else (`true`, which Python counts as an int, a float, an
+integer), a string (a UUID or a code) and a pair of integers; a cursor is decoded into exactly one of
+them by the typed decoder its endpoint uses, and anything else (`true`, which Python counts as an int, a float, an
 object, a nested list, a number past bigint) is the same 422, never a query with a value it did not
 expect."""
 
@@ -74,6 +74,16 @@ def uuid_cursor(cursor: str | None) -> UUID | None:
         return UUID(value)
     except ValueError as exc:
         raise _refused() from exc
+
+
+def text_cursor(cursor: str | None) -> str | None:
+    """A cursor holding a text key (project types, by code)."""
+    value = decode(cursor)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _refused()
+    return value
 
 
 def pair_cursor(cursor: str | None) -> tuple[int, int] | None:

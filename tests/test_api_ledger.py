@@ -359,6 +359,6 @@ def test_missing_or_wrong_keys_are_401(client: TestClient) -> None:
 def test_every_response_carries_a_request_id(client: TestClient, exchange: dict[str, str]) -> None:
     echoed = client.get("/v1/credit-types", headers={**exchange, "X-Request-ID": "bank-req-42"})
     assert echoed.headers["x-request-id"] == "bank-req-42"
-    assert {ct["code"] for ct in echoed.json()} >= {"CCER", "CDCER"}
+    assert {ct["code"] for ct in echoed.json()["items"]} >= {"CCER", "CDCER"}
     made = client.get("/v1/credit-types", headers=exchange)
     assert len(made.headers["x-request-id"]) == 32

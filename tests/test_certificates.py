@@ -201,7 +201,7 @@ def test_versions_are_superseded_then_revoked_and_downloads_never_change(
     confirm(client, desk.op2, full)
     last = download(client, desk.bank, pledge)
     assert last.headers["x-certificate-status"] == "revoked" and last.content == v3.content
-    history = client.get(f"/v1/pledges/{pledge['id']}/certificates", headers=desk.bank).json()
+    history = client.get(f"/v1/pledges/{pledge['id']}/certificates", headers=desk.bank).json()["items"]
     assert [(c["version"], c["status"]) for c in history] == [
         (1, "superseded"),
         (2, "superseded"),
@@ -229,7 +229,7 @@ def test_rejected_or_cancelled_changes_issue_nothing(client: TestClient, desk: D
     client.post(f"/v1/instructions/{top_up['id']}/reject", headers=desk.op1, json={"reason": "not owned"})
     release = ask(client, desk, pledge, type="release", quantity=100)
     client.post(f"/v1/instructions/{release['id']}/cancel", headers=desk.bank)
-    history = client.get(f"/v1/pledges/{pledge['id']}/certificates", headers=desk.bank).json()
+    history = client.get(f"/v1/pledges/{pledge['id']}/certificates", headers=desk.bank).json()["items"]
     assert [(c["version"], c["status"]) for c in history] == [(1, "valid")]
 
 

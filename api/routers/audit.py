@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.auth import PrincipalDep
 from api.deps import SessionDep
 from api.pagination import Cursor, Limit, encode, int_cursor
-from api.routers.common import READ_ERRORS
+from api.routers.common import errors
 from api.schemas.audit import AuditVerifyRead, BadEventRead, UnitEventRead, UnitHistoryPage, UnitPlace
 from api.schemas.common import SERIAL_MAX, CreditTypeCode
 from registry import authz
@@ -22,8 +22,9 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 
 @router.get(
     "/units/{credit_type}/{serial}/history",
+    operation_id="get_unit_history",
     response_model=UnitHistoryPage,
-    responses=READ_ERRORS,
+    responses=errors(401, 403, 404, 422, 503),
     summary="Every ownership and status change of one unit, oldest first (exchange, auditor)",
 )
 def unit_history(
@@ -83,8 +84,9 @@ def _place(row: Any, side: str) -> UnitPlace:
 
 @router.get(
     "/audit/verify",
+    operation_id="verify_audit_trail",
     response_model=AuditVerifyRead,
-    responses=READ_ERRORS,
+    responses=errors(401, 403, 503),
     summary="Recompute every hash chain and name the first bad event (exchange, auditor)",
 )
 async def verify(request: Request, principal: PrincipalDep) -> AuditVerifyRead:

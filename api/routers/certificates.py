@@ -13,8 +13,9 @@ from api import problems
 from api.auth import PrincipalDep
 from api.deps import ClockDep, SessionDep, client_of
 from api.pages import page, wants_html, when
-from api.routers.common import PROBLEM, READ_ERRORS
-from api.schemas.certificates import CertificateRead, Verification
+from api.pagination import Cursor, Limit, next_cursor
+from api.routers.common import errors, int_cursor
+from api.schemas.certificates import CertificatePage, CertificateRead, Verification
 from registry.certificate import service as certificates
 from registry.certificate.models import Certificate
 from registry.certificate.renderer import Renderer
@@ -69,12 +70,21 @@ def certificate_read(certificate: Certificate, credit_type: str) -> CertificateR
 
 @router.get(
     "/pledges/{pledge_id}/certificate",
+    operation_id="download_certificate",
     response_class=Response,
     responses={
-        200: {"content": {"application/pdf": {}}, "description": "the PDF, byte for byte as issued"},
+        200: {
+            "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the PDF, byte for byte as issued",
+        },
         304: {"description": "unchanged (If-None-Match)"},
-        **READ_ERRORS,
-        503: {**PROBLEM, "description": "the certificate could not be rendered just now; retry"},
+        **errors(
+            401,
+            404,
+            422,
+            503,
+            described={503: "`busy`: the certificate could not be rendered just now; retry"},
+        ),
     },
     summary="A pledge's certificate as PDF: the latest version, or `?version=` (bank, pledgor, borrower, "
     "exchange)",
@@ -106,27 +116,42 @@ def download_certificate(
 
 @router.get(
     "/pledges/{pledge_id}/certificates",
-    response_model=list[CertificateRead],
-    responses=READ_ERRORS,
+    operation_id="list_certificates",
+    response_model=CertificatePage,
+    responses=errors(401, 404, 422, 503),
     summary="Every version of a pledge's certificate, oldest first, with its status and digest",
 )
-def list_certificates(pledge_id: UUID, session: SessionDep, principal: PrincipalDep) -> list[CertificateRead]:
+def list_certificates(
+    pledge_id: UUID, session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
+) -> CertificatePage:
     pledge = reads.require_pledge(session, principal, pledge_id)
     codes = ledger_repo.credit_type_codes(session)
-    return [certificate_read(c, codes[c.credit_type_id]) for c in certificates.versions(session, pledge)]
+    items = certificates.versions(session, pledge, after_version=int_cursor(cursor), limit=limit)
+    return CertificatePage(
+        items=[certificate_read(c, codes[c.credit_type_id]) for c in items],
+        next_cursor=next_cursor(items, limit, lambda c: c.version),
+    )
 
 
 @router.get(
     "/certificates/{number}/verify",
+    operation_id="verify_certificate",
     response_model=Verification,
     responses={
         200: {
             "content": {"text/html": {}},
             "description": "JSON, or a page for a browser (a scanned QR code)",
         },
-        404: {**PROBLEM, "description": "no certificate with this number and code"},
-        422: PROBLEM,
-        429: {**PROBLEM, "description": "too many wrong codes from this client: wait Retry-After seconds"},
+        **errors(
+            404,
+            422,
+            429,
+            503,
+            described={
+                404: "`not_found`: no certificate with this number and code",
+                429: "`rate_limited`: too many wrong codes from this client; wait `Retry-After` seconds",
+            },
+        ),
     },
     summary="Verify a certificate (public, no key): its status and nothing confidential",
 )

@@ -11,13 +11,14 @@ from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, next_cursor
-from api.routers.common import READ_ERRORS, WRITE_ERRORS, pair_cursor, uuid_cursor
-from api.schemas.common import CreditTypeCode, Page
+from api.routers.common import errors, pair_cursor, uuid_cursor
+from api.schemas.common import CreditTypeCode
 from api.schemas.ledger import (
     HoldingRead,
     HoldingsPage,
     HoldingTotal,
     IssuanceCreate,
+    IssuancePage,
     IssuanceRead,
     MovedBlockRead,
     RetirementCreate,
@@ -74,9 +75,10 @@ def selection(body: TransferCreate | RetirementCreate) -> Selection:
 
 @router.post(
     "/issuances",
+    operation_id="issue_credits",
     status_code=201,
     response_model=IssuanceRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Issue a batch of credits into an account (exchange)",
 )
 def create_issuance(
@@ -104,8 +106,9 @@ def create_issuance(
 
 @router.get(
     "/issuances",
-    response_model=Page[IssuanceRead],
-    responses=READ_ERRORS,
+    operation_id="list_issuances",
+    response_model=IssuancePage,
+    responses=errors(401, 403, 404, 422, 503),
     summary="Issuance batches (exchange, auditor)",
 )
 def list_issuances(
@@ -114,12 +117,12 @@ def list_issuances(
     credit_type: CreditTypeCode | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
-) -> Page[IssuanceRead]:
+) -> IssuancePage:
     items = ledger.list_issuances(
         session, principal, credit_type=credit_type, after=uuid_cursor(cursor), limit=limit
     )
     codes = {ct.id: ct.code for ct in ledger.list_credit_types(session, principal)}
-    return Page(
+    return IssuancePage(
         items=[issuance_read(b, codes[b.credit_type_id]) for b in items],
         next_cursor=next_cursor(items, limit, lambda b: str(b.id)),
     )
@@ -127,8 +130,9 @@ def list_issuances(
 
 @router.get(
     "/issuances/{issuance_id}",
+    operation_id="get_issuance",
     response_model=IssuanceRead,
-    responses=READ_ERRORS,
+    responses=errors(401, 403, 404, 422, 503),
     summary="One issuance batch (exchange, auditor)",
 )
 def read_issuance(issuance_id: UUID, session: SessionDep, principal: PrincipalDep) -> IssuanceRead:
@@ -139,9 +143,10 @@ def read_issuance(issuance_id: UUID, session: SessionDep, principal: PrincipalDe
 
 @router.post(
     "/transfers",
+    operation_id="transfer_units",
     status_code=201,
     response_model=TransferRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Move available units between accounts (exchange)",
 )
 def create_transfer(
@@ -171,9 +176,10 @@ def create_transfer(
 
 @router.post(
     "/transfers/batch",
+    operation_id="settle_transfers",
     status_code=201,
     response_model=TransferBatchRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="A day's settled trades as one batch of transfers (exchange): every line applies, in order, "
     "or none does and the problem lists each failing line",
 )
@@ -203,9 +209,10 @@ def create_transfer_batch(
 
 @router.post(
     "/retirements",
+    operation_id="retire_units",
     status_code=201,
     response_model=RetirementRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Retire available units (exchange)",
 )
 def create_retirement(
@@ -228,8 +235,9 @@ def create_retirement(
 
 @router.get(
     "/accounts/{account_id}/holdings",
+    operation_id="get_holdings",
     response_model=HoldingsPage,
-    responses=READ_ERRORS,
+    responses=errors(401, 404, 422, 503),
     summary="An account's blocks and totals per credit type and status",
 )
 def read_holdings(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
@@ -15,8 +15,7 @@ from api.deps import SessionDep, SettingsDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, decode, encode, next_cursor
 from api.routers.certificates import certificate_read, render_after_response
-from api.routers.common import READ_ERRORS, WRITE_ERRORS, uuid_cursor
-from api.schemas.common import Page
+from api.routers.common import errors, uuid_cursor
 from api.schemas.ledger import BlockRef
 from api.schemas.pledges import (
     AssessmentRead,
@@ -24,10 +23,12 @@ from api.schemas.pledges import (
     DeclineBody,
     ExternalRefs,
     InstructionCreate,
+    InstructionPage,
     InstructionRead,
     LoanRead,
     PledgeCreate,
     PledgedBlock,
+    PledgePage,
     PledgeRead,
     RejectBody,
     ReviewRead,
@@ -38,6 +39,7 @@ from registry.certificate import service as certificates
 from registry.errors import InvalidInput
 from registry.ledger import repository as ledger_repo
 from registry.ledger.service import Selection, SerialRange
+from registry.money import money, ratio
 from registry.pledge import reads
 from registry.pledge import service as pledges
 from registry.pledge.assessment import Assessment
@@ -49,20 +51,10 @@ from registry.valuation import service as valuation
 router = APIRouter(prefix="/v1", tags=["pledges"])
 
 
-def money(value: Decimal) -> Decimal:
-    """Always two places, whether the value came from the request or from the database."""
-    return value.quantize(CENT)
-
-
-def ratio(value: Decimal) -> Decimal:
-    return value.quantize(RATIO)
-
-
 def optional_money(value: Decimal | None) -> Decimal | None:
+    """Two places, whether the value came from the request or from the database (the console reads these
+    attributes; the JSON is written by the schemas' MoneyOut either way)."""
     return None if value is None else money(value)
-
-
-CENT, RATIO = Decimal("0.01"), Decimal("0.0001")
 
 
 def assessment_read(a: Assessment | None) -> AssessmentRead | None:
@@ -208,9 +200,10 @@ def _selection(credit_type: str | None, quantity: int | None, blocks: list[Block
 
 @router.post(
     "/pledges",
+    operation_id="create_pledge",
     status_code=201,
     response_model=PledgeRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Ask to register a pledge (joint application): a bank's request holds nothing until the pledgor "
     "consents; a pledgor's request (naming the bank) holds its units at once and waits for the bank",
 )
@@ -259,8 +252,9 @@ def create_pledge(
 
 @router.get(
     "/pledges",
-    response_model=Page[PledgeRead],
-    responses=READ_ERRORS,
+    operation_id="list_pledges",
+    response_model=PledgePage,
+    responses=errors(401, 422, 503),
     summary="Pledges you may see (bank: its own; holder: as pledgor or borrower)",
 )
 def list_pledges(
@@ -269,23 +263,30 @@ def list_pledges(
     status: PledgeStatus | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> Page[PledgeRead]:
+) -> PledgePage:
     items = reads.list_pledges(session, principal, status=status, after=uuid_cursor(cursor), limit=limit)
-    return Page(
+    return PledgePage(
         items=pledge_reads(session, items), next_cursor=next_cursor(items, limit, lambda p: str(p.id))
     )
 
 
-@router.get("/pledges/{pledge_id}", response_model=PledgeRead, responses=READ_ERRORS, summary="One pledge")
+@router.get(
+    "/pledges/{pledge_id}",
+    operation_id="get_pledge",
+    response_model=PledgeRead,
+    responses=errors(401, 404, 422, 503),
+    summary="One pledge",
+)
 def read_pledge(pledge_id: UUID, session: SessionDep, principal: PrincipalDep) -> PledgeRead:
     return pledge_reads(session, [reads.require_pledge(session, principal, pledge_id)])[0]
 
 
 @router.post(
     "/pledges/{pledge_id}/instructions",
+    operation_id="request_instruction",
     status_code=201,
     response_model=InstructionRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Ask for a top-up (the bank, or the pledgor offering it), a release or a disposal (the bank)",
 )
 def create_instruction(
@@ -316,8 +317,9 @@ def create_instruction(
 
 @router.get(
     "/instructions",
-    response_model=Page[InstructionRead],
-    responses=READ_ERRORS,
+    operation_id="list_instructions",
+    response_model=InstructionPage,
+    responses=errors(401, 422, 503),
     summary="Instructions, oldest first; `?status=pending` is the back office's queue, "
     "`?awaiting_my_consent=true` the requests waiting for your consent",
 )
@@ -329,7 +331,7 @@ def list_instructions(
     awaiting_my_consent: bool = False,
     limit: Limit = 100,
     cursor: Cursor = None,
-) -> Page[InstructionRead]:
+) -> InstructionPage:
     items = reads.list_instructions(
         session,
         actor.principal,
@@ -338,7 +340,7 @@ def list_instructions(
         after=_queue_cursor(cursor),
         limit=limit,
     )
-    return Page(
+    return InstructionPage(
         items=instruction_reads(session, items, actor, settings.vwap_days),
         next_cursor=encode(items[-1].seq) if len(items) == limit else None,
     )
@@ -346,8 +348,9 @@ def list_instructions(
 
 @router.get(
     "/instructions/{instruction_id}",
+    operation_id="get_instruction",
     response_model=InstructionRead,
-    responses=READ_ERRORS,
+    responses=errors(401, 404, 422, 503),
     summary="One instruction",
 )
 def read_instruction(
@@ -365,8 +368,9 @@ def _decide(
 
 @router.post(
     "/instructions/{instruction_id}/consent",
+    operation_id="consent_to_instruction",
     response_model=InstructionRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 422, 503),
     summary="Consent to a joint application (the pledgor for a bank's request, the bank for a pledgor's): "
     "the pledgor's units are held and the request goes to the exchange",
 )
@@ -392,8 +396,9 @@ def consent_instruction(
 
 @router.post(
     "/instructions/{instruction_id}/decline",
+    operation_id="decline_instruction",
     response_model=InstructionRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Decline a joint application with a reason (the party whose consent it waits for)",
 )
 def decline_instruction(
@@ -416,8 +421,9 @@ def decline_instruction(
 
 @router.post(
     "/instructions/{instruction_id}/confirm",
+    operation_id="confirm_instruction",
     response_model=InstructionRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Confirm (exchange). A registration or top-up only within the lender's terms at today's "
     "price; a disposal needs two persons: the first confirm records the reviewed terms, a second applies "
     "exactly those (other terms are a new review)",
@@ -429,10 +435,10 @@ def confirm_instruction(
     actor: ActorDep,
     settings: SettingsDep,
     background: BackgroundTasks,
-    body: ConfirmBody | None = None,
+    # Optional, and no `null`: a generated client then leaves the body out when it is not given.
+    body: Annotated[ConfirmBody, Body(default_factory=ConfirmBody)],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    body = body or ConfirmBody()
 
     def work() -> Instruction:
         done = pledges.confirm(
@@ -453,8 +459,9 @@ def confirm_instruction(
 
 @router.post(
     "/instructions/{instruction_id}/reject",
+    operation_id="reject_instruction",
     response_model=InstructionRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Reject with a reason (exchange); held units go back to the pledgor",
 )
 def reject_instruction(
@@ -477,8 +484,9 @@ def reject_instruction(
 
 @router.post(
     "/instructions/{instruction_id}/cancel",
+    operation_id="cancel_instruction",
     response_model=InstructionRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 422, 503),
     summary="Withdraw your own request while it waits (the party that asked)",
 )
 def cancel_instruction(

@@ -12,23 +12,26 @@ from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, next_cursor
-from api.routers.common import PROBLEM, READ_ERRORS, WRITE_ERRORS, uuid_cursor
-from api.schemas.common import Page
+from api.routers.common import errors, int_cursor, text_cursor, uuid_cursor
 from api.schemas.ledger import (
     AccountCreate,
+    AccountPage,
     AccountRead,
     CreditTypeCreate,
+    CreditTypePage,
     CreditTypeRead,
     PartyCreate,
+    PartyPage,
     PartyRead,
     ProjectTypeCreate,
+    ProjectTypePage,
     ProjectTypeRead,
 )
 from api.schemas.pledges import AccountLookupRead, PartyLookupRead
 from registry.ledger import service as ledger
 from registry.ledger.models import Account, CreditType, Party, PartyKind
 
-router = APIRouter(prefix="/v1", tags=["reference data"])
+router = APIRouter(prefix="/v1", tags=["reference"])
 
 
 def party_read(party: Party) -> PartyRead:
@@ -47,9 +50,10 @@ def credit_type_read(ct: CreditType) -> CreditTypeRead:
 
 @router.post(
     "/parties",
+    operation_id="create_party",
     status_code=201,
     response_model=PartyRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 409, 413, 422, 503),
     summary="Register a party (exchange)",
 )
 def create_party(
@@ -75,23 +79,25 @@ def create_party(
 
 @router.get(
     "/parties",
-    response_model=Page[PartyRead],
-    responses=READ_ERRORS,
+    operation_id="list_parties",
+    response_model=PartyPage,
+    responses=errors(401, 422, 503),
     summary="Parties (exchange and auditor: all; others: their own)",
 )
 def list_parties(
     session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
-) -> Page[PartyRead]:
+) -> PartyPage:
     items = ledger.list_parties(session, principal, after=uuid_cursor(cursor), limit=limit)
-    return Page(
+    return PartyPage(
         items=[party_read(p) for p in items], next_cursor=next_cursor(items, limit, lambda p: str(p.id))
     )
 
 
 @router.get(
     "/parties/lookup",
+    operation_id="lookup_party",
     response_model=PartyLookupRead,
-    responses={**READ_ERRORS, 429: PROBLEM},
+    responses=errors(401, 403, 404, 422, 429, 503),
     summary="Find a borrower by its unified social credit code (bank): its party id, name and kind; else 404",
 )
 def lookup_party(
@@ -105,16 +111,23 @@ def lookup_party(
     return PartyLookupRead(id=found.id, name=found.name, kind=found.kind)
 
 
-@router.get("/parties/{party_id}", response_model=PartyRead, responses=READ_ERRORS, summary="One party")
+@router.get(
+    "/parties/{party_id}",
+    operation_id="get_party",
+    response_model=PartyRead,
+    responses=errors(401, 404, 422, 503),
+    summary="One party",
+)
 def read_party(party_id: UUID, session: SessionDep, principal: PrincipalDep) -> PartyRead:
     return party_read(ledger.require_party(session, principal, party_id))
 
 
 @router.post(
     "/accounts",
+    operation_id="create_account",
     status_code=201,
     response_model=AccountRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Open a registry account for a party (exchange)",
 )
 def create_account(
@@ -136,8 +149,9 @@ def create_account(
 
 @router.get(
     "/accounts",
-    response_model=Page[AccountRead],
-    responses=READ_ERRORS,
+    operation_id="list_accounts",
+    response_model=AccountPage,
+    responses=errors(401, 422, 503),
     summary="Registry accounts (exchange and auditor: all; others: their own)",
 )
 def list_accounts(
@@ -146,19 +160,20 @@ def list_accounts(
     party_id: UUID | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
-) -> Page[AccountRead]:
+) -> AccountPage:
     items = ledger.list_accounts(
         session, principal, party_id=party_id, after=uuid_cursor(cursor), limit=limit
     )
-    return Page(
+    return AccountPage(
         items=[account_read(a) for a in items], next_cursor=next_cursor(items, limit, lambda a: str(a.id))
     )
 
 
 @router.get(
     "/accounts/lookup",
+    operation_id="lookup_account",
     response_model=AccountLookupRead,
-    responses={**READ_ERRORS, 429: PROBLEM},
+    responses=errors(401, 403, 404, 422, 429, 503),
     summary="Find a pledgor's account from its number and its holder's unified social credit code (bank): "
     "both must match, else 404; nothing of the account's holdings is shown",
 )
@@ -179,7 +194,11 @@ def lookup_account(
 
 
 @router.get(
-    "/accounts/{account_id}", response_model=AccountRead, responses=READ_ERRORS, summary="One account"
+    "/accounts/{account_id}",
+    operation_id="get_account",
+    response_model=AccountRead,
+    responses=errors(401, 404, 422, 503),
+    summary="One account",
 )
 def read_account(account_id: UUID, session: SessionDep, principal: PrincipalDep) -> AccountRead:
     return account_read(ledger.require_account(session, principal, account_id))
@@ -187,9 +206,10 @@ def read_account(account_id: UUID, session: SessionDep, principal: PrincipalDep)
 
 @router.post(
     "/credit-types",
+    operation_id="create_credit_type",
     status_code=201,
     response_model=CreditTypeRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 409, 413, 422, 503),
     summary="Add a kind of environmental right (exchange)",
 )
 def create_credit_type(
@@ -213,19 +233,26 @@ def create_credit_type(
 
 @router.get(
     "/credit-types",
-    response_model=list[CreditTypeRead],
-    responses=READ_ERRORS,
-    summary="Credit types the registry keeps",
+    operation_id="list_credit_types",
+    response_model=CreditTypePage,
+    responses=errors(401, 422, 503),
+    summary="Credit types the registry keeps, in the order they were added",
 )
-def list_credit_types(session: SessionDep, principal: PrincipalDep) -> list[CreditTypeRead]:
-    return [credit_type_read(ct) for ct in ledger.list_credit_types(session, principal)]
+def list_credit_types(
+    session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
+) -> CreditTypePage:
+    items = ledger.list_credit_types(session, principal, after=int_cursor(cursor), limit=limit)
+    return CreditTypePage(
+        items=[credit_type_read(ct) for ct in items], next_cursor=next_cursor(items, limit, lambda ct: ct.id)
+    )
 
 
 @router.post(
     "/project-types",
+    operation_id="create_project_type",
     status_code=201,
     response_model=ProjectTypeRead,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 409, 413, 422, 503),
     summary="Name a project type code in Chinese and English (exchange): pages and certificates show it so",
 )
 def create_project_type(
@@ -252,12 +279,16 @@ def create_project_type(
 
 @router.get(
     "/project-types",
-    response_model=Page[ProjectTypeRead],
-    responses=READ_ERRORS,
-    summary="Project types and their names",
+    operation_id="list_project_types",
+    response_model=ProjectTypePage,
+    responses=errors(401, 422, 503),
+    summary="Project types and their names, by code",
 )
-def list_project_types(session: SessionDep, principal: PrincipalDep) -> Page[ProjectTypeRead]:
-    items = ledger.list_project_types(session, principal)
-    return Page(
-        items=[ProjectTypeRead.model_validate(p, from_attributes=True) for p in items], next_cursor=None
+def list_project_types(
+    session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
+) -> ProjectTypePage:
+    items = ledger.list_project_types(session, principal, after=text_cursor(cursor), limit=limit)
+    return ProjectTypePage(
+        items=[ProjectTypeRead.model_validate(p, from_attributes=True) for p in items],
+        next_cursor=next_cursor(items, limit, lambda p: p.code),
     )

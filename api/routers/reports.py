@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from api.auth import PrincipalDep
 from api.deps import ClockDep, SessionDep
-from api.routers.common import PROBLEM, READ_ERRORS
+from api.routers.common import errors
 from api.schemas.reports import CollateralBookRead, ExchangeStatsRead
 from registry.dates import exchange_day
 from registry.ledger.repository import exchange_name
@@ -30,10 +30,10 @@ CSV_RESPONSE = {
     "content": {"text/csv": {}, "application/pdf": {}},
     "description": "JSON; CSV with `?format=csv`; a PDF with charts with `?format=pdf`",
 }
-PDF_LIMITS: dict[int | str, dict[str, Any]] = {
-    429: {**PROBLEM, "description": "this party already has as many PDF reports rendering as it may; "
-                                    "retry after `Retry-After` seconds"},
-    503: {**PROBLEM, "description": "the report renderers are busy; retry after `Retry-After` seconds"},
+PDF_LIMITS = {
+    429: "`rate_limited`: this party already has as many PDF reports rendering as it may; retry after "
+         "`Retry-After` seconds",
+    503: "`busy`: the report renderers (or the database) are busy; retry after `Retry-After` seconds",
 }  # fmt: skip
 
 
@@ -66,8 +66,9 @@ def _csv(rows: list[dict[str, Any]], filename: str) -> Response:
 
 @router.get(
     "/collateral-book",
+    operation_id="get_collateral_book",
     response_model=CollateralBookRead,
-    responses={200: CSV_RESPONSE, **READ_ERRORS, **PDF_LIMITS},
+    responses={200: CSV_RESPONSE, **errors(401, 403, 404, 422, 429, 503, described=PDF_LIMITS)},
     summary="A bank's collateral book as of the end of a day (bank: its own; exchange, auditor: `bank_id`)",
 )
 def read_collateral_book(
@@ -94,8 +95,9 @@ def read_collateral_book(
 
 @router.get(
     "/exchange",
+    operation_id="get_exchange_stats",
     response_model=ExchangeStatsRead,
-    responses={200: CSV_RESPONSE, **READ_ERRORS, **PDF_LIMITS},
+    responses={200: CSV_RESPONSE, **errors(401, 403, 422, 429, 503, described=PDF_LIMITS)},
     summary="The exchange's pledge statistics for a period (exchange, auditor)",
 )
 def read_exchange_stats(

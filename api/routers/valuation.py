@@ -13,17 +13,20 @@ from pydantic import RootModel
 from api.auth import ActorDep, PrincipalDep
 from api.deps import ClockDep, SessionDep, SettingsDep
 from api.idempotency import IdempotencyKey, respond
-from api.pagination import Cursor, Limit, encode, int_cursor
-from api.routers.common import READ_ERRORS, WRITE_ERRORS
-from api.schemas.common import CreditTypeCode, Page
+from api.pagination import Cursor, Limit, encode, int_cursor, pair_cursor
+from api.routers.common import errors
+from api.schemas.common import CreditTypeCode
 from api.schemas.valuation import (
+    AlertPage,
     AlertRead,
+    DeliveryPage,
     DeliveryRead,
-    PricesRead,
+    PricesPage,
     ReferenceRead,
     TradeIn,
     TradeRead,
     TradesLoaded,
+    ValuationPage,
     ValuationRead,
     WebhookIn,
     WebhookRead,
@@ -31,12 +34,14 @@ from api.schemas.valuation import (
 from registry import outbound
 from registry.alert import service as alerts
 from registry.dates import check_day, exchange_day
+from registry.errors import InvalidInput
 from registry.ledger import service as ledger
 from registry.pledge import reads
 from registry.valuation import prices
 from registry.valuation import service as valuation
 
-router = APIRouter(prefix="/v1", tags=["valuation and alerts"])
+# Two tags: prices and valuations; alerts and webhooks (each route says which).
+router = APIRouter(prefix="/v1")
 
 AlertKind = Literal[
     "margin_warning", "margin_disposal", "maturity_upcoming", "matured_unreleased", "price_stale"
@@ -49,9 +54,11 @@ class TradeBatch(RootModel[Annotated[list[TradeIn], Body(min_length=1, max_lengt
 
 @router.post(
     "/prices/trades",
+    operation_id="load_trades",
+    tags=["valuation"],
     status_code=201,
     response_model=TradesLoaded,
-    responses=WRITE_ERRORS,
+    responses=errors(401, 403, 409, 413, 422, 503),
     summary="Load daily trade prints (exchange): all or nothing; active pledges are revalued at once",
 )
 def post_trades(request: Request, body: TradeBatch, session: SessionDep, actor: ActorDep, settings: SettingsDep,
@@ -67,11 +74,13 @@ def post_trades(request: Request, body: TradeBatch, session: SessionDep, actor: 
     return respond(request, session, actor, idempotency_key, body, work)
 
 
-@router.get("/prices/{credit_type}", response_model=PricesRead, responses=READ_ERRORS,
-            summary="Daily prints of a credit type and its reference price as of `to`")  # fmt: skip
+@router.get("/prices/{credit_type}", operation_id="get_prices", tags=["valuation"], response_model=PricesPage,
+            responses=errors(401, 404, 422, 503),
+            summary="Daily prints of a credit type, oldest first, and its reference price as of `to`")  # fmt: skip
 def get_prices(credit_type: Annotated[CreditTypeCode, Path()], session: SessionDep, principal: PrincipalDep,
                settings: SettingsDep, clock: ClockDep, start: Annotated[date | None, Query(alias="from")] = None,
-               to: date | None = None, kind: Literal["listed", "block"] | None = None) -> PricesRead:  # fmt: skip
+               to: date | None = None, kind: Literal["listed", "block"] | None = None, limit: Limit = 100,
+               cursor: Cursor = None) -> PricesPage:  # fmt: skip
     ct = ledger.require_credit_type(session, credit_type)
     assert ct.id is not None
     today = exchange_day(clock.now())
@@ -80,38 +89,46 @@ def get_prices(credit_type: Annotated[CreditTypeCode, Path()], session: SessionD
     as_of = check_day(to, "to", today=today) if to is not None else today
     ref = valuation.reference(session, ct.id, as_of, settings.vwap_days)
     lower = ref.price("lower_of")[0] if ref.vwap is not None else None
-    rows = prices.prints(session, ct.id, start=start, end=to, kind=kind)
-    return PricesRead(
+    rows = prices.prints(
+        session, ct.id, start=start, end=to, kind=kind, after=_print_cursor(cursor), limit=limit
+    )
+    return PricesPage(
         credit_type=credit_type,
         items=[TradeRead(trade_date=r.trade_date, kind=r.kind, price=r.price, volume=r.volume) for r in rows],
+        next_cursor=encode([rows[-1].trade_date.toordinal(), prices.TRADE_KINDS.index(rows[-1].kind)])
+        if len(rows) == limit
+        else None,
         reference=ReferenceRead(as_of=as_of, window_days=settings.vwap_days, vwap=ref.vwap,
                                 last_close=ref.last_close, last_close_date=ref.last_date, lower_of=lower,
                                 stale=ref.stale),
     )  # fmt: skip
 
 
-@router.get("/pledges/{pledge_id}/valuations", response_model=Page[ValuationRead], responses=READ_ERRORS,
+@router.get("/pledges/{pledge_id}/valuations", operation_id="list_valuations", tags=["valuation"],
+            response_model=ValuationPage, responses=errors(401, 404, 422, 503),
             summary="A pledge's valuation history, newest first")  # fmt: skip
 def list_valuations(pledge_id: UUID, session: SessionDep, principal: PrincipalDep, limit: Limit = 100,
-                    cursor: Cursor = None) -> Page[ValuationRead]:  # fmt: skip
+                    cursor: Cursor = None) -> ValuationPage:  # fmt: skip
     reads.require_pledge(session, principal, pledge_id)
     rows = valuation.history(session, pledge_id, before_id=int_cursor(cursor), limit=limit)
-    return Page(items=[ValuationRead.model_validate(r, from_attributes=True) for r in rows],
+    return ValuationPage(items=[ValuationRead.model_validate(r, from_attributes=True) for r in rows],
                 next_cursor=encode(rows[-1].id) if len(rows) == limit else None)  # fmt: skip
 
 
-@router.get("/alerts", response_model=Page[AlertRead], responses=READ_ERRORS,
+@router.get("/alerts", operation_id="list_alerts", tags=["alerts"], response_model=AlertPage,
+            responses=errors(401, 403, 422, 503),
             summary="Alerts (bank: its own; exchange and auditor: all)")  # fmt: skip
 def list_alerts(session: SessionDep, principal: PrincipalDep, pledge_id: UUID | None = None,
                 kind: AlertKind | None = None, status: Literal["open", "cleared"] | None = None,
-                limit: Limit = 100, cursor: Cursor = None) -> Page[AlertRead]:  # fmt: skip
+                limit: Limit = 100, cursor: Cursor = None) -> AlertPage:  # fmt: skip
     rows = alerts.list_alerts(session, principal, pledge_id=pledge_id, kind=kind, status=status,
                               after=int_cursor(cursor), limit=limit)  # fmt: skip
-    return Page(items=[AlertRead.model_validate(r, from_attributes=True) for r in rows],
+    return AlertPage(items=[AlertRead.model_validate(r, from_attributes=True) for r in rows],
                 next_cursor=encode(rows[-1].id) if len(rows) == limit else None)  # fmt: skip
 
 
-@router.post("/alerts/{alert_id}/ack", response_model=AlertRead, responses=WRITE_ERRORS,
+@router.post("/alerts/{alert_id}/ack", operation_id="acknowledge_alert", tags=["alerts"], response_model=AlertRead,
+             responses=errors(401, 403, 404, 422, 503),
              summary="Acknowledge an alert (its bank, or the exchange)")  # fmt: skip
 def ack_alert(
     alert_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep, actor: ActorDep
@@ -119,7 +136,8 @@ def ack_alert(
     return AlertRead.model_validate(alerts.acknowledge(session, actor, alert_id), from_attributes=True)
 
 
-@router.put("/webhook", response_model=WebhookRead, responses=WRITE_ERRORS,
+@router.put("/webhook", operation_id="set_webhook", tags=["alerts"], response_model=WebhookRead,
+            responses=errors(401, 403, 413, 422, 503),
             summary="Where your alerts are POSTed, signed with your secret (bank)")  # fmt: skip
 def put_webhook(request: Request, body: WebhookIn, session: SessionDep, actor: ActorDep,
                 settings: SettingsDep) -> WebhookRead:  # fmt: skip
@@ -128,16 +146,32 @@ def put_webhook(request: Request, body: WebhookIn, session: SessionDep, actor: A
     return WebhookRead.model_validate(alerts.get_webhook(session, actor.principal), from_attributes=True)
 
 
-@router.get("/webhook", response_model=WebhookRead, responses=READ_ERRORS, summary="Your webhook (bank)")
+@router.get("/webhook", operation_id="get_webhook", tags=["alerts"], response_model=WebhookRead,
+            responses=errors(401, 403, 404, 503), summary="Your webhook (bank)")  # fmt: skip
 def get_webhook(session: SessionDep, principal: PrincipalDep) -> WebhookRead:
     return WebhookRead.model_validate(alerts.get_webhook(session, principal), from_attributes=True)
 
 
-@router.get("/webhook/deliveries", response_model=Page[DeliveryRead], responses=READ_ERRORS,
+@router.get("/webhook/deliveries", operation_id="list_webhook_deliveries", tags=["alerts"],
+            response_model=DeliveryPage, responses=errors(401, 403, 422, 503),
             summary="Webhook deliveries and their state; `?status=failed` shows what never arrived")  # fmt: skip
 def list_deliveries(session: SessionDep, principal: PrincipalDep,
                     status: Literal["pending", "delivered", "failed"] | None = None, limit: Limit = 100,
-                    cursor: Cursor = None) -> Page[DeliveryRead]:  # fmt: skip
+                    cursor: Cursor = None) -> DeliveryPage:  # fmt: skip
     rows = alerts.deliveries(session, principal, status=status, after=int_cursor(cursor), limit=limit)
-    return Page(items=[DeliveryRead.model_validate(r, from_attributes=True) for r in rows],
+    return DeliveryPage(items=[DeliveryRead.model_validate(r, from_attributes=True) for r in rows],
                 next_cursor=encode(rows[-1].id) if len(rows) == limit else None)  # fmt: skip
+
+
+def _print_cursor(cursor: str | None) -> tuple[date, str] | None:
+    """The print a page of prices starts after: its day (as an ordinal) and its kind (an index)."""
+    pair = pair_cursor(cursor)
+    if pair is None:
+        return None
+    day, kind = pair
+    if not 0 <= kind < len(prices.TRADE_KINDS):
+        raise InvalidInput("cursor", "not a cursor this API returned")
+    try:
+        return date.fromordinal(day), prices.TRADE_KINDS[kind]
+    except (ValueError, OverflowError):
+        raise InvalidInput("cursor", "not a cursor this API returned") from None

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from api.schemas.common import Page
+
 CertificateStatus = Literal["valid", "superseded", "revoked"]
 
 
@@ -37,3 +39,7 @@ class Verification(BaseModel):
     sha256: str | None = Field(description="compare with the SHA-256 of the PDF you were given")
     latest_version: int = Field(description="the pledge's latest certificate version (this one's when valid)")
     issuer: str = Field(description="the exchange that issued the certificate")
+
+
+class CertificatePage(Page[CertificateRead]):
+    """A pledge's certificate versions, oldest first."""

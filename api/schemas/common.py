@@ -11,9 +11,17 @@ from decimal import Decimal
 from functools import partial
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
-from registry import text
+from registry import money, text
 
 T = TypeVar("T")
 
@@ -64,6 +72,24 @@ def _day_string(value: object) -> object:
     raise ValueError('a date string such as "2026-03-02"')
 
 
+# What the API writes: money and ratios as decimal strings of fixed places (registry/money.py), whatever
+# scale the value had; the attribute stays a Decimal for the code that reads it (the console).
+MoneyOut = Annotated[
+    Decimal,
+    PlainSerializer(money.money_text, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "pattern": money.MONEY_PATTERN, "description": 'CNY, two places: "1000000.00"'}
+    ),
+]
+RatioOut = Annotated[
+    Decimal,
+    PlainSerializer(money.ratio_text, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "pattern": money.RATIO_PATTERN, "description": 'four places: "1.3000"'}
+    ),
+]
+
+
 # A calendar day as ISO 8601 text (pydantic would also take a number as a Unix timestamp).
 Day = Annotated[date, BeforeValidator(_day_string)]
 
@@ -77,14 +103,32 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
+class FieldError(BaseModel):
+    """One field a request got wrong (a `validation_error` lists each)."""
 
-    type: str
+    field: str = Field(
+        description="where, dotted: `loan.principal` or `blocks.0.serial_end` in the body; `query.limit`, "
+        "`path.pledge_id`, `header.Idempotency-Key` for a parameter"
+    )
+    message: str
+    type: str | None = Field(default=None, description="the kind of mistake, e.g. `missing`, `json_invalid`")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, sent as `application/problem+json`. `code` is stable; other members give
+    the context of some codes (e.g. `pledge_id` for `loan_already_pledged`, `available` for
+    `insufficient_units`, `retry_after` for `rate_limited`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="`https://registry.example/problems/<code>`")
     title: str
     status: int
     detail: str
-    code: str
-    instance: str | None = None
+    code: str = Field(description="stable: what a client branches on")
+    instance: str | None = Field(default=None, description="the request's path")
     request_id: str | None = None
-    errors: list[dict[str, object]] | None = None
+    field: str | None = Field(default=None, description="the field a refusal is about, when there is one")
+    errors: list[FieldError] | None = Field(
+        default=None, description="`validation_error` of the request's shape: every field that is wrong"
+    )

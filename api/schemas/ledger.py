@@ -207,3 +207,23 @@ class HoldingTotal(BaseModel):
 class HoldingsPage(Page[HoldingRead]):
     account_id: UUID
     totals: list[HoldingTotal]
+
+
+class PartyPage(Page[PartyRead]):
+    pass
+
+
+class AccountPage(Page[AccountRead]):
+    pass
+
+
+class CreditTypePage(Page[CreditTypeRead]):
+    pass
+
+
+class IssuancePage(Page[IssuanceRead]):
+    pass
+
+
+class ProjectTypePage(Page[ProjectTypeRead]):
+    pass

@@ -8,7 +8,18 @@ from uuid import UUID
 from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.certificates import CertificateRead
-from api.schemas.common import Day, DecimalString, Quantity, Reason, Schema, ShortText, decimal_schema
+from api.schemas.common import (
+    Day,
+    DecimalString,
+    MoneyOut,
+    Page,
+    Quantity,
+    RatioOut,
+    Reason,
+    Schema,
+    ShortText,
+    decimal_schema,
+)
 from api.schemas.ledger import BlockRef, UnitsSelection
 from api.schemas.valuation import ValuationRead
 from registry.pledge.rules import MAX_PRINCIPAL
@@ -138,20 +149,20 @@ class ReviewRead(BaseModel):
     by: str
     at: datetime
     to_account_id: UUID
-    price: Decimal | None
-    proceeds: Decimal | None
+    price: MoneyOut | None
+    proceeds: MoneyOut | None
 
 
 class AssessmentRead(BaseModel):
     """A registration or top-up valued at today's reference price, as the exchange would confirm it."""
 
     quantity: int = Field(description="the pledge's units once this request goes through")
-    price: Decimal | None
+    price: MoneyOut | None
     price_date: date | None
     stale: bool
-    collateral_value: Decimal | None
-    pledge_rate: Decimal | None
-    coverage_ratio: Decimal | None
+    collateral_value: MoneyOut | None
+    pledge_rate: RatioOut | None
+    coverage_ratio: RatioOut | None
     level: Literal["ok", "warning", "disposal"] | None
     within_terms: bool = Field(
         description="the pledge rate is within the cap and coverage above the disposal line"
@@ -166,10 +177,10 @@ class InstructionRead(BaseModel):
     quantity: int | None
     blocks: list[BlockRef] | None
     reason: str | None
-    outstanding_principal: Decimal | None
+    outstanding_principal: MoneyOut | None
     to_account_id: UUID | None
-    price: Decimal | None
-    proceeds: Decimal | None
+    price: MoneyOut | None
+    proceeds: MoneyOut | None
     requested_by_party_id: UUID
     requested_by_operator: str | None
     consent_party_id: UUID | None = Field(
@@ -207,19 +218,19 @@ class PledgedBlock(BaseModel):
 
 class LoanRead(BaseModel):
     contract_no: str
-    principal: Decimal
-    outstanding_principal: Decimal
+    principal: MoneyOut
+    outstanding_principal: MoneyOut
     currency: str
     start_date: date
     maturity_date: date
 
 
 class TermsRead(BaseModel):
-    max_pledge_rate: Decimal
-    warning_ratio: Decimal
-    disposal_ratio: Decimal
+    max_pledge_rate: RatioOut
+    warning_ratio: RatioOut
+    disposal_ratio: RatioOut
     valuation_method: str
-    haircut: Decimal
+    haircut: RatioOut
 
 
 class AccountLookupRead(BaseModel):
@@ -265,3 +276,11 @@ class PledgeRead(BaseModel):
     hold_expires_at: datetime | None
     confirmed_at: datetime | None
     closed_at: datetime | None
+
+
+class PledgePage(Page[PledgeRead]):
+    pass
+
+
+class InstructionPage(Page[InstructionRead]):
+    pass

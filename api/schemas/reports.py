@@ -6,6 +6,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from api.schemas.common import MoneyOut, RatioOut
+
 
 class BookLine(BaseModel):
     credit_type: str | None = Field(description="null on the total line")
@@ -13,11 +15,11 @@ class BookLine(BaseModel):
     vintage: int | None
     pledges: int
     units: int = Field(description="tCO2e pledged (frozen)")
-    collateral_value: Decimal = Field(description="units × reference price × (1 − haircut), CNY")
-    outstanding_principal: Decimal = Field(
+    collateral_value: MoneyOut = Field(description="units × reference price × (1 − haircut), CNY")
+    outstanding_principal: MoneyOut = Field(
         description="each pledge's outstanding principal, split by its units"
     )
-    coverage_ratio: Decimal | None = Field(
+    coverage_ratio: RatioOut | None = Field(
         description="collateral value / outstanding principal (principal-weighted)"
     )
     at_warning: int = Field(description="pledges valued at the warning level")
@@ -30,8 +32,8 @@ class LadderRung(BaseModel):
         description="days from the as-of date to maturity: overdue, 0-30, 31-90, 91-180, 181-365, over 365"
     )
     pledges: int
-    outstanding_principal: Decimal
-    collateral_value: Decimal
+    outstanding_principal: MoneyOut
+    collateral_value: MoneyOut
 
 
 class BandRead(BaseModel):
@@ -52,7 +54,7 @@ class CollateralBookRead(BaseModel):
 class MonthRead(BaseModel):
     month: str
     registered: int
-    financing: Decimal
+    financing: MoneyOut
 
 
 class PledgorRead(BaseModel):
@@ -67,7 +69,7 @@ class ExchangeStatsRead(BaseModel):
     registered: int = Field(description="registrations confirmed in the period")
     released: int
     disposed: int
-    financing_secured: Decimal = Field(description="principal of the pledges registered in the period, CNY")
+    financing_secured: MoneyOut = Field(description="principal of the pledges registered in the period, CNY")
     units_frozen: dict[str, int] = Field(description="credit type -> units frozen at the end of the period")
     largest_pledgors: list[PledgorRead] = Field(description="by units pledged at the end of the period")
     confirmation_hours_avg: Decimal | None = Field(description="request to confirmation, registrations")

@@ -5,9 +5,18 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import CreditTypeCode, Day, DecimalString, Schema, decimal_schema
+from api.schemas.common import (
+    CreditTypeCode,
+    Day,
+    DecimalString,
+    MoneyOut,
+    Page,
+    RatioOut,
+    Schema,
+    decimal_schema,
+)
 
 Price = Annotated[
     Decimal,
@@ -36,23 +45,24 @@ class TradesLoaded(BaseModel):
 class TradeRead(BaseModel):
     trade_date: date
     kind: str
-    price: Decimal
+    price: MoneyOut
     volume: int
 
 
 class ReferenceRead(BaseModel):
     as_of: date
     window_days: int
-    vwap: Decimal | None
-    last_close: Decimal | None
+    vwap: MoneyOut | None
+    last_close: MoneyOut | None
     last_close_date: date | None
-    lower_of: Decimal | None
+    lower_of: MoneyOut | None
     stale: bool = Field(description="no listed trade in the window: a value from this price must be flagged")
 
 
-class PricesRead(BaseModel):
+class PricesPage(Page[TradeRead]):
+    """A credit type's daily prints, oldest first, a page at a time; each page with the reference price."""
+
     credit_type: str
-    items: list[TradeRead]
     reference: ReferenceRead
 
 
@@ -61,20 +71,46 @@ class ValuationRead(BaseModel):
     valued_at: datetime
     as_of: date
     method: str
-    price: Decimal | None
+    price: MoneyOut | None
     price_date: date | None
     stale: bool
     quantity: int
-    collateral_value: Decimal | None
-    outstanding_principal: Decimal
-    coverage_ratio: Decimal | None
-    pledge_rate: Decimal | None
+    collateral_value: MoneyOut | None
+    outstanding_principal: MoneyOut
+    coverage_ratio: RatioOut | None
+    pledge_rate: RatioOut | None
     level: Literal["ok", "warning", "disposal"] | None
     error: Literal["out_of_range", "error"] | None = Field(
         default=None,
         description="set when this pledge could not be valued (the figures are then null): `out_of_range` "
         "when a figure could not be stored; the other pledges were valued all the same",
     )
+
+
+def _none(value: object) -> bool:
+    return value is None
+
+
+def _member(description: str | None = None) -> Any:
+    """A member that only some kinds of alert have: left out of the others."""
+    return Field(default=None, exclude_if=_none, description=description)
+
+
+class AlertDetails(BaseModel):
+    """What raised an alert: the valuation's figures (margin and stale-price alerts) or the maturity
+    (maturity alerts). Only the members of the alert's kind are sent, as in the webhook's payload."""
+
+    model_config = ConfigDict(extra="allow")
+
+    coverage_ratio: RatioOut | None = _member()
+    level: Literal["ok", "warning", "disposal"] | None = _member()
+    price: MoneyOut | None = _member("the reference price it was valued at")
+    price_date: date | None = _member()
+    stale: bool | None = _member()
+    warning_ratio: RatioOut | None = _member()
+    disposal_ratio: RatioOut | None = _member()
+    maturity_date: date | None = _member()
+    days_before: int | None = _member("`maturity_upcoming`: how many days before maturity")
 
 
 class AlertRead(BaseModel):
@@ -88,7 +124,21 @@ class AlertRead(BaseModel):
     cleared_at: datetime | None
     acked_at: datetime | None
     acked_by: str | None
-    details: dict[str, Any]
+    details: AlertDetails
+
+
+class AlertEvent(BaseModel):
+    """What a bank's webhook is sent for each raised or cleared alert: this JSON, POSTed with
+    `X-Registry-Signature: sha256=<hex HMAC-SHA256 of the body with the bank's secret>` and
+    `X-Registry-Delivery` (the same for every retry of one delivery: deduplicate on it)."""
+
+    event: Literal["alert.raised", "alert.cleared"]
+    alert_id: int
+    pledge_id: UUID
+    kind: str = Field(description="as in `GET /v1/alerts`: margin_warning, margin_disposal, …")
+    trigger: str
+    details: AlertDetails
+    at: datetime
 
 
 class WebhookIn(Schema):
@@ -122,3 +172,15 @@ class DeliveryRead(BaseModel):
     )
     delivered_at: datetime | None
     created_at: datetime
+
+
+class ValuationPage(Page[ValuationRead]):
+    """A pledge's valuations, newest first."""
+
+
+class AlertPage(Page[AlertRead]):
+    pass
+
+
+class DeliveryPage(Page[DeliveryRead]):
+    pass

@@ -246,16 +246,22 @@ def _current(session: Session, pledge_id: UUID, *, lock: bool = False) -> Certif
     return session.exec(query).first()
 
 
-def versions(session: Session, pledge: Pledge) -> list[Certificate]:
-    """Every version of a pledge's certificate, oldest first (the caller has checked who may see it)."""
-    return list(
-        session.exec(
-            select(Certificate)
-            .options(defer(Certificate.pdf))  # type: ignore[arg-type]
-            .where(Certificate.pledge_id == pledge.id)
-            .order_by(col(Certificate.version))
-        )
+def versions(
+    session: Session, pledge: Pledge, *, after_version: int | None = None, limit: int | None = None
+) -> list[Certificate]:
+    """Every version of a pledge's certificate, oldest first, or a page of them after `after_version` (the
+    caller has checked who may see it)."""
+    query = (
+        select(Certificate)
+        .options(defer(Certificate.pdf))  # type: ignore[arg-type]
+        .where(Certificate.pledge_id == pledge.id)
+        .order_by(col(Certificate.version))
     )
+    if after_version is not None:
+        query = query.where(col(Certificate.version) > after_version)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
 
 
 def latest(session: Session, pledge_ids: list[UUID]) -> dict[UUID, Certificate]:

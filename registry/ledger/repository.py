@@ -420,8 +420,14 @@ def issuances_page(
     return _page(session, Issuance, where=where, after=after, limit=limit)
 
 
-def credit_types(session: Session) -> list[CreditType]:
-    return list(session.exec(select(CreditType).order_by(col(CreditType.id))))
+def credit_types(session: Session, *, after: int | None = None, limit: int | None = None) -> list[CreditType]:
+    """In the order they were added; all of them, or a page after the id `after`."""
+    query = select(CreditType).order_by(col(CreditType.id))
+    if after is not None:
+        query = query.where(col(CreditType.id) > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
 
 
 def exchange_name(session: Session) -> str:

@@ -148,9 +148,16 @@ def create_project_type(
     return found
 
 
-def list_project_types(session: Session, principal: Principal) -> list[ProjectType]:
-    """Reference data every authenticated party may read."""
-    return list(session.exec(select(ProjectType).order_by(col(ProjectType.code))))
+def list_project_types(
+    session: Session, principal: Principal, *, after: str | None = None, limit: int | None = None
+) -> list[ProjectType]:
+    """Reference data every authenticated party may read, by code: all of it, or a page after `after`."""
+    query = select(ProjectType).order_by(col(ProjectType.code))
+    if after is not None:
+        query = query.where(col(ProjectType.code) > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
 
 
 def require_credit_type(session: Session, code: str, *, field: str = "credit_type") -> CreditType:
@@ -595,6 +602,8 @@ def holdings(
     )
 
 
-def list_credit_types(session: Session, principal: Principal) -> list[CreditType]:
-    """Reference data every authenticated party may read."""
-    return repo.credit_types(session)
+def list_credit_types(
+    session: Session, principal: Principal, *, after: int | None = None, limit: int | None = None
+) -> list[CreditType]:
+    """Reference data every authenticated party may read: all of it, or a page."""
+    return repo.credit_types(session, after=after, limit=limit)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from registry.errors import InvalidState, RegistryError
+from registry.money import money_text, ratio_text
 
 if TYPE_CHECKING:
     from registry.pledge.assessment import Assessment
@@ -35,10 +37,10 @@ class PledgeRateExceeded(RegistryError):
             f"pledge rate {pledge_rate} (principal / collateral value {value} at {price} per unit) is above "
             f"the maximum {maximum}",
             field="loan.principal",
-            pledge_rate=str(pledge_rate),
-            max_pledge_rate=str(maximum),
-            price=str(price),
-            collateral_value=str(value),
+            pledge_rate=ratio_text(pledge_rate),
+            max_pledge_rate=ratio_text(maximum),
+            price=money_text(price),
+            collateral_value=money_text(value),
         )
 
 
@@ -63,13 +65,13 @@ class CollateralShort(RegistryError):
             f"at today's reference price {a.price} ({a.price_date}) {a.quantity} units are worth "
             f"{a.collateral_value}: {why}",
             quantity=a.quantity,
-            price=_text(a.price),
+            price=_text(a.price, money_text),
             price_date=a.price_date.isoformat() if a.price_date else None,
-            collateral_value=_text(a.collateral_value),
-            pledge_rate=_text(a.pledge_rate),
-            max_pledge_rate=_text(a.max_pledge_rate),
-            coverage_ratio=_text(a.coverage_ratio),
-            disposal_ratio=_text(a.disposal_ratio),
+            collateral_value=_text(a.collateral_value, money_text),
+            pledge_rate=_text(a.pledge_rate, ratio_text),
+            max_pledge_rate=ratio_text(a.max_pledge_rate),
+            coverage_ratio=_text(a.coverage_ratio, ratio_text),
+            disposal_ratio=ratio_text(a.disposal_ratio),
             level=a.level,
         )
 
@@ -110,5 +112,5 @@ class Lapsed(InvalidState):
         super().__init__(f"instruction {instruction_id} lapsed at {at.isoformat()}", lapsed_at=at.isoformat())
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+def _text(value: Decimal | None, write: Callable[[Decimal], str]) -> str | None:
+    return None if value is None else write(value)

@@ -82,8 +82,15 @@ def record_trades(
     return Loaded(inserted, len(row) - inserted, sorted({codes[t.credit_type] for t in trades}))
 
 
-def prints(session: Session, credit_type_id: int, *, start: date | None, end: date | None,
-           kind: str | None) -> list[Any]:  # fmt: skip
+# A day's prints in the order they are listed (the order of the text, as the query sorts them).
+TRADE_KINDS = ("block", "listed")
+
+
+def prints(session: Session, credit_type_id: int, *, start: date | None, end: date | None, kind: str | None,
+           after: tuple[date, str] | None = None, limit: int = 1000) -> list[Any]:  # fmt: skip
+    """A credit type's prints by day, oldest first: a page of `limit` after the print `after` (its day and
+    kind)."""
+    after_day, after_kind = after or (None, None)
     return list(
         session.execute(
             text("""
@@ -91,10 +98,12 @@ def prints(session: Session, credit_type_id: int, *, start: date | None, end: da
                  WHERE credit_type_id = :ct AND (CAST(:start AS date) IS NULL OR trade_date >= :start)
                    AND (CAST(:end AS date) IS NULL OR trade_date <= :end)
                    AND (CAST(:kind AS text) IS NULL OR kind = :kind)
-                 ORDER BY trade_date, kind LIMIT 5000"""),
-            {"ct": credit_type_id, "start": start, "end": end, "kind": kind},
+                   AND (CAST(:after_day AS date) IS NULL OR (trade_date, kind) > (:after_day, :after_kind))
+                 ORDER BY trade_date, kind LIMIT :limit"""),
+            {"ct": credit_type_id, "start": start, "end": end, "kind": kind, "after_day": after_day,
+             "after_kind": after_kind, "limit": limit},
         ).all()
-    )
+    )  # fmt: skip
 
 
 def _who(principal: Principal) -> str:

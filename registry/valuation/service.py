@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from registry import isolation
+from registry.money import money_sql, ratio_sql
 from registry.pledge.calendar import EXCHANGE_TZ
 
 log = logging.getLogger(__name__)
@@ -166,9 +167,18 @@ cleared AS (
 raised AS (
     INSERT INTO alert (pledge_id, pledgee_party_id, kind, trigger, raised_at, details)
     SELECT w.pledge_id, p.pledgee_party_id, w.kind, '', :now,
-           jsonb_build_object('coverage_ratio', n.coverage_ratio, 'level', n.level, 'price', n.price,
-                              'price_date', n.price_date, 'stale', n.stale,
-                              'warning_ratio', p.warning_ratio, 'disposal_ratio', p.disposal_ratio)
+           jsonb_build_object('coverage_ratio', """
+    + ratio_sql("n.coverage_ratio")
+    + """, 'level', n.level,
+                              'price', """
+    + money_sql("n.price")
+    + """, 'price_date', n.price_date,
+                              'stale', n.stale, 'warning_ratio', """
+    + ratio_sql("p.warning_ratio")
+    + """,
+                              'disposal_ratio', """
+    + ratio_sql("p.disposal_ratio")
+    + """)
       FROM wanted w JOIN pledge p ON p.id = w.pledge_id JOIN new n ON n.pledge_id = w.pledge_id
     ON CONFLICT DO NOTHING
     RETURNING id, pledge_id, pledgee_party_id, kind, trigger, details
