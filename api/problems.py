@@ -79,7 +79,9 @@ def problem(
 def of(request: Request, exc: RegistryError) -> Response:
     """The response for a domain error, for an endpoint that returns it instead of raising (so that its
     transaction still commits, e.g. to count a failed attempt)."""
-    status = STATUS_BY_CODE.get(exc.code, 400)
+    status = STATUS_BY_CODE.get(exc.code)
+    if status is None:  # a code nobody mapped is a defect (tests/test_problems.py), not the caller's fault
+        return _unexpected(request, exc)
     return problem(request, status, exc.code, exc.title, exc.detail, exc.context)
 
 

@@ -510,19 +510,16 @@ def test_an_unknown_page_is_a_page(client: TestClient, office: Office) -> None:
 
 def test_every_code_a_page_shows_has_its_chinese() -> None:
     from registry.audit.models import EventKind
-    from registry.errors import RegistryError
     from registry.ledger.models import BlockStatus
-    from registry.models import __all__  # noqa: F401  (every module, so every error class is known)
     from registry.pledge.states import InstructionStatus, PledgeStatus
     from registry.principal import Role
 
     codes = [f"event:{k.value}" for k in EventKind] + [f"role:{r.value}" for r in Role]
     codes += [s.value for s in (*PledgeStatus, *InstructionStatus, *BlockStatus)]
 
-    def errors(cls: type[RegistryError]) -> list[type[RegistryError]]:
-        return [cls] + [e for sub in cls.__subclasses__() for e in errors(sub)]
+    from tests.domain_errors import every_error
 
-    messages = {e.message for e in errors(RegistryError)}
+    messages = {e.message for e in every_error()}
     assert [c for c in codes if c not in ZH] == []
     assert [m for m in messages if m not in ZH] == []
     for message in messages:  # the translation fills the same figures

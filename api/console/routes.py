@@ -34,12 +34,12 @@ from api.deps import ClockDep, SessionDep, SettingsDep, client_of
 from api.routers.certificates import RendererDep, render_after_response
 from api.routers.pledges import instruction_read, pledge_reads
 from registry import authz, charts, text
+from registry.alert import policy as alert_policy
 from registry.alert import service as alerts
 from registry.audit import service as audit
 from registry.certificate import service as certificates
 from registry.errors import InvalidInput, NotFound, RegistryError
 from registry.ledger import repository as ledger_repo
-from registry.ledger import service as ledger
 from registry.pledge import reads
 from registry.pledge import service as pledges
 from registry.pledge.rules import MAX_PRINCIPAL
@@ -434,12 +434,11 @@ def pledge_page(
     )
     page_size = 20
     history = valuation.changes(session, pledge.id, before_id=before, limit=page_size + 1)
-    lender = principal.role in (Role.BANK, Role.EXCHANGE, Role.AUDITOR)
     pledge_alerts = (
         alerts.list_alerts(
             session, principal, pledge_id=pledge.id, kind=None, status=None, after=None, limit=100
         )
-        if lender
+        if alert_policy.may_read(principal)
         else []
     )
     return render(
@@ -535,10 +534,7 @@ def unit_page(
     session: SessionDep,
     user: UserDep,
 ) -> Response:
-    authz.require_role(user.principal, *authz.READERS_OF_EVERYTHING)
-    ct = ledger.require_credit_type(session, credit_type)
-    assert ct.id is not None
-    events = audit.unit_history(session, ct.id, serial, after_id=None, limit=500)
+    events = audit.unit_history(session, user.principal, credit_type, serial, after_id=None, limit=500)
     if not events:
         raise NotFound("unit", f"{credit_type} {serial}")
     accounts = {e.from_party_id for e in events} | {e.to_party_id for e in events}

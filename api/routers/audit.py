@@ -15,7 +15,6 @@ from api.schemas.audit import AuditVerifyRead, BadEventRead, UnitEventRead, Unit
 from api.schemas.common import SERIAL_MAX, CreditTypeCode
 from registry import authz
 from registry.audit import service as audit
-from registry.ledger import service as ledger
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -35,11 +34,9 @@ def unit_history(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> UnitHistoryPage:
-    authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
-    ct = ledger.require_credit_type(session, credit_type)
-    after = int_cursor(cursor)
-    assert ct.id is not None
-    rows = audit.unit_history(session, ct.id, serial, after_id=after, limit=limit)
+    rows = audit.unit_history(
+        session, principal, credit_type, serial, after_id=int_cursor(cursor), limit=limit
+    )
     items = [
         UnitEventRead(
             id=r.id,

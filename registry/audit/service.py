@@ -12,6 +12,7 @@ from uuid import UUID
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from registry import authz
 from registry.audit.chain import (
     DECISION_FIELDS,
     GENESIS,
@@ -22,8 +23,9 @@ from registry.audit.chain import (
     link,
 )
 from registry.audit.models import EventKind
-from registry.ledger.repository import LockedAccount
-from registry.principal import Actor
+from registry.errors import NotFound
+from registry.ledger.repository import LockedAccount, get_credit_type
+from registry.principal import Actor, Principal
 
 _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 _TYPES = {
@@ -170,9 +172,14 @@ def record_many(
 
 
 def unit_history(
-    session: Session, credit_type_id: int, serial: int, *, after_id: int | None, limit: int
+    session: Session, principal: Principal, credit_type: str, serial: int, *, after_id: int | None, limit: int
 ) -> list[Any]:
-    """Every event that touched the unit, oldest first."""
+    """Every event that touched the unit, oldest first: the exchange's and auditors' to read (a unit's
+    history names every holder it had)."""
+    authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
+    ct = get_credit_type(session, credit_type)
+    if ct is None:
+        raise NotFound("credit type", credit_type, field="credit_type")
     return list(
         session.execute(
             text("""
@@ -188,7 +195,7 @@ def unit_history(
                   LEFT JOIN account ta ON ta.id = e.to_account_id
                  WHERE e.span @> ((CAST(:ct AS bigint) << 40) + :serial) AND e.id > :after
                  ORDER BY e.id LIMIT :limit"""),
-            {"ct": credit_type_id, "serial": serial, "after": after_id or 0, "limit": limit},
+            {"ct": ct.id, "serial": serial, "after": after_id or 0, "limit": limit},
         ).all()
     )
 

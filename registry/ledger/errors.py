@@ -5,11 +5,7 @@ from uuid import UUID
 from registry.errors import InvalidState, RegistryError
 
 
-class LedgerError(RegistryError):
-    pass
-
-
-class InsufficientUnits(LedgerError):
+class InsufficientUnits(RegistryError):
     code = "insufficient_units"
     title = "Not enough units"
     message = "Not enough units: {available} {unit_status} {credit_type} units, {requested} asked."
@@ -27,7 +23,7 @@ class InsufficientUnits(LedgerError):
         )
 
 
-class BlocksNotAvailable(LedgerError):
+class BlocksNotAvailable(RegistryError):
     """Named serial blocks that the account does not hold in the required status."""
 
     code = "insufficient_units"
