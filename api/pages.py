@@ -10,8 +10,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from registry.calendar import EXCHANGE_TZ
 from registry.pdf import money, percent, units
-from registry.pledge.calendar import EXCHANGE_TZ
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 

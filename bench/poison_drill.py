@@ -44,13 +44,13 @@ from sqlalchemy import text
 from bench.common import ROOT, create_database, free_port
 from registry import check
 from registry.access import service as access
+from registry.calendar import EXCHANGE_TZ
 from registry.clock import SystemClock
 from registry.db import APP_ROLE, as_role, make_engine, start_embedded, unit_of_work
 from registry.ledger import service as ledger
 from registry.ledger.models import PartyKind
 from registry.ledger.service import Selection
 from registry.pledge import service as pledges
-from registry.pledge.calendar import EXCHANGE_TZ
 from registry.principal import SYSTEM, Actor, Principal, Role
 from registry.valuation import prices
 

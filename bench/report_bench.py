@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from bench.common import DATA, create_database, fresh_server
 from bench.revaluation_bench import LOAD, NOW
+from registry.calendar import EXCHANGE_TZ
 from registry.db import make_engine, start_embedded, unit_of_work
-from registry.pledge.calendar import EXCHANGE_TZ
 from registry.principal import Principal, Role
 from registry.report.collateral_book import collateral_book
 from registry.report.exchange_stats import exchange_stats

@@ -401,7 +401,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import asdict
     from datetime import date
 
-    from registry.dates import exchange_day
+    from registry.calendar import exchange_day
     from registry.ledger.repository import exchange_name
     from registry.principal import Principal
     from registry.report import export, render

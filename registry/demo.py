@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry.access import service as access
+from registry.calendar import EXCHANGE_TZ, exchange_day
 from registry.ledger import repository as repo
 from registry.ledger import service as ledger
 from registry.ledger.models import Party, PartyKind
@@ -118,7 +119,6 @@ def _prices(session: Session, actor: Actor) -> None:
     from decimal import Decimal
 
     from registry.valuation import prices
-    from registry.valuation.service import exchange_day
 
     today = exchange_day(actor.at)
     trades = []
@@ -141,7 +141,6 @@ def _pledges(session: Session, now: Actor, parties: dict[str, Party], accounts: 
     from decimal import Decimal
 
     from registry.pledge import service as pledges
-    from registry.pledge.calendar import EXCHANGE_TZ
     from registry.pledge.states import InstructionType
     from registry.valuation import service as valuation
 
@@ -163,7 +162,7 @@ def _pledges(session: Session, now: Actor, parties: dict[str, Party], accounts: 
     lvxing, hydro, shunan = ENTERPRISES[2][0], ENTERPRISES[1][0], ENTERPRISES[0][0]
     asked = now.at - timedelta(days=40)
     # Loan dates follow the day the demo is loaded, so that its loans are always running ones.
-    today = valuation.exchange_day(now.at)
+    today = exchange_day(now.at)
 
     def term(start_days_ago: int, days: int = 364) -> tuple[date, date]:
         start = today - timedelta(days=start_days_ago)

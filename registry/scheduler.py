@@ -24,10 +24,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from registry.calendar import EXCHANGE_TZ
 from registry.clock import Clock
 from registry.config import Settings
 from registry.db import unit_of_work
-from registry.pledge.calendar import EXCHANGE_TZ
 from registry.principal import SYSTEM, Actor
 
 if TYPE_CHECKING:

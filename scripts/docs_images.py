@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import text
 
 from registry import demo
+from registry.calendar import EXCHANGE_TZ
 from registry.certificate import service as certificates
 from registry.certificate.renderer import Renderer
 from registry.clock import SystemClock
 from registry.db import make_engine, migrate, start_embedded, unit_of_work
 from registry.ledger.repository import exchange_name
-from registry.pledge.calendar import EXCHANGE_TZ
 from registry.principal import SYSTEM, Actor, Principal, Role
 from registry.report.collateral_book import collateral_book
 from registry.report.render import collateral_book_pdf

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from registry.calendar import exchange_day
 from registry.clock import SystemClock
 from registry.db import unit_of_work
 from registry.ledger import service as ledger
@@ -32,7 +33,6 @@ from registry.ledger.models import PartyKind
 from registry.ledger.uscc import make as uscc
 from registry.principal import SYSTEM, Actor, Role
 from registry.valuation import prices
-from registry.valuation.service import exchange_day
 from tests import factories as f
 from tests.conftest import Live
 

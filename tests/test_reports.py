@@ -25,13 +25,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from registry.calendar import EXCHANGE_TZ
 from registry.clock import FixedClock
 from registry.ledger import service as ledger
 from registry.ledger.models import Party, PartyKind
 from registry.ledger.service import Selection, SerialRange
 from registry.pledge import reads
 from registry.pledge import service as pledges
-from registry.pledge.calendar import EXCHANGE_TZ
 from registry.pledge.states import InstructionType
 from registry.principal import Actor, Principal, Role
 from registry.valuation import prices

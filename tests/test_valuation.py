@@ -22,6 +22,7 @@ from sqlmodel import Session
 from registry import outbound
 from registry.alert import delivery
 from registry.alert.service import refresh_maturity
+from registry.calendar import business_days_before
 from registry.clock import FixedClock
 from registry.ledger.models import PartyKind
 from registry.ledger.service import Selection
@@ -29,7 +30,7 @@ from registry.pledge import service as pledges
 from registry.pledge.states import InstructionType
 from registry.principal import Role
 from registry.valuation import prices
-from registry.valuation.service import business_days_before, reference, revalue
+from registry.valuation.service import reference, revalue
 from tests import factories as f
 from tests.test_api_ledger import snapshot
 from tests.webhooks import in_session

@@ -448,7 +448,7 @@ def pledge_page(
         p=read,
         names=names,
         places=places,
-        versions=certificates.versions(session, pledge),
+        versions=certificates.versions(session, pledge.id),
         ptypes=ledger_repo.project_type_names(session),
         history=history[:page_size],
         older=history[page_size - 1].id if len(history) > page_size else None,
@@ -468,7 +468,7 @@ def certificate(
     version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
 ) -> Response:
     pledge = reads.require_pledge(session, user.principal, pledge_id)
-    found = certificates.require(session, pledge, version)
+    found = certificates.require(session, pledge.id, version)
     pdf = certificates.pdf_for(session, found, renderer, clock.now())
     return Response(
         pdf,

@@ -99,7 +99,7 @@ def download_certificate(
     version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
 ) -> Response:
     pledge = reads.require_pledge(session, principal, pledge_id)
-    certificate = certificates.require(session, pledge, version)
+    certificate = certificates.require(session, pledge.id, version)
     headers = {
         "Content-Disposition": f'inline; filename="{certificate.number}.pdf"',
         "Cache-Control": "private, no-cache",
@@ -126,7 +126,7 @@ def list_certificates(
 ) -> CertificatePage:
     pledge = reads.require_pledge(session, principal, pledge_id)
     codes = ledger_repo.credit_type_codes(session)
-    items = certificates.versions(session, pledge, after_version=int_cursor(cursor), limit=limit)
+    items = certificates.versions(session, pledge.id, after_version=int_cursor(cursor), limit=limit)
     return CertificatePage(
         items=[certificate_read(c, codes[c.credit_type_id]) for c in items],
         next_cursor=next_cursor(items, limit, lambda c: c.version),

@@ -14,7 +14,7 @@ from api.auth import PrincipalDep
 from api.deps import ClockDep, SessionDep
 from api.routers.common import errors
 from api.schemas.reports import CollateralBookRead, ExchangeStatsRead
-from registry.dates import exchange_day
+from registry.calendar import exchange_day
 from registry.ledger.repository import exchange_name
 from registry.principal import Principal
 from registry.report import export

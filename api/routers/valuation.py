@@ -33,7 +33,7 @@ from api.schemas.valuation import (
 )
 from registry import outbound
 from registry.alert import service as alerts
-from registry.dates import check_day, exchange_day
+from registry.calendar import check_day, exchange_day
 from registry.errors import InvalidInput
 from registry.ledger import service as ledger
 from registry.pledge import reads

@@ -16,9 +16,9 @@ from sqlmodel import Session
 
 from registry import isolation, outbound
 from registry.alert import policy as alert_policy
+from registry.calendar import exchange_day
 from registry.errors import InvalidInput, NotFound
 from registry.principal import Actor, Principal
-from registry.valuation.service import exchange_day
 
 _MATURITY = """
 WITH due AS (

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import Engine, text
@@ -24,10 +24,22 @@ from registry.audit.chain import (
 )
 from registry.audit.models import EventKind
 from registry.errors import NotFound
-from registry.ledger.repository import LockedAccount, get_credit_type
 from registry.principal import Actor, Principal
 
 _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
+
+
+class ChainHead(Protocol):
+    """Where an account's chain stands: the account (locked by the caller), its last seq and hash."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def audit_seq(self) -> int: ...
+    @property
+    def audit_head(self) -> bytes | None: ...
+
+
 _TYPES = {
     "account_id": "uuid",
     "seq": "bigint",
@@ -75,7 +87,7 @@ class Change:
 def record(
     session: Session,
     actor: Actor,
-    chain: LockedAccount,
+    chain: ChainHead,
     kind: EventKind,
     changes: Sequence[Change],
     *,
@@ -117,7 +129,7 @@ def record_many(
     session: Session,
     actor: Actor,
     kind: EventKind,
-    events: Sequence[tuple[LockedAccount, Change, str | None]],
+    events: Sequence[tuple[ChainHead, Change, str | None]],
 ) -> None:
     """Events in the order they happened, each (the locked account whose chain it extends, the change, its
     reason): each linked onto its chain, and every chain's head moved. Rows are written in that order, so
@@ -177,8 +189,10 @@ def unit_history(
     """Every event that touched the unit, oldest first: the exchange's and auditors' to read (a unit's
     history names every holder it had)."""
     authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
-    ct = get_credit_type(session, credit_type)
-    if ct is None:
+    credit_type_id = session.execute(
+        text("SELECT id FROM credit_type WHERE code = :c"), {"c": credit_type}
+    ).scalar_one_or_none()
+    if credit_type_id is None:
         raise NotFound("credit type", credit_type, field="credit_type")
     return list(
         session.execute(
@@ -195,7 +209,7 @@ def unit_history(
                   LEFT JOIN account ta ON ta.id = e.to_account_id
                  WHERE e.span @> ((CAST(:ct AS bigint) << 40) + :serial) AND e.id > :after
                  ORDER BY e.id LIMIT :limit"""),
-            {"ct": ct.id, "serial": serial, "after": after_id or 0, "limit": limit},
+            {"ct": credit_type_id, "serial": serial, "after": after_id or 0, "limit": limit},
         ).all()
     )
 

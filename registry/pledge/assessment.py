@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from sqlmodel import Session
 
+from registry.calendar import exchange_day
 from registry.pledge.models import Pledge
 from registry.valuation import service as valuation
 
@@ -94,9 +95,7 @@ def of_pledge(
     reference: valuation.Reference | None = None,
 ) -> Assessment:
     """The pledge's loan against `quantity` units at the reference price of the exchange day of `at`."""
-    ref = reference or valuation.reference(
-        session, pledge.credit_type_id, valuation.exchange_day(at), window_days
-    )
+    ref = reference or valuation.reference(session, pledge.credit_type_id, exchange_day(at), window_days)
     return assess(
         ref,
         method=pledge.valuation_method,

@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlmodel import Session
 
 from registry import authz
+from registry.calendar import exchange_day
 from registry.errors import InvalidInput, NotFound
 from registry.pledge import assessment, policy
 from registry.pledge import repository as repo
@@ -98,7 +99,7 @@ def assessments(
     for pledge, instruction in wanted:
         if pledge.credit_type_id not in refs:
             refs[pledge.credit_type_id] = valuation.reference(
-                session, pledge.credit_type_id, valuation.exchange_day(at), window_days
+                session, pledge.credit_type_id, exchange_day(at), window_days
             )
         held, frozen = units.get(pledge.id, (0, 0))
         if instruction.status == InstructionStatus.AWAITING_CONSENT and not held:
@@ -136,7 +137,7 @@ def queue(
         if InstructionType(row.type) in HOLDS_UNITS:
             if row.credit_type_id not in refs:
                 refs[row.credit_type_id] = valuation.reference(
-                    session, row.credit_type_id, valuation.exchange_day(at), window_days
+                    session, row.credit_type_id, exchange_day(at), window_days
                 )
             judged = assessment.assess(
                 refs[row.credit_type_id], method=row.valuation_method, haircut=row.haircut,

@@ -14,6 +14,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session
 
+from registry.calendar import exchange_day
 from registry.errors import InvalidInput
 from registry.ledger.blocks import normalize_ranges
 from registry.ledger.models import SERIAL_MAX
@@ -119,7 +120,7 @@ def check_pledge_rate(
 ) -> None:
     """Principal / value of the requested units at today's reference price, against the lender's cap. No
     print at all for the credit type (a new local credit) leaves nothing to check."""
-    ref = valuation.reference(session, credit_type_id, valuation.exchange_day(at), window_days)
+    ref = valuation.reference(session, credit_type_id, exchange_day(at), window_days)
     judged = assessment.assess(
         ref,
         method=terms.valuation_method,

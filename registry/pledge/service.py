@@ -24,16 +24,15 @@ from registry import authz
 from registry.alert import service as alerts
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
-from registry.certificate import service as certificates
+from registry.calendar import EXCHANGE_TZ, add_business_days, exchange_day
 from registry.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from registry.ledger import repository as ledger_repo
 from registry.ledger import service as ledger
 from registry.ledger.errors import AccountClosed, InsufficientUnits
 from registry.ledger.models import AccountStatus, PartyKind
 from registry.ledger.service import ALL, Selection, SerialRange
-from registry.pledge import assessment, four_eyes, policy, rules
+from registry.pledge import assessment, certify, four_eyes, policy, rules
 from registry.pledge import repository as repo
-from registry.pledge.calendar import EXCHANGE_TZ, add_business_days
 from registry.pledge.errors import CollateralShort, FourEyesRequired, InstructionNotOpen, Lapsed
 from registry.pledge.four_eyes import Offered
 from registry.pledge.models import Instruction, Pledge
@@ -99,7 +98,7 @@ def register(
     principal = actor.principal
     authz.require_role(principal, Role.BANK, Role.HOLDER)
     assert principal.party_id is not None
-    rules.check_loan(loan, valuation.exchange_day(actor.at))
+    rules.check_loan(loan, exchange_day(actor.at))
     rules.check_terms(terms)
     code, quantity = rules.requested_units(collateral)
     ct = ledger.require_credit_type(session, code, field="collateral.credit_type")
@@ -452,7 +451,7 @@ def _confirmed(
     else:  # released or disposed: nothing is at risk any more
         alerts.clear_closed(session, pledge.id, now=actor.at)
     # The next certificate version (or the revocation of the last one) commits with the change it states.
-    certificates.on_confirmed(session, actor, pledge, closed)
+    certify.on_confirmed(session, actor, pledge, closed)
     return closed
 
 

@@ -18,11 +18,10 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry import authz
-from registry.dates import check_day
+from registry.calendar import EXCHANGE_TZ, check_day
 from registry.errors import InvalidInput, NotFound
 from registry.ledger import repository as ledger_repo
 from registry.ledger.models import PartyKind
-from registry.pledge.calendar import EXCHANGE_TZ
 from registry.principal import Principal, Role
 
 CENT, RATIO = Decimal("0.01"), Decimal("0.0001")

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry import authz
-from registry.dates import check_day
+from registry.calendar import check_day
 from registry.errors import InvalidInput
 from registry.principal import Principal, Role
 from registry.report.collateral_book import CENT, end_of_day, load_positions

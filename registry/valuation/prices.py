@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry import authz
-from registry.dates import check_day, exchange_day
+from registry.calendar import check_day, exchange_day
 from registry.errors import InvalidInput
 from registry.ledger import repository as ledger_repo
 from registry.principal import Actor, Principal, Role

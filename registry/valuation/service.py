@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -26,8 +26,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from registry import isolation
+from registry.calendar import business_days_before, exchange_day
 from registry.money import money_sql, ratio_sql
-from registry.pledge.calendar import EXCHANGE_TZ
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,6 @@ class Reference:
                 else (self.last_close, self.last_date)
             )
         return self.last_close, self.last_date
-
-
-def business_days_before(day: date, n: int) -> date:
-    """The day n business days (Mon–Fri) before `day`: the window is (that day, day]."""
-    while n > 0:
-        day -= timedelta(days=1)
-        if day.weekday() < 5:
-            n -= 1
-    return day
-
-
-def exchange_day(at: datetime) -> date:
-    return at.astimezone(EXCHANGE_TZ).date()
 
 
 _REFERENCE = """

@@ -11,11 +11,11 @@ from uuid import uuid4
 from sqlalchemy import Engine, text
 
 from registry import scheduler
+from registry.calendar import EXCHANGE_TZ
 from registry.clock import FixedClock
 from registry.db import unit_of_work
 from registry.ledger.consistency import find_problems
 from registry.ledger.models import PartyKind
-from registry.pledge.calendar import EXCHANGE_TZ
 from registry.pledge.service import expire_lapsed
 from tests import factories as f
 
