@@ -270,7 +270,9 @@ def test_csv_for_spreadsheets(client: TestClient, book: Book) -> None:
         "200000.00",
         "1.3793",
     )
-    assert [r["project_type"] for r in rows if r["section"] == "maturity"][:2] == ["overdue", "0-30"]
+    assert [r["bucket"] for r in rows if r["section"] == "maturity"][:2] == ["overdue", "0-30"]
+    bands = {r["bucket"]: r["pledges"] for r in rows if r["section"] == "coverage"}
+    assert bands["1.10-1.30"] == "1" and bands["1.50-2.00"] == "1"  # Y at 1.11, X at 1.50 (every section)
     stats = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31", "format": "csv"},
                        headers=book.keys["exchange"]).text  # fmt: skip
     assert "financing_secured,155000.00" in stats and "units_frozen:CCER,2000" in stats
