@@ -77,8 +77,3 @@ def configure(level: str, fmt: LogFormat) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # uvicorn's loggers: through the root handler, in the same format, never twice.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
