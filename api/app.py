@@ -22,6 +22,7 @@ from api.console import routes as console
 from api.console.auth import SignInRequired
 from api.limits import BodyLimitMiddleware
 from api.observe import ObserveMiddleware
+from api.offline import OfflineDocsMiddleware
 from api.operations import router as operations
 from api.routers import audit, certificates, ledger, pledges, reference, reports, valuation
 from registry import metrics, outbound
@@ -133,6 +134,7 @@ def create_app(
         limit=settings.max_body_bytes,
         larger={"/v1/prices/trades": settings.max_batch_body_bytes},
     )
+    app.add_middleware(OfflineDocsMiddleware)  # the API reference pages may load nothing from outside
     app.add_middleware(ObserveMiddleware)  # counts and logs each request, with the id set just before
     app.add_middleware(RequestIdMiddleware)
     for router in routers:

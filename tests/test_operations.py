@@ -81,8 +81,14 @@ def test_metrics_show_requests_queues_jobs_and_the_pool_moving(
     client, desk, clock = committed
     before = scrape(client)
     assert value(before, "registry_queue_scrape_ok") == 1
-    queue = {name: value(before, "registry_queue_depth", queue=name) for name in (
-        "awaiting_consent", "awaiting_exchange", "certificates_unrendered", "webhooks_pending", "webhooks_failed")}  # fmt: skip
+    names = (
+        "awaiting_consent",
+        "awaiting_exchange",
+        "certificates_unrendered",
+        "webhooks_pending",
+        "webhooks_failed",
+    )
+    queue = {name: value(before, "registry_queue_depth", queue=name) for name in names}
     assert queue == dict.fromkeys(queue, 0.0)
 
     # Requests, by route template: ids make no series of their own.
