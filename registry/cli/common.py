@@ -127,7 +127,9 @@ def _bar(unit: str) -> Progress:
 
     class Rate(ProgressColumn):
         def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
+            speed = task.finished_speed or task.speed  # rich's, from recent samples
+            if speed is None and task.completed and task.elapsed:
+                speed = task.completed / task.elapsed  # too quick for samples: the average so far
             return Text("" if speed is None else f"{speed:,.0f} {unit}/s")
 
     columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
