@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -159,24 +161,41 @@ def process_exited() -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
+_instrumented: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def instrument_pool(engine: Engine) -> None:
-    """Keep the pool gauges current: they are set from the pool itself whenever a connection is made,
-    closed, checked out or back in."""
+    """Keep the pool gauges current from the pool's own events: connections opened and closed, checked
+    out and back in (counted here: a checkin event comes before the pool takes the connection back, so
+    the pool's own figures would lag one event). Once per engine, however many apps share it (tests do)."""
+    if engine in _instrumented:
+        return
+    _instrumented.add(engine)
     pool: Any = engine.pool
+    try:  # what the pool already holds (the app may be given an engine in use)
+        size, out = int(pool.size()), int(pool.checkedout())
+        counts = {"opened": out + int(pool.checkedin()), "out": out}
+    except AttributeError:  # a pool without these figures (NullPool, StaticPool)
+        size, counts = 0, {"opened": 0, "out": 0}
+    lock = threading.Lock()
 
-    def update(*_args: object) -> None:
-        try:
-            size, out, idle, over = pool.size(), pool.checkedout(), pool.checkedin(), pool.overflow()
-        except AttributeError:  # a pool without these figures (NullPool, StaticPool)
-            return
-        POOL_SIZE.set(size)
-        POOL_CHECKED_OUT.set(out)
-        POOL_CHECKED_IN.set(idle)
-        POOL_OVERFLOW.set(max(over, 0))  # QueuePool counts from -size while the pool fills
+    def moved(key: str, by: int) -> Callable[..., None]:
+        def update(*_args: object) -> None:
+            with lock:
+                counts[key] += by
+                opened, out = counts["opened"], counts["out"]
+            POOL_SIZE.set(size)
+            POOL_CHECKED_OUT.set(out)
+            POOL_CHECKED_IN.set(max(opened - out, 0))
+            POOL_OVERFLOW.set(max(opened - size, 0))
 
-    for name in ("connect", "close", "checkout", "checkin"):
-        event.listen(pool, name, update)
-    update()
+        return update
+
+    # On the engine, not its pool: the listeners carry over to the pool dispose() makes.
+    for name, key, by in (("connect", "opened", 1), ("close", "opened", -1), ("checkout", "out", 1),
+                          ("checkin", "out", -1)):  # fmt: skip
+        event.listen(engine, name, moved(key, by))
+    POOL_SIZE.set(size)
 
 
 def job(name: str, run: Callable[[], int | None]) -> Callable[[], int | None]:

@@ -31,7 +31,10 @@ from typing import IO
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
+from sqlmodel import Session
 
+from tests.desk import Desk
 from tests.test_certificates import qr_codes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,3 +225,35 @@ def test_serve_stops_its_postgres_on_sigint_even_after_a_holder_was_killed(
         assert served.stop(signal.SIGINT) == 0
         assert gone(postmaster), "the embedded PostgreSQL outlived `registry serve`"
     assert json.loads(holders.read_text()) == []
+
+
+def test_a_public_url_given_is_what_certificates_link_to(
+    session: Session, engine: Engine, desk: Desk
+) -> None:
+    """REGISTRY_PUBLIC_URL wins over the address served: behind a proxy, clients know only the proxy's."""
+    from contextlib import contextmanager as cm
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from registry.clock import FixedClock
+    from registry.config import Settings
+    from tests.desk import confirm, register
+
+    settings = Settings(database_url="postgresql://unused/unused", key_cache_seconds=0, scheduler_enabled=False,
+                        certificate_workers=0, report_workers=0, port=18999,
+                        public_url="https://registry.example.cn")  # fmt: skip
+    app = create_app(settings, engine=engine, clock=FixedClock())
+
+    @cm
+    def same_session() -> Iterator[Session]:
+        with session.begin_nested():
+            yield session
+
+    app.state.unit_of_work = same_session
+    with TestClient(app, raise_server_exceptions=False) as client:
+        pledge = register(client, desk)
+        assert confirm(client, desk.op1, pledge["instructions"][0]).status_code == 200
+        pdf = client.get(f"/v1/pledges/{pledge['id']}/certificate", headers=desk.bank)
+    [link] = qr_codes(pdf.content)
+    assert link.startswith("https://registry.example.cn/v1/certificates/"), link
