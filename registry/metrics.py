@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -161,16 +160,16 @@ def process_exited() -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-_instrumented: weakref.WeakSet[Engine] = weakref.WeakSet()
+_MARK = "_registry_pool_metrics"  # set on an engine once its pool is counted
 
 
 def instrument_pool(engine: Engine) -> None:
     """Keep the pool gauges current from the pool's own events: connections opened and closed, checked
     out and back in (counted here: a checkin event comes before the pool takes the connection back, so
     the pool's own figures would lag one event). Once per engine, however many apps share it (tests do)."""
-    if engine in _instrumented:
+    if getattr(engine, _MARK, False):
         return
-    _instrumented.add(engine)
+    setattr(engine, _MARK, True)
     pool: Any = engine.pool
     try:  # what the pool already holds (the app may be given an engine in use)
         size, out = int(pool.size()), int(pool.checkedout())
