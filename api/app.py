@@ -8,21 +8,21 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
-from urllib.parse import quote
 
-from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
-from sqlalchemy import Engine, text
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import openapi, problems
 from api.auth import ApiKeyMiddleware, KeyCache, public_routes
 from api.console import routes as console
-from api.console.auth import SignInRequired
 from api.limits import BodyLimitMiddleware
+from api.observe import ObserveMiddleware
+from api.offline import OfflineDocsMiddleware
+from api.operations import router as operations
 from api.routers import audit, certificates, ledger, pledges, reference, reports, valuation
-from registry import outbound
+from registry import metrics, outbound
 from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings
@@ -89,18 +89,24 @@ def create_app(
         app.state.report_renderer.close()
         if owns_engine:
             app.state.engine.dispose()
+        metrics.process_exited()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from the assets fastapi-offline ships, served by the registry
+    # itself: the API reference works on a network with no way out. No validator badge (it is an image
+    # from validator.swagger.io).
+    app = FastAPIOffline(
         title="Pledge Registry",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(app_database_url(settings), pool_size=settings.db_pool_size)
+    metrics.instrument_pool(app.state.engine)
     app.state.unit_of_work = partial(unit_of_work, app.state.engine)
     app.state.clock = clock or SystemClock()
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
@@ -126,19 +132,12 @@ def create_app(
         limit=settings.max_body_bytes,
         larger={p: settings.max_batch_body_bytes for p in ("/v1/prices/trades", "/v1/transfers/batch")},
     )
+    app.add_middleware(OfflineDocsMiddleware)  # the API reference pages may load nothing from outside
+    app.add_middleware(ObserveMiddleware)  # counts and logs each request, with the id set just before
     app.add_middleware(RequestIdMiddleware)
     for router in routers:
         app.include_router(router)
     app.include_router(console.router)
-
-    @app.exception_handler(SignInRequired)
-    async def sign_in_first(request: Request, exc: SignInRequired) -> RedirectResponse:
-        return RedirectResponse(f"/console/login?next={quote(exc.next_path, safe='')}", status_code=303)
-
-    @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
-    def healthz() -> dict[str, Any]:
-        with app.state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return {"status": "ok"}
+    app.include_router(operations)
 
     return app

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.console.errors import error_page, is_console
+from api.console.errors import SignInRequired, error_page, is_console, sign_in_first
 from registry.errors import RegistryError
 
 log = logging.getLogger("api.problems")
@@ -175,4 +175,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(SignInRequired, sign_in_first)
     app.add_exception_handler(Exception, _unexpected)

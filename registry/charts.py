@@ -113,8 +113,10 @@ def bar_chart(
     height: int = 220,
     colour: str = "#8a1c1c",
     money: bool = False,
+    label_every: int = 1,
 ) -> str:
-    """Vertical bars with their value above each and their label below."""
+    """Vertical bars with their value above each and their label below; with many bars, only every
+    `label_every`-th is labelled (the first and the last always), so that labels never overlap."""
     left, right, top, bottom = 16, 16, 32, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((float(v) for _, v in bars), default=0.0) or 1.0
@@ -132,11 +134,14 @@ def bar_chart(
         y = top + plot_h - h
         shown = f"{float(value):,.0f}" if money else f"{value:,}"
         middle = _fmt(x + step * 0.35)
-        out += [
+        out.append(
             f'<rect x="{_fmt(x)}" y="{_fmt(y)}" width="{_fmt(step * 0.7)}" height="{_fmt(h)}" '
-            f'fill="{escape(colour)}"/>',
-            f'<text x="{middle}" y="{_fmt(y - 3)}" text-anchor="middle" fill="#333">{escape(shown)}</text>',
-            f'<text x="{middle}" y="{height - 18}" text-anchor="middle" fill="#555">{escape(name)}</text>',
-        ]
+            f'fill="{escape(colour)}"/>'
+        )
+        if i % label_every == 0 or i == len(bars) - 1:
+            out += [
+                f'<text x="{middle}" y="{_fmt(y - 3)}" text-anchor="middle" fill="#333">{escape(shown)}</text>',
+                f'<text x="{middle}" y="{height - 18}" text-anchor="middle" fill="#555">{escape(name)}</text>',
+            ]
     out.append("</svg>")
     return "".join(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     report_pdf_per_party: int = Field(default=2, ge=1, le=100)
     report_pdf_total: int = Field(default=4, ge=1, le=1000)
     log_level: str = "INFO"
+    # JSON lines (a log collector) or text (a person). Unset: JSON for `registry serve`, text for the
+    # one-off commands (registry/logs.py).
+    log_format: Literal["json", "text"] | None = None
 
     @field_validator("database_url", "app_database_url")
     @classmethod

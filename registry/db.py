@@ -6,10 +6,12 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -37,9 +39,47 @@ def start_embedded(data_dir: Path) -> str:
     data_dir = data_dir.resolve()
     if data_dir not in _embedded:
         data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_holders(data_dir)
         _embedded[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = _embedded[data_dir].get_uri()
     return "postgresql+psycopg://" + uri.removeprefix("postgresql://")
+
+
+def _forget_dead_holders(data_dir: Path) -> None:
+    """pgserver stops the server when its last holder lets go, counting holders by pid in a file of the
+    data folder. A holder that was killed (kill -9, a crash) never takes its pid out, and the server then
+    outlives every later holder: pids no longer running are dropped first, under pgserver's own lock."""
+    import json
+
+    from pgserver.postgres_server import PostgresServer
+
+    holders = data_dir / ".handle_pids.json"
+    with PostgresServer._lock:
+        if not holders.exists():
+            return
+        pids = json.loads(holders.read_text() or "[]")
+        alive = [pid for pid in pids if _running(pid)]
+        if alive != pids:
+            holders.write_text(json.dumps(alive))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user
+        return True
+    return True
+
+
+def release_embedded(data_dir: Path) -> None:
+    """Let go of the embedded server in `data_dir` if this process started or joined it: the last holder
+    stops the server (what pgserver also does at a normal exit; `registry serve` calls it on its way out,
+    after a signal too)."""
+    server = _embedded.pop(data_dir.resolve(), None)
+    if server is not None:
+        server.cleanup()
 
 
 def pg_tool(name: str) -> str:
@@ -149,6 +189,33 @@ def migrate(url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    applied: frozenset[str]  # the revisions alembic_version names
+    heads: frozenset[str]  # the migrations' heads in this code
+
+    @property
+    def at_head(self) -> bool:
+        return self.applied == self.heads
+
+
+@lru_cache(maxsize=1)
+def migration_heads() -> frozenset[str]:
+    """The head revisions of the migrations shipped with this code (read once per process)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(alembic_config("")).get_heads())
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Which migrations the database has, beside which this code expects; raises when the database
+    cannot be reached (or has no migrations table: a DBAPIError like any other)."""
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("SET LOCAL statement_timeout = 2000"))
+        applied = frozenset(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    return SchemaState(applied, migration_heads())
 
 
 def describe(url: str) -> str:

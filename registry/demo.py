@@ -1,6 +1,7 @@
 """A realistic demo: an exchange, two banks, three enterprises, CCER and CDCER issuances, some trades.
 
-Loading is idempotent (a second run adds nothing); every run prints fresh API keys for the demo parties."""
+Loading is idempotent (a second run adds nothing). The first load makes the demo's API keys and console
+users and prints them once; a later run changes nothing and says how to make new ones."""
 
 from __future__ import annotations
 
@@ -209,22 +210,35 @@ def _pledges(session: Session, now: Actor, parties: dict[str, Party], accounts: 
 DEMO_AWAITING_CONTRACT = "蜀都碳汇贷-2026-0042"
 
 
+@dataclass(frozen=True)
+class KeySpec:
+    role: Role
+    party: str
+    operator: str | None = None
+
+
+# The keys a fresh demo prints, one per person or system that uses the API.
+KEYS = [
+    KeySpec(Role.EXCHANGE, EXCHANGE[0], "demo-operator-1"),
+    KeySpec(Role.EXCHANGE, EXCHANGE[0], "demo-operator-2"),
+    KeySpec(Role.BANK, BANKS[0][0]),
+    KeySpec(Role.BANK, BANKS[1][0]),
+    KeySpec(Role.HOLDER, ENTERPRISES[2][0], "lvxing"),
+    KeySpec(Role.HOLDER, ENTERPRISES[0][0], "shunan-forestry"),
+    KeySpec(Role.AUDITOR, AUDITOR),
+]
+
+
 def issue_keys(session: Session, actor: Actor) -> list[DemoKey]:
-    wanted = [
-        (Role.EXCHANGE, EXCHANGE[0], "demo-operator-1"),
-        (Role.EXCHANGE, EXCHANGE[0], "demo-operator-2"),
-        (Role.BANK, BANKS[0][0], None),
-        (Role.BANK, BANKS[1][0], None),
-        (Role.HOLDER, ENTERPRISES[2][0], "lvxing"),
-        (Role.HOLDER, ENTERPRISES[0][0], "shunan-forestry"),
-        (Role.AUDITOR, AUDITOR, None),
-    ]
+    """A new key for each of `KEYS` (only the digests are stored: these are the only copies)."""
     keys = []
-    for role, name, operator in wanted:
-        party = repo.get_party_by_name(session, name)
+    for spec in KEYS:
+        party = repo.get_party_by_name(session, spec.party)
         assert party is not None
-        issued = access.create_key(session, party=party, role=role, operator=operator, now=actor.at)
-        keys.append(DemoKey(role, name + (f" ({operator})" if operator else ""), issued.key))
+        issued = access.create_key(session, party=party, role=spec.role, operator=spec.operator, now=actor.at)
+        keys.append(
+            DemoKey(spec.role, spec.party + (f" ({spec.operator})" if spec.operator else ""), issued.key)
+        )
     return keys
 
 
@@ -235,20 +249,23 @@ class DemoUser:
     password: str
 
 
+# Web console users for each kind of party: (username, display name, role, party).
+USERS = [
+    ("demo-operator-1", "操作员一 Operator One", Role.EXCHANGE, EXCHANGE[0]),
+    ("demo-operator-2", "操作员二 Operator Two", Role.EXCHANGE, EXCHANGE[0]),
+    ("shudu-bank", "蜀都银行信贷部 Shudu Bank credit desk", Role.BANK, BANKS[0][0]),
+    ("jinjiang-bank", "锦江银行信贷部 Jinjiang Bank credit desk", Role.BANK, BANKS[1][0]),
+    ("lvxing", "绿行科技财务部 Lvxing Technology finance", Role.HOLDER, ENTERPRISES[2][0]),
+    ("shunan-forestry", "蜀南林业财务部 Shunan Forestry finance", Role.HOLDER, ENTERPRISES[0][0]),
+    ("chuanxi-hydro", "川西水电财务部 West Sichuan Hydropower finance", Role.HOLDER, ENTERPRISES[1][0]),
+    ("auditor", "审计员 Auditor", Role.AUDITOR, AUDITOR),
+]
+
+
 def console_users(session: Session, actor: Actor) -> list[DemoUser]:
-    """Web console users for each kind of party, with fresh random passwords (reset when they exist)."""
-    wanted = [
-        ("demo-operator-1", "操作员一 Operator One", Role.EXCHANGE, EXCHANGE[0]),
-        ("demo-operator-2", "操作员二 Operator Two", Role.EXCHANGE, EXCHANGE[0]),
-        ("shudu-bank", "蜀都银行信贷部 Shudu Bank credit desk", Role.BANK, BANKS[0][0]),
-        ("jinjiang-bank", "锦江银行信贷部 Jinjiang Bank credit desk", Role.BANK, BANKS[1][0]),
-        ("lvxing", "绿行科技财务部 Lvxing Technology finance", Role.HOLDER, ENTERPRISES[2][0]),
-        ("shunan-forestry", "蜀南林业财务部 Shunan Forestry finance", Role.HOLDER, ENTERPRISES[0][0]),
-        ("chuanxi-hydro", "川西水电财务部 West Sichuan Hydropower finance", Role.HOLDER, ENTERPRISES[1][0]),
-        ("auditor", "审计员 Auditor", Role.AUDITOR, AUDITOR),
-    ]
+    """The `USERS`, with fresh random passwords (reset when they exist)."""
     made = []
-    for username, display, role, party_name in wanted:
+    for username, display, role, party_name in USERS:
         party = repo.get_party_by_name(session, party_name)
         assert party is not None
         password = secrets.token_urlsafe(12)
@@ -257,6 +274,25 @@ def console_users(session: Session, actor: Actor) -> list[DemoUser]:
                               password=password, now=actor.at)  # fmt: skip
         made.append(DemoUser(username, party_name, password))
     return made
+
+
+@dataclass(frozen=True)
+class ExistingUser:
+    username: str
+    role: str
+    party: str
+    active: bool
+
+
+def existing_users(session: Session) -> list[ExistingUser]:
+    """The demo's console users as they are now (a second run shows them and changes nothing)."""
+    rows = session.execute(
+        text("SELECT u.username, u.role, p.name AS party, u.disabled_at IS NULL AS active "
+             "FROM console_user u JOIN party p ON p.id = u.party_id WHERE u.username = ANY(:names) "
+             "ORDER BY array_position(:names, u.username)"),
+        {"names": [username for username, *_ in USERS]},
+    )  # fmt: skip
+    return [ExistingUser(r.username, r.role, r.party, r.active) for r in rows]
 
 
 def sample_certificate(session: Session) -> tuple[str, str] | None:

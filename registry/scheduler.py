@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from registry import metrics
 from registry.calendar import EXCHANGE_TZ
 from registry.clock import Clock
 from registry.config import Settings
@@ -133,17 +134,22 @@ def build(
         ("expire_holds", expire_lapsed, {"minutes": settings.expire_holds_every_minutes}),
         ("purge_idempotency_keys", purge_counters_job(settings), {"hours": 1}),
     ]
+    # Each job is counted under its name (registry/metrics.py: runs, outcome, duration, items).
     for name, job, interval in every:
-        scheduler.add_job(guarded(engine, clock, name, job), "interval", id=name, name=name, **interval)
+        run = metrics.job(name, guarded(engine, clock, name, job))
+        scheduler.add_job(run, "interval", id=name, name=name, **interval)
     deliveries = delivery_dispatcher(engine, clock, settings)
-    scheduler.add_job(deliveries.tick, "interval", id="deliver_webhooks", name="deliver_webhooks",
-                      seconds=settings.deliver_webhooks_every_seconds)  # fmt: skip
+    scheduler.add_job(metrics.job("deliver_webhooks", deliveries.tick), "interval", id="deliver_webhooks",
+                      name="deliver_webhooks", seconds=settings.deliver_webhooks_every_seconds)  # fmt: skip
     scheduler.add_listener(lambda _: deliveries.close(wait=False), EVENT_SCHEDULER_SHUTDOWN)
     if render is not None:
         # Certificates are rendered right after their confirmation; this catches any a crash left behind.
-        sweep = sweep_job(engine, render, clock.now, grace=timedelta(minutes=2))
+        sweep = metrics.job(
+            "render_certificates", sweep_job(engine, render, clock.now, grace=timedelta(minutes=2))
+        )
         scheduler.add_job(sweep, "interval", id="render_certificates", name="render certificates", minutes=1)
-    daily = once_per_fire_time(engine, clock, "revalue", settings.revalue_at, revalue_job(settings))
+    daily = metrics.job("revalue", once_per_fire_time(engine, clock, "revalue", settings.revalue_at,
+                                                      revalue_job(settings)))  # fmt: skip
     hour, minute = settings.revalue_at.split(":")
     scheduler.add_job(daily, "cron", id="revalue", name="revalue", hour=int(hour), minute=int(minute),
                       misfire_grace_time=3600)  # fmt: skip

@@ -51,7 +51,7 @@ class Book:
 
 @pytest.fixture
 def book(session: Session, clock: FixedClock) -> Book:
-    clock.at = at(31, 18)  # the reports below ask about March: the API's clock is past it (registry.dates)
+    clock.at = at(31, 18)  # the reports below ask about March: the API's clock is past it (registry.calendar)
     exchange = f.the_exchange(session)
     bank_a, bank_b = (
         f.party(session, PartyKind.BANK, "银行甲 Bank A"),
@@ -270,7 +270,9 @@ def test_csv_for_spreadsheets(client: TestClient, book: Book) -> None:
         "200000.00",
         "1.3793",
     )
-    assert [r["project_type"] for r in rows if r["section"] == "maturity"][:2] == ["overdue", "0-30"]
+    assert [r["bucket"] for r in rows if r["section"] == "maturity"][:2] == ["overdue", "0-30"]
+    bands = {r["bucket"]: r["pledges"] for r in rows if r["section"] == "coverage"}
+    assert bands["1.10-1.30"] == "1" and bands["1.50-2.00"] == "1"  # Y at 1.11, X at 1.50 (every section)
     stats = client.get("/v1/reports/exchange", params={"from": "2026-03-01", "to": "2026-03-31", "format": "csv"},
                        headers=book.keys["exchange"]).text  # fmt: skip
     assert "financing_secured,155000.00" in stats and "units_frozen:CCER,2000" in stats
@@ -290,3 +292,47 @@ def test_pdfs_with_charts(client: TestClient, book: Book) -> None:
                        headers=book.keys["exchange"])  # fmt: skip
     text_ = "".join(page.extract_text() for page in PdfReader(io.BytesIO(stats.content)).pages)
     assert "155,000.00" in text_ and "出质人一 Pledgor One" in text_ and "Financing secured by month" in text_
+
+
+def test_every_month_of_the_period_is_in_the_figures_and_the_chart(
+    client: TestClient, book: Book, session: Session
+) -> None:
+    from registry.report.exchange_stats import exchange_stats
+    from registry.report.render import exchange_stats_html
+
+    quarter = client.get("/v1/reports/exchange", params={"from": "2026-01-15", "to": "2026-03-31"},
+                         headers=book.keys["exchange"]).json()  # fmt: skip
+    assert quarter["months"] == [
+        {"month": "2026-01", "registered": 0, "financing": "0.00"},  # quiet months are months too
+        {"month": "2026-02", "registered": 0, "financing": "0.00"},
+        {"month": "2026-03", "registered": 3, "financing": "155000.00"},
+    ]
+    csv_text = client.get("/v1/reports/exchange", params={"from": "2026-01-15", "to": "2026-03-31", "format": "csv"},
+                          headers=book.keys["exchange"]).text  # fmt: skip
+    assert "financing:2026-02,0.00" in csv_text and "registered:2026-03,3" in csv_text
+    stats = exchange_stats(session, Principal(None, Role.AUDITOR), period_from=date(2026, 1, 15),
+                           period_to=date(2026, 3, 31), today=date(2026, 3, 31))  # fmt: skip
+    chart = exchange_stats_html(stats, "the exchange")
+    assert all(f">{month}</text>" in chart for month in ("2026-01", "2026-02", "2026-03"))
+
+
+def test_the_json_the_exporter_writes_is_what_the_schema_says(client: TestClient, book: Book) -> None:
+    """The API sends the exporter's bytes (so that the CLI can write the same); the documented schema
+    must describe them exactly."""
+    import json
+
+    from api.schemas.reports import CollateralBookRead, ExchangeStatsRead
+
+    for path, params, schema in (
+        (
+            "/v1/reports/collateral-book",
+            {"as_of": "2026-03-06", "bank_id": str(book.bank_a.id)},
+            CollateralBookRead,
+        ),
+        ("/v1/reports/exchange", {"from": "2026-03-01", "to": "2026-03-31"}, ExchangeStatsRead),
+    ):
+        answer = client.get(path, params=params, headers=book.keys["exchange"])
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        assert schema.model_validate_json(answer.content).model_dump(mode="json") == json.loads(
+            answer.content
+        )

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from api.console.errors import SignInRequired
 from api.console.i18n import LANGUAGES, translator
 from api.deps import ClockDep, SessionDep
 from api.pages import page
@@ -26,14 +27,6 @@ FLASH_COOKIE = "registry_flash"
 LOGIN_CSRF_COOKIE = "registry_login_csrf"
 LANG_COOKIE = "registry_lang"
 PATH = "/console"
-
-
-class SignInRequired(Exception):
-    """Raised by pages that need a user; answered with a redirect to the sign-in page."""
-
-    def __init__(self, next_path: str) -> None:
-        super().__init__(next_path)
-        self.next_path = next_path
 
 
 class CsrfRefused(RegistryError):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from sqlmodel import Session
 
 from api.auth import PrincipalDep
 from api.deps import ClockDep, SessionDep
@@ -16,16 +18,16 @@ from api.routers.common import errors
 from api.schemas.reports import CollateralBookRead, ExchangeStatsRead
 from registry.calendar import exchange_day
 from registry.ledger.repository import exchange_name
+from registry.pdf import write_pdf
 from registry.principal import Principal
 from registry.report import export
 from registry.report.collateral_book import collateral_book
 from registry.report.exchange_stats import exchange_stats
-from registry.report.render import collateral_book_pdf, exchange_stats_pdf
+from registry.report.render import WritePdf
 from registry.report.renderer import ReportRenderer
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-Format = Literal["json", "csv", "pdf"]
 CSV_RESPONSE = {
     "content": {"text/csv": {}, "application/pdf": {}},
     "description": "JSON; CSV with `?format=csv`; a PDF with charts with `?format=pdf`",
@@ -50,18 +52,13 @@ def _party(principal: Principal) -> UUID:
     return principal.party_id
 
 
-def _pdf(pdf: bytes, filename: str) -> Response:
-    return Response(
-        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{filename}"'}
-    )
-
-
-def _csv(rows: list[dict[str, Any]], filename: str) -> Response:
-    return Response(
-        export.to_csv(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+def _response(document: export.Document) -> Response:
+    """The exporter's bytes as they are (the CLI writes the same): JSON inline, CSV as a download."""
+    headers = {}
+    if not document.media_type.startswith("application/json"):
+        disposition = "inline" if document.media_type == "application/pdf" else "attachment"
+        headers["Content-Disposition"] = f'{disposition}; filename="{document.filename}"'
+    return Response(document.data, media_type=document.media_type, headers=headers)
 
 
 @router.get(
@@ -78,19 +75,13 @@ def read_collateral_book(
     renderer: ReportRendererDep,
     as_of: Annotated[date, Query(description="a past day or today, Beijing time")],
     bank_id: UUID | None = None,
-    format: Format = "json",
+    format: export.Format = export.Format.JSON,
 ) -> Any:
     today = exchange_day(clock.now())
-    name = f"collateral-book-{as_of.isoformat()}"
-    if format == "pdf":  # admitted (or refused) before any of the report's work
-        with renderer.admitted(session, _party(principal)) as write:
-            book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id, today=today)
-            pdf = collateral_book_pdf(book, exchange_name(session), write)
-        return _pdf(pdf, f"{name}.pdf")
-    book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id, today=today)
-    if format == "json":
-        return CollateralBookRead.model_validate(asdict(book))
-    return _csv(export.collateral_book_rows(book), f"{name}.csv")
+    with _writer(renderer, session, principal, format) as write:  # a PDF is admitted before any work
+        book = collateral_book(session, principal, as_of=as_of, bank_id=bank_id, today=today)
+        document = export.collateral_book_document(book, format, issuer=exchange_name(session), write=write)
+    return _response(document)
 
 
 @router.get(
@@ -107,18 +98,22 @@ def read_exchange_stats(
     renderer: ReportRendererDep,
     period_from: Annotated[date, Query(alias="from")],
     period_to: Annotated[date, Query(alias="to")],
-    format: Format = "json",
+    format: export.Format = export.Format.JSON,
 ) -> Any:
     today = exchange_day(clock.now())
-    name = f"exchange-{period_from.isoformat()}-{period_to.isoformat()}"
-    if format == "pdf":
-        with renderer.admitted(session, _party(principal)) as write:
-            stats = exchange_stats(
-                session, principal, period_from=period_from, period_to=period_to, today=today
-            )
-            pdf = exchange_stats_pdf(stats, exchange_name(session), write)
-        return _pdf(pdf, f"{name}.pdf")
-    stats = exchange_stats(session, principal, period_from=period_from, period_to=period_to, today=today)
-    if format == "json":
-        return ExchangeStatsRead.model_validate(asdict(stats))
-    return _csv(export.exchange_stats_rows(stats), f"{name}.csv")
+    with _writer(renderer, session, principal, format) as write:
+        stats = exchange_stats(session, principal, period_from=period_from, period_to=period_to, today=today)
+        document = export.exchange_stats_document(stats, format, issuer=exchange_name(session), write=write)
+    return _response(document)
+
+
+@contextmanager
+def _writer(
+    renderer: ReportRenderer, session: Session, principal: Principal, fmt: export.Format
+) -> Iterator[WritePdf]:
+    """Where a PDF is written: a place in the report renderers (or 429/503 at once); JSON and CSV need none."""
+    if fmt is not export.Format.PDF:
+        yield write_pdf
+        return
+    with renderer.admitted(session, _party(principal)) as write:
+        yield write

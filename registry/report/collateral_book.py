@@ -184,7 +184,7 @@ def collateral_book(
     session: Session, principal: Principal, *, as_of: date, bank_id: UUID | None, today: date
 ) -> CollateralBook:
     """A bank asks for its own book; the exchange and auditors for any bank's (bank_id). `today`: the
-    Beijing day by the caller's clock (registry.dates): a book as of a later day does not exist yet."""
+    Beijing day by the caller's clock (registry.calendar): a book as of a later day does not exist yet."""
     authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
     check_day(as_of, "as_of", today=today)
     if principal.role is Role.BANK:

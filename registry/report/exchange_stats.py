@@ -8,6 +8,7 @@ confirmation, for the registrations confirmed in the period."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -95,7 +96,7 @@ def _hours(value: Any) -> Decimal | None:
 def exchange_stats(
     session: Session, principal: Principal, *, period_from: date, period_to: date, today: date, top: int = 10
 ) -> ExchangeStats:
-    """`today`: the Beijing day by the caller's clock (registry.dates); a period may not end after it."""
+    """`today`: the Beijing day by the caller's clock (registry.calendar); a period may not end after it."""
     authz.require_role(principal, Role.EXCHANGE, Role.AUDITOR)
     check_day(period_from, "from", today=today)
     check_day(period_to, "to", today=today)
@@ -124,8 +125,19 @@ def exchange_stats(
         ],
         confirmation_hours_avg=_hours(timing.avg_hours),
         confirmation_hours_median=_hours(timing.median_hours),
-        months=[
-            Month(r.month, r.registered, Decimal(r.financing).quantize(CENT))
-            for r in session.execute(text(MONTHS), params)
-        ],
+        months=_every_month(period_from, period_to, session.execute(text(MONTHS), params).all()),
     )
+
+
+def _every_month(period_from: date, period_to: date, rows: Sequence[Any]) -> list[Month]:
+    """Each month of the period, those without a registration at zero: a chart (and a reader) must see
+    a quiet month as a gap in financing, not as a month that is not there."""
+    found = {r.month: r for r in rows}
+    months, year, month = [], period_from.year, period_from.month
+    while (year, month) <= (period_to.year, period_to.month):
+        key = f"{year:04d}-{month:02d}"
+        row = found.get(key)
+        financing = Decimal(row.financing if row is not None else 0).quantize(CENT)
+        months.append(Month(key, row.registered if row is not None else 0, financing))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months

@@ -35,8 +35,10 @@ def collateral_book_html(book: CollateralBook, issuer: str) -> str:
 
 
 def exchange_stats_html(stats: ExchangeStats, issuer: str) -> str:
+    # Every month of the period, those without financing at zero (exchange_stats); at most ~12 labels.
     months = charts.bar_chart([(m.month, m.financing) for m in stats.months],
-                              title="月度融资金额 Financing secured by month (CNY)", money=True, width=700)  # fmt: skip
+                              title="月度融资金额 Financing secured by month (CNY)", money=True, width=700,
+                              label_every=max(1, -(-len(stats.months) // 12)))  # fmt: skip
     return _env.get_template("exchange_stats.html").render(s=stats, issuer=issuer, months_chart=months)
 
 

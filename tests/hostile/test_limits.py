@@ -7,6 +7,7 @@ most two at once. Proxies: a claimed X-Forwarded-For is not believed unless conf
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import threading
@@ -26,10 +27,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.app import create_app
-from registry import cli
 from registry.certificate import service as certificates
+from registry.cli import parser
+from registry.cli.serve import cmd_serve, proxy_options
 from registry.clock import FixedClock
-from registry.config import Settings
+from registry.config import Settings, get_settings
 from registry.db import unit_of_work
 from registry.errors import Busy
 from registry.ledger.models import PartyKind
@@ -336,19 +338,29 @@ def _busy_or(call: Callable[[], object]) -> object:
 def test_registry_serve_believes_no_proxy_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
-    for name in ("DATABASE_URL", "REGISTRY_APP_DATABASE_URL", "REGISTRY_HOST", "REGISTRY_PORT"):
+    for name in (
+        "DATABASE_URL",
+        "REGISTRY_APP_DATABASE_URL",
+        "REGISTRY_HOST",
+        "REGISTRY_PORT",
+        "REGISTRY_LOG_FORMAT",
+    ):
         monkeypatch.delenv(name, raising=False)  # cmd_serve sets them for its workers: undone after the test
-    args = cli.parser().parse_args(["serve"])
-    cli.cmd_serve(args, _settings(), url="postgresql+psycopg://u@h/d")
+    root = logging.getLogger()  # cmd_serve sets up its JSON logs: undone after the test too
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    args = parser().parse_args(["serve"])
+    cmd_serve(args, _settings(), url="postgresql+psycopg://u@h/d")
     assert seen["proxy_headers"] is False and seen["forwarded_allow_ips"] == ""
-    cli.cmd_serve(args, _settings(trusted_proxies="10.0.0.5,10.1.0.0/16"), url="postgresql+psycopg://u@h/d")
+    cmd_serve(args, _settings(trusted_proxies="10.0.0.5,10.1.0.0/16"), url="postgresql+psycopg://u@h/d")
     assert seen["proxy_headers"] is True and seen["forwarded_allow_ips"] == "10.0.0.5,10.1.0.0/16"
+    get_settings.cache_clear()  # it was read from the environment cmd_serve set
 
 
 def test_a_claimed_forwarded_address_is_not_a_new_client(app_engine: Engine) -> None:
     """Served as `registry serve` serves: each guess claiming another X-Forwarded-For is still the peer."""
     app = create_app(_settings(), engine=app_engine, clock=FixedClock())
-    with serve(app, **cli.proxy_options(_settings())) as url, httpx.Client(timeout=10) as http:
+    with serve(app, **proxy_options(_settings())) as url, httpx.Client(timeout=10) as http:
         statuses = [
             http.get(f"{url}/v1/certificates/ZY-2026-000001-01/verify", params={"code": "AAAAAAAAAAAA"},
                      headers={"X-Forwarded-For": f"198.51.100.{n}"}).status_code
