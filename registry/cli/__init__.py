@@ -1,7 +1,8 @@
 """The `registry` command: one module per group of commands, all sharing registry/cli/common.py.
 
 serve, migrate, demo (serve.py) · keys (keys.py) · users (users.py) · audit verify, check (audit.py) ·
-jobs (jobs.py) · prices import (prices.py) · certificates (certificates.py) · report (reports.py)."""
+jobs (jobs.py) · prices import (prices.py) · transfers import (transfers.py) · certificates
+(certificates.py) · report (reports.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from registry import logs
-from registry.cli import audit, certificates, jobs, keys, prices, reports, serve, users
+from registry.cli import audit, certificates, jobs, keys, prices, reports, serve, transfers, users
 from registry.cli.common import Refused
 from registry.config import get_settings
 from registry.errors import InvalidInput, RegistryError
@@ -26,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
         "REGISTRY_DATA_DIR (default ./.registry-data).",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (serve, keys, users, audit, jobs, certificates, reports, prices):
+    for module in (serve, keys, users, audit, jobs, certificates, reports, prices, transfers):
         module.register(sub)
     return p
 

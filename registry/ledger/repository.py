@@ -101,6 +101,14 @@ def get_account_by_number(session: Session, number: str) -> Account | None:
     return session.exec(select(Account).where(Account.number == number)).first()
 
 
+def account_ids_by_number(session: Session, numbers: Sequence[str]) -> dict[str, UUID]:
+    """The ids of the accounts among `numbers` (those the registry does not have are absent)."""
+    found = session.execute(
+        select(Account.number, Account.id).where(col(Account.number).in_(list(numbers)))
+    ).all()
+    return {number: account_id for number, account_id in found}
+
+
 def account_by_number_and_credit_code(session: Session, number: str, credit_code: str) -> Any:
     return session.execute(
         text("""
