@@ -12,6 +12,7 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import openapi, problems
@@ -104,11 +105,24 @@ def create_app(
         redoc_url="/redoc",
         swagger_ui_parameters={"validatorUrl": None},
     )
+    _equip(app, settings, engine or make_engine(app_database_url(settings), pool_size=settings.db_pool_size),
+           clock or SystemClock())  # fmt: skip
+    problems.install(app)
+    openapi.install(app)  # the document clients are generated from: problem+json errors, tags, ids
+    routers = [m.router for m in (reference, ledger, pledges, certificates, valuation, reports, audit)]
+    _guard(app, settings, public=public_routes(r for router in routers for r in router.routes))
+    for router in [*routers, console.router, operations]:
+        app.include_router(router)
+    return app
+
+
+def _equip(app: FastAPI, settings: Settings, engine: Engine, clock: Clock) -> None:
+    """What the requests share: the settings, the engine, the clock, the key cache, the renderers."""
     app.state.settings = settings
-    app.state.engine = engine or make_engine(app_database_url(settings), pool_size=settings.db_pool_size)
-    metrics.instrument_pool(app.state.engine)
-    app.state.unit_of_work = partial(unit_of_work, app.state.engine)
-    app.state.clock = clock or SystemClock()
+    app.state.engine = engine
+    metrics.instrument_pool(engine)
+    app.state.unit_of_work = partial(unit_of_work, engine)
+    app.state.clock = clock
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     # How webhook host names are resolved when a bank sets its URL (tests put a fake DNS here).
     app.state.resolver = outbound.system_resolver
@@ -121,12 +135,12 @@ def create_app(
         recycle_after=settings.certificate_recycle_after,
     )
     app.state.report_renderer = ReportRenderer.from_settings(settings)
-    problems.install(app)
-    openapi.install(app)  # the document clients are generated from: problem+json errors, tags, ids
-    routers = [m.router for m in (reference, ledger, pledges, certificates, valuation, reports, audit)]
-    # The last added runs first: the request id, then the body limit, then the API key, all before the
-    # app reads a byte of the body.
-    app.add_middleware(ApiKeyMiddleware, public=public_routes(r for router in routers for r in router.routes))
+
+
+def _guard(app: FastAPI, settings: Settings, *, public: list[BaseRoute]) -> None:
+    """The middleware, outermost last: the request id, then counting, then the docs' CSP, the body limit
+    and the API key, all before the app reads a byte of the body."""
+    app.add_middleware(ApiKeyMiddleware, public=public)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
@@ -135,9 +149,3 @@ def create_app(
     app.add_middleware(OfflineDocsMiddleware)  # the API reference pages may load nothing from outside
     app.add_middleware(ObserveMiddleware)  # counts and logs each request, with the id set just before
     app.add_middleware(RequestIdMiddleware)
-    for router in routers:
-        app.include_router(router)
-    app.include_router(console.router)
-    app.include_router(operations)
-
-    return app

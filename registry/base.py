@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -51,9 +50,3 @@ def one_of(column: str, values: Iterable[str]) -> str:
     assert all("'" not in w for w in words), words  # vocabularies are plain words
     quoted = ", ".join(f"'{w}'" for w in words)
     return f"{column} IN ({quoted})"
-
-
-def utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: every timestamp in the registry carries its time zone")
-    return value

@@ -24,6 +24,41 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """Where a coverage chart draws: the plot's box, its value range and its days."""
+
+    width: int
+    height: int
+    lo: float
+    hi: float
+    first: int  # ordinal of the first day
+    span: int  # days from the first to the last (at least 1)
+    single: bool  # one point only: drawn in the middle
+    as_percent: bool
+    left: int = 56
+    top: int = 28
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - 16
+
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.top - 28
+
+    def x(self, day: date) -> float:
+        if self.single:
+            return self.left + self.plot_w / 2
+        return self.left + self.plot_w * (day.toordinal() - self.first) / self.span
+
+    def y(self, value: float) -> float:
+        return self.top + self.plot_h * (1 - (value - self.lo) / (self.hi - self.lo))
+
+    def label(self, value: float) -> str:
+        return f"{value * 100:.0f}%" if self.as_percent else f"{value:,.2f}"
+
+
 def coverage_chart(
     points: Sequence[tuple[date, Decimal | None]],
     lines: Sequence[Line],
@@ -34,25 +69,8 @@ def coverage_chart(
     as_percent: bool = True,
 ) -> str:
     """A time series (dates ascending) against reference lines. Points without a value leave a gap."""
-    left, right, top, bottom = 56, 16, 28, 28
-    plot_w, plot_h = width - left - right, height - top - bottom
-    values = [float(v) for _, v in points if v is not None] + [float(line.value) for line in lines]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    pad = (hi - lo) * 0.1 or max(abs(hi) * 0.1, 0.1)
-    lo, hi = max(lo - pad, 0.0), hi + pad
-    days = [d.toordinal() for d, _ in points]
-    first, last = (min(days), max(days)) if days else (0, 1)
-    span = (last - first) or 1
-
-    def x(day: date) -> float:
-        return left + plot_w * (day.toordinal() - first) / span if len(points) > 1 else left + plot_w / 2
-
-    def y(value: float) -> float:
-        return top + plot_h * (1 - (value - lo) / (hi - lo))
-
-    def label(value: float) -> str:
-        return f"{value * 100:.0f}%" if as_percent else f"{value:,.2f}"
-
+    frame = _frame(points, lines, width, height, as_percent)
+    left, top, plot_w, plot_h = frame.left, frame.top, frame.plot_w, frame.plot_h
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
         f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
@@ -60,49 +78,74 @@ def coverage_chart(
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ddd"/>',
         f'<text x="{left}" y="16" font-weight="bold">{escape(title)}</text>',
     ]
-    for i in range(5):  # horizontal grid with its values
-        tick = lo + (hi - lo) * i / 4
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{_fmt(y(tick))}" y2="{_fmt(y(tick))}" '
-                   f'stroke="#eee"/>')  # fmt: skip
-        out.append(f'<text x="{left - 6}" y="{_fmt(y(tick) + 4)}" text-anchor="end" fill="#666">'
-                   f"{escape(label(tick))}</text>")  # fmt: skip
-    for line in lines:
-        yy = _fmt(y(float(line.value)))
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{yy}" y2="{yy}" stroke="{escape(line.colour)}" '
-                   f'stroke-dasharray="6 4" stroke-width="1.5"/>')  # fmt: skip
-        caption = f"{escape(line.label)} {escape(label(float(line.value)))}"
-        out.append(f'<text x="{left + plot_w - 4}" y="{_fmt(float(yy) - 4)}" text-anchor="end" '
-                   f'fill="{escape(line.colour)}">{caption}</text>')  # fmt: skip
-    segment: list[str] = []
-    segments: list[list[str]] = []
-    for day, value in points:
-        if value is None:
-            if segment:
-                segments.append(segment)
-            segment = []
-            continue
-        segment.append(f"{_fmt(x(day))},{_fmt(y(float(value)))}")
-    if segment:
-        segments.append(segment)
-    for seg in segments:
-        out.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="#1f5fa8" stroke-width="2"/>')
-        for point in seg:
-            px, py = point.split(",")
-            out.append(f'<circle cx="{px}" cy="{py}" r="2.5" fill="#1f5fa8"/>')
-    if points:
-        ends = (
-            [(points[0][0], "start"), (points[-1][0], "end")]
-            if len(points) > 1
-            else [(points[0][0], "middle")]
-        )
-        for day, anchor in ends:
-            out.append(f'<text x="{_fmt(x(day))}" y="{height - 8}" text-anchor="{anchor}" fill="#666">'
-                       f"{day.isoformat()}</text>")  # fmt: skip
-    else:
-        out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" fill="#999">'
-                   "—</text>")  # fmt: skip
+    out += _grid(frame) + _reference_lines(frame, lines) + _series(frame, points) + _days(frame, points)
     out.append("</svg>")
     return "".join(out)
+
+
+def _frame(points: Sequence[tuple[date, Decimal | None]], lines: Sequence[Line], width: int, height: int,
+           as_percent: bool) -> _Frame:  # fmt: skip
+    values = [float(v) for _, v in points if v is not None] + [float(line.value) for line in lines]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (hi - lo) * 0.1 or max(abs(hi) * 0.1, 0.1)
+    days = [d.toordinal() for d, _ in points]
+    first, last = (min(days), max(days)) if days else (0, 1)
+    return _Frame(width, height, max(lo - pad, 0.0), hi + pad, first, (last - first) or 1,
+                  single=len(points) <= 1, as_percent=as_percent)  # fmt: skip
+
+
+def _grid(frame: _Frame) -> list[str]:
+    """Five horizontal lines with their values."""
+    out = []
+    for i in range(5):
+        tick = frame.lo + (frame.hi - frame.lo) * i / 4
+        at = frame.y(tick)
+        out.append(f'<line x1="{frame.left}" x2="{frame.left + frame.plot_w}" y1="{_fmt(at)}" y2="{_fmt(at)}" '
+                   f'stroke="#eee"/>')  # fmt: skip
+        out.append(f'<text x="{frame.left - 6}" y="{_fmt(at + 4)}" text-anchor="end" fill="#666">'
+                   f"{escape(frame.label(tick))}</text>")  # fmt: skip
+    return out
+
+
+def _reference_lines(frame: _Frame, lines: Sequence[Line]) -> list[str]:
+    out = []
+    for line in lines:
+        yy = _fmt(frame.y(float(line.value)))
+        out.append(f'<line x1="{frame.left}" x2="{frame.left + frame.plot_w}" y1="{yy}" y2="{yy}" '
+                   f'stroke="{escape(line.colour)}" stroke-dasharray="6 4" stroke-width="1.5"/>')  # fmt: skip
+        caption = f"{escape(line.label)} {escape(frame.label(float(line.value)))}"
+        out.append(f'<text x="{frame.left + frame.plot_w - 4}" y="{_fmt(float(yy) - 4)}" text-anchor="end" '
+                   f'fill="{escape(line.colour)}">{caption}</text>')  # fmt: skip
+    return out
+
+
+def _series(frame: _Frame, points: Sequence[tuple[date, Decimal | None]]) -> list[str]:
+    """The values as polylines with dots; a point without a value ends a segment."""
+    segments: list[list[str]] = [[]]
+    for day, value in points:
+        if value is None:
+            segments.append([])
+        else:
+            segments[-1].append(f"{_fmt(frame.x(day))},{_fmt(frame.y(float(value)))}")
+    out = []
+    for seg in (s for s in segments if s):
+        out.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="#1f5fa8" stroke-width="2"/>')
+        out += [
+            f'<circle cx="{px}" cy="{py}" r="2.5" fill="#1f5fa8"/>' for px, py in (p.split(",") for p in seg)
+        ]
+    return out
+
+
+def _days(frame: _Frame, points: Sequence[tuple[date, Decimal | None]]) -> list[str]:
+    """The first and the last day under the plot (one point: its day in the middle; none: a dash)."""
+    if not points:
+        return [f'<text x="{frame.left + frame.plot_w / 2}" y="{frame.top + frame.plot_h / 2}" '
+                'text-anchor="middle" fill="#999">—</text>']  # fmt: skip
+    ends = (
+        [(points[0][0], "start"), (points[-1][0], "end")] if len(points) > 1 else [(points[0][0], "middle")]
+    )
+    return [f'<text x="{_fmt(frame.x(day))}" y="{frame.height - 8}" text-anchor="{anchor}" fill="#666">'
+            f"{day.isoformat()}</text>" for day, anchor in ends]  # fmt: skip
 
 
 def bar_chart(

@@ -221,16 +221,3 @@ def schema_state(engine: Engine) -> SchemaState:
 def describe(url: str) -> str:
     """The URL without its password, for logs."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-def ensure_database(url: str) -> None:
-    """Create the database named in `url` if the server does not have it yet."""
-    import psycopg
-
-    target = make_url(url)
-    name = target.database or "postgres"
-    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')  # name comes from configuration, not requests

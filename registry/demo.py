@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from sqlalchemy import text
@@ -43,12 +44,44 @@ class DemoKey:
     key: str
 
 
+# Issuances (enterprise by its place in ENTERPRISES, credit type, project, type, vintage, quantity) and the
+# trades that settle as transfers after them: the affiliated company ends up holding CCER it can pledge
+# for the borrower.
+ISSUANCES = [
+    (0, "CCER", "CCER-14-2023-0012", "forestry", 2023, 50_000),
+    (1, "CCER", "CCER-01-2024-0107", "hydropower", 2024, 120_000),
+    (2, "CDCER", "CDCER-2024-031", "transport", 2024, 8_000),
+]
+TRADES = [(1, 2, "CCER", 25_000), (0, 1, "CCER", 5_000), (2, 0, "CDCER", 1_500)]
+
+
 def load(session: Session, actor: Actor) -> bool:
     """Returns False when the demo was loaded before. The story starts 45 days ago, so that the active
     pledge has a valuation history, a top-up and two certificate versions by today."""
     if repo.get_party_by_name(session, EXCHANGE[0]) is not None:
         return False
     now, actor = actor, replace(actor, at=actor.at - timedelta(days=45))
+    parties = _parties(session, actor)
+    accounts = {
+        name: ledger.create_account(session, actor, party_id=p.id).id
+        for name, p in parties.items()
+        if p.kind != PartyKind.AUDITOR
+    }
+    holders = [accounts[name] for name, _ in ENTERPRISES]
+    for owner, credit_type, project, kind, vintage, quantity in ISSUANCES:
+        ledger.issue(session, actor, credit_type=credit_type, project_code=project, project_type=kind,
+                     vintage=vintage, quantity=quantity, account_id=holders[owner])  # fmt: skip
+    for seller, buyer, credit_type, quantity in TRADES:
+        ledger.transfer(session, actor, from_account_id=holders[seller], to_account_id=holders[buyer],
+                        selection=Selection(credit_type=credit_type, quantity=quantity))  # fmt: skip
+    ledger.retire(session, actor, account_id=holders[1], selection=Selection(credit_type="CCER", quantity=2_000),
+                  reason="2025 voluntary offset")  # fmt: skip
+    _prices(session, now)
+    _pledges(session, now, parties, accounts)
+    return True
+
+
+def _parties(session: Session, actor: Actor) -> dict[str, Party]:
     parties: dict[str, Party] = {}
     for (name, code), kind in (
         [(EXCHANGE, PartyKind.EXCHANGE)]
@@ -59,66 +92,11 @@ def load(session: Session, actor: Actor) -> bool:
     parties[AUDITOR] = ledger.create_party(
         session, actor, name=AUDITOR, kind=PartyKind.AUDITOR, credit_code=None
     )
-    accounts = {
-        name: ledger.create_account(session, actor, party_id=p.id).id
-        for name, p in parties.items()
-        if p.kind != PartyKind.AUDITOR
-    }
-    forestry, hydro, tech = (accounts[e[0]] for e in ENTERPRISES)
-    ledger.issue(
-        session,
-        actor,
-        credit_type="CCER",
-        project_code="CCER-14-2023-0012",
-        project_type="forestry",
-        vintage=2023,
-        quantity=50_000,
-        account_id=forestry,
-    )
-    ledger.issue(
-        session,
-        actor,
-        credit_type="CCER",
-        project_code="CCER-01-2024-0107",
-        project_type="hydropower",
-        vintage=2024,
-        quantity=120_000,
-        account_id=hydro,
-    )
-    ledger.issue(
-        session,
-        actor,
-        credit_type="CDCER",
-        project_code="CDCER-2024-031",
-        project_type="transport",
-        vintage=2024,
-        quantity=8_000,
-        account_id=tech,
-    )
-    # Trades settle as transfers: the affiliated company ends up holding CCER it can pledge for the borrower.
-    for seller, buyer, credit_type, quantity in [
-        (hydro, tech, "CCER", 25_000),
-        (forestry, hydro, "CCER", 5_000),
-        (tech, forestry, "CDCER", 1_500),
-    ]:
-        ledger.transfer(session, actor, from_account_id=seller, to_account_id=buyer,
-                        selection=Selection(credit_type=credit_type, quantity=quantity))  # fmt: skip
-    ledger.retire(
-        session,
-        actor,
-        account_id=hydro,
-        selection=Selection(credit_type="CCER", quantity=2_000),
-        reason="2025 voluntary offset",
-    )
-    _prices(session, now)
-    _pledges(session, now, parties, accounts)
-    return True
+    return parties
 
 
 def _prices(session: Session, actor: Actor) -> None:
     """Six weeks of listed CCER prints around 60-70 CNY/t and a block trade; CDCER entered by hand."""
-    from decimal import Decimal
-
     from registry.valuation import prices
 
     today = exchange_day(actor.at)
@@ -133,77 +111,85 @@ def _prices(session: Session, actor: Actor) -> None:
     prices.record_trades(session, actor, trades)
 
 
+@dataclass(frozen=True)
+class _Cast:
+    """Who acts in the demo's story, as actors at a given moment."""
+
+    parties: dict[str, Party]
+
+    def bank(self, name: str, at: datetime) -> Actor:
+        return Actor(Principal(party_id=self.parties[name].id, role=Role.BANK), at, request_id="demo")
+
+    def holder(self, name: str, user: str, at: datetime) -> Actor:
+        principal = Principal(party_id=self.parties[name].id, role=Role.HOLDER, operator=user)
+        return Actor(principal, at, request_id="demo")
+
+    def operator(self, name: str, at: datetime) -> Actor:
+        principal = Principal(party_id=self.parties[EXCHANGE[0]].id, role=Role.EXCHANGE, operator=name)
+        return Actor(principal, at, request_id="demo")
+
+
+TERMS = (Decimal("0.80"), Decimal("1.30"), Decimal("1.10"))  # the lender caps the rate at 80 %
+
+
 def _pledges(session: Session, now: Actor, parties: dict[str, Party], accounts: dict[str, UUID]) -> None:
     """An affiliated company's CCER pledged for the borrower 40 days ago (asked by the bank, consented by
     the pledgor, confirmed by the exchange), valued every business day since, topped up 12 days ago; a
     request of the other bank that its pledgor consented to, waiting for the back office; and a request
     still waiting for its pledgor's consent."""
-    from datetime import date, datetime
-    from decimal import Decimal
+    from registry.pledge import service as pledges
 
+    cast, terms = _Cast(parties), pledges.Terms(*TERMS)
+    hydro, shunan = ENTERPRISES[1][0], ENTERPRISES[0][0]
+    today = exchange_day(now.at)  # loan dates follow the day the demo is loaded: always running loans
+    _active_pledge(session, now, cast, accounts, today)
+    waiting = pledges.register(
+        session, cast.bank(BANKS[1][0], now.at - timedelta(hours=2)), pledgor_account_id=accounts[hydro],
+        borrower_party_id=parties[hydro].id,
+        loan=pledges.Loan("锦江-ZY-2026-017", Decimal("1500000.00"), today, today + timedelta(days=365)),
+        collateral=Selection(credit_type="CCER", quantity=30_000), terms=terms,
+    )  # fmt: skip
+    consenter = cast.holder(hydro, "chuanxi-hydro", now.at - timedelta(hours=1))
+    pledges.consent(session, consenter, waiting.instruction.id)
+    pledges.register(
+        session, cast.bank(BANKS[0][0], now.at), pledgor_account_id=accounts[shunan],
+        borrower_party_id=parties[shunan].id,
+        loan=pledges.Loan(DEMO_AWAITING_CONTRACT, Decimal("1200000.00"), today, today + timedelta(days=364)),
+        collateral=Selection(credit_type="CCER", quantity=25_000), terms=terms, bank_ref="LN-2026-0042",
+    )  # fmt: skip
+
+
+def _active_pledge(session: Session, now: Actor, cast: _Cast, accounts: dict[str, UUID], today: date) -> None:
+    """Asked 40 days ago, consented, confirmed; valued after every business day's close since; topped up
+    (asked, consented, confirmed by a second operator) 12 days ago."""
     from registry.pledge import service as pledges
     from registry.pledge.states import InstructionType
     from registry.valuation import service as valuation
 
-    def bank(name: str, at: datetime) -> Actor:
-        return Actor(Principal(party_id=parties[name].id, role=Role.BANK), at, request_id="demo")
-
-    def holder(name: str, user: str, at: datetime) -> Actor:
-        return Actor(
-            Principal(party_id=parties[name].id, role=Role.HOLDER, operator=user), at, request_id="demo"
-        )
-
-    def operator(name: str, at: datetime) -> Actor:
-        return Actor(Principal(party_id=parties[EXCHANGE[0]].id, role=Role.EXCHANGE, operator=name), at,
-                     request_id="demo")  # fmt: skip
-
-    terms = pledges.Terms(
-        Decimal("0.80"), Decimal("1.30"), Decimal("1.10")
-    )  # the lender caps the rate at 80 %
-    lvxing, hydro, shunan = ENTERPRISES[2][0], ENTERPRISES[1][0], ENTERPRISES[0][0]
-    asked = now.at - timedelta(days=40)
-    # Loan dates follow the day the demo is loaded, so that its loans are always running ones.
-    today = exchange_day(now.at)
-
-    def term(start_days_ago: int, days: int = 364) -> tuple[date, date]:
-        start = today - timedelta(days=start_days_ago)
-        return start, start + timedelta(days=days)
-
+    lvxing, shunan = ENTERPRISES[2][0], ENTERPRISES[0][0]
+    asked, start = now.at - timedelta(days=40), today - timedelta(days=41)
     active = pledges.register(
-        session, bank(BANKS[0][0], asked), pledgor_account_id=accounts[lvxing],
-        borrower_party_id=parties[shunan].id,
-        loan=pledges.Loan("蜀都碳汇贷-2026-0001", Decimal("1000000.00"), *term(41)),
-        collateral=Selection(credit_type="CCER", quantity=20_000), terms=terms,
+        session, cast.bank(BANKS[0][0], asked), pledgor_account_id=accounts[lvxing],
+        borrower_party_id=cast.parties[shunan].id,
+        loan=pledges.Loan("蜀都碳汇贷-2026-0001", Decimal("1000000.00"), start, start + timedelta(days=364)),
+        collateral=Selection(credit_type="CCER", quantity=20_000), terms=pledges.Terms(*TERMS),
         pboc_registration_no="0512 3456 7890 1234 5678", bank_ref="LN-2026-0001",
     )  # fmt: skip
-    pledges.consent(session, holder(lvxing, "lvxing", asked + timedelta(hours=1)), active.instruction.id)
-    pledges.confirm(session, operator("demo-operator-1", asked + timedelta(hours=3)), active.instruction.id)
+    pledges.consent(session, cast.holder(lvxing, "lvxing", asked + timedelta(hours=1)), active.instruction.id)
+    pledges.confirm(
+        session, cast.operator("demo-operator-1", asked + timedelta(hours=3)), active.instruction.id
+    )
     for back in range(39, 0, -1):  # the daily revaluation after the close, 15:30 in Shanghai
         day = (now.at - timedelta(days=back)).astimezone(EXCHANGE_TZ).replace(hour=15, minute=30)
         if back == 12:  # the bank asks for a top-up, the pledgor agrees, a second operator confirms by noon
             top_up = pledges.request(
-                session, bank(BANKS[0][0], day - timedelta(hours=7)), active.pledge.id,
+                session, cast.bank(BANKS[0][0], day - timedelta(hours=7)), active.pledge.id,
                 kind=InstructionType.TOP_UP, selection=Selection(credit_type="CCER", quantity=2_000),
             )  # fmt: skip
-            pledges.consent(session, holder(lvxing, "lvxing", day - timedelta(hours=6)), top_up.id)
-            pledges.confirm(session, operator("demo-operator-2", day - timedelta(hours=4)), top_up.id)
+            pledges.consent(session, cast.holder(lvxing, "lvxing", day - timedelta(hours=6)), top_up.id)
+            pledges.confirm(session, cast.operator("demo-operator-2", day - timedelta(hours=4)), top_up.id)
         if day.weekday() < 5:
             valuation.revalue(session, now=day, pledge_ids=[active.pledge.id])
-    waiting = pledges.register(
-        session, bank(BANKS[1][0], now.at - timedelta(hours=2)), pledgor_account_id=accounts[hydro],
-        borrower_party_id=parties[hydro].id,
-        loan=pledges.Loan("锦江-ZY-2026-017", Decimal("1500000.00"), *term(0, 365)),
-        collateral=Selection(credit_type="CCER", quantity=30_000), terms=terms,
-    )  # fmt: skip
-    pledges.consent(
-        session, holder(hydro, "chuanxi-hydro", now.at - timedelta(hours=1)), waiting.instruction.id
-    )
-    pledges.register(
-        session, bank(BANKS[0][0], now.at), pledgor_account_id=accounts[shunan],
-        borrower_party_id=parties[shunan].id,
-        loan=pledges.Loan(DEMO_AWAITING_CONTRACT, Decimal("1200000.00"), *term(0)),
-        collateral=Selection(credit_type="CCER", quantity=25_000), terms=terms, bank_ref="LN-2026-0042",
-    )  # fmt: skip
 
 
 # The demo's request that waits for its pledgor (蜀南林业) to consent, as the API guide walks through it.

@@ -9,7 +9,9 @@ Every app process runs a scheduler. Two guards make a run happen once across pro
   inserted with ON CONFLICT DO NOTHING): only the process whose insert wins runs it. At start-up each
   process also asks for the latest fire time that has passed, so a run missed while the registry was
   down is caught up once (several missed days collapse into one run, valued at today's prices).
-The jobs are idempotent besides: they lock what they change and re-check its state."""
+The jobs are idempotent besides: they lock what they change and re-check its state. Each domain keeps its
+jobs in its own `jobs.py` (valuation, alert, certificate, idempotency, ratelimit); this module keeps only the
+guards and the list of what runs when."""
 
 from __future__ import annotations
 
@@ -17,12 +19,11 @@ import logging
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, text
-from sqlmodel import Session
 
 from registry import metrics
 from registry.calendar import EXCHANGE_TZ
@@ -30,13 +31,11 @@ from registry.clock import Clock
 from registry.config import Settings
 from registry.db import unit_of_work
 from registry.principal import SYSTEM, Actor
-
-if TYPE_CHECKING:
-    from registry.alert.delivery import Dispatcher
+from registry.scheduling.job import Job
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[Session, Actor], int]
+__all__ = ["Job", "build", "guarded", "last_fire_time", "once_per_fire_time"]
 
 
 def guarded(engine: Engine, clock: Clock, name: str, job: Job) -> Callable[[], int]:
@@ -90,49 +89,23 @@ def once_per_fire_time(engine: Engine, clock: Clock, name: str, at: str, job: Jo
     return run
 
 
-def revalue_job(settings: Settings) -> Job:
-    from registry.alert.service import refresh_maturity
-    from registry.valuation.service import revalue
-
-    def run(session: Session, actor: Actor) -> int:
-        valued = revalue(session, now=actor.at, window_days=settings.vwap_days)
-        refresh_maturity(session, now=actor.at, days_before=settings.maturity_days())
-        return valued.valued
-
-    return run
-
-
-def delivery_dispatcher(engine: Engine, clock: Clock, settings: Settings) -> Dispatcher:
-    """Webhook deliveries: each tick claims what is due and returns; the sends run in the dispatcher's
-    own pool, so a slow endpoint never holds the schedule (registry/alert/delivery.py)."""
-    from registry.alert.delivery import Dispatcher, Policy
-
-    return Dispatcher(lambda: unit_of_work(engine), clock, Policy.from_settings(settings))
-
-
-def purge_counters_job(settings: Settings) -> Job:
-    from registry.idempotency.service import purge
-    from registry.ratelimit.service import purge as purge_rate_limits
-
-    def run(session: Session, actor: Actor) -> int:
-        old = purge(session, older_than=actor.at - timedelta(hours=settings.idempotency_ttl_hours))
-        return old + purge_rate_limits(session, older_than=actor.at - timedelta(days=1))
-
-    return run
-
-
 def build(
     engine: Engine, clock: Clock, settings: Settings, render: Callable[[dict[str, Any]], bytes] | None = None
 ) -> BackgroundScheduler:
-    from registry.certificate.service import sweep_job
+    from registry.alert.jobs import delivery_dispatcher
+    from registry.certificate.jobs import sweep_job
+    from registry.idempotency.jobs import purge_keys
     from registry.pledge.service import expire_lapsed
+    from registry.ratelimit.jobs import purge_counters
+    from registry.valuation.jobs import daily_revaluation
 
     scheduler = BackgroundScheduler(
         timezone="Asia/Shanghai", job_defaults={"coalesce": True, "max_instances": 1}
     )
     every: list[tuple[str, Job, dict[str, Any]]] = [
         ("expire_holds", expire_lapsed, {"minutes": settings.expire_holds_every_minutes}),
-        ("purge_idempotency_keys", purge_counters_job(settings), {"hours": 1}),
+        ("purge_idempotency_keys", purge_keys(settings), {"hours": 1}),
+        ("purge_rate_limits", purge_counters, {"hours": 1}),
     ]
     # Each job is counted under its name (registry/metrics.py: runs, outcome, duration, items).
     for name, job, interval in every:
@@ -149,7 +122,7 @@ def build(
         )
         scheduler.add_job(sweep, "interval", id="render_certificates", name="render certificates", minutes=1)
     daily = metrics.job("revalue", once_per_fire_time(engine, clock, "revalue", settings.revalue_at,
-                                                      revalue_job(settings)))  # fmt: skip
+                                                      daily_revaluation(settings)))  # fmt: skip
     hour, minute = settings.revalue_at.split(":")
     scheduler.add_job(daily, "cron", id="revalue", name="revalue", hour=int(hour), minute=int(minute),
                       misfire_grace_time=3600)  # fmt: skip

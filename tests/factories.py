@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlmodel import Session
 
 from registry.access import service as access
+from registry.ledger import reads as ledger_reads
 from registry.ledger import service as ledger
 from registry.ledger.models import Account, Issuance, Party, PartyKind
 from registry.ledger.uscc import make as uscc
@@ -68,7 +69,7 @@ def bare_pledge(session: Session, account_id: UUID, pledge_id: UUID | None = Non
 
     from registry.pledge.models import Pledge
 
-    holder = ledger.require_account(session, SYSTEM, account_id)
+    holder = ledger_reads.require_account(session, SYSTEM, account_id)
     row = Pledge(
         status="active",
         registration_no=f"ZY-TEST-{next(_n):06d}",

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from registry.certificate import service as certificates
+from registry.certificate.jobs import sweep_job
 from registry.certificate.render import render_pdf
 from registry.certificate.renderer import Renderer
 from registry.clock import FixedClock
@@ -419,9 +420,7 @@ def test_the_sweep_renders_what_a_crash_left_unrendered(committed_engine: Engine
     with unit_of_work(committed_engine) as session:
         number = _committed_pledge(session)  # confirmed; its background rendering never ran
     clock = FixedClock(f.AT)
-    sweep = certificates.sweep_job(
-        committed_engine, lambda _: b"%PDF-late", clock.now, grace=timedelta(minutes=2)
-    )
+    sweep = sweep_job(committed_engine, lambda _: b"%PDF-late", clock.now, grace=timedelta(minutes=2))
     assert sweep() == 0  # just issued: its own rendering may still be under way
     clock.advance(timedelta(minutes=3))
     assert sweep() == 1 and sweep() == 0

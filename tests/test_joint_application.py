@@ -135,6 +135,18 @@ def test_the_consent_restarts_the_clock_for_the_exchange(
     assert agreed["hold_expires_at"].startswith("2026-03-12")  # five business days from the consent
 
 
+def test_the_hold_setting_is_the_time_to_agree_and_to_confirm(
+    client: TestClient, desk: Desk, settings: Any, clock: FixedClock
+) -> None:
+    """REGISTRY_HOLD_BUSINESS_DAYS=2: two business days for the pledgor, then two for the exchange."""
+    settings.hold_business_days = 2
+    asked = register(client, desk, 100, consent=False)
+    assert instruction_of(asked)["hold_expires_at"].startswith("2026-03-04")  # Monday + 2 business days
+    clock.advance(timedelta(days=1))
+    agreed = post(client, f"/v1/instructions/{instruction_of(asked)['id']}/consent", desk.pledgor).json()
+    assert agreed["hold_expires_at"].startswith("2026-03-05")
+
+
 def test_a_shortfall_at_consent_is_the_pledgors_to_see(
     client: TestClient, desk: Desk, session: Session
 ) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
 from registry.errors import Forbidden, InvalidInput, NotFound
+from registry.ledger import pledged
 from registry.ledger import service as ledger
 from registry.ledger.errors import BlocksNotAvailable, InsufficientUnits
 from registry.ledger.service import Selection, SerialRange
@@ -193,31 +194,31 @@ class TestPledgePrimitives:
         a = f.account(session)
         s = f.issue(session, a.id, 1000).serial_start
         pledge = f.bare_pledge(session, a.id)
-        ledger.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(400))
+        pledged.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(400))
         assert blocks(session, a.id) == [(s, s + 399, "held"), (s + 400, s + 999, "available")]
-        ledger.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
+        pledged.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
         assert blocks(session, a.id)[0] == (s, s + 399, "frozen")
-        ledger.unfreeze(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(100))
+        pledged.unfreeze(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(100))
         assert blocks(session, a.id) == [
             (s, s + 99, "available"),
             (s + 100, s + 399, "frozen"),
             (s + 400, s + 999, "available"),
         ]
-        ledger.unfreeze(session, f.system(), account_id=a.id, pledge_id=pledge)
+        pledged.unfreeze(session, f.system(), account_id=a.id, pledge_id=pledge)
         assert blocks(session, a.id) == [(s, s + 999, "available")]
 
     def test_held_and_frozen_units_cannot_be_transferred_or_retired(self, session: Session) -> None:
         a, b = f.account(session), f.account(session)
         f.issue(session, a.id, 100)
         pledge = f.bare_pledge(session, a.id)
-        ledger.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(60))
+        pledged.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(60))
         with pytest.raises(InsufficientUnits):
             ledger.transfer(session, f.system(), from_account_id=a.id, to_account_id=b.id, selection=ccer(41))
-        ledger.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
+        pledged.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
         with pytest.raises(InsufficientUnits):
             ledger.retire(session, f.system(), account_id=a.id, selection=ccer(41))
         with pytest.raises(InsufficientUnits):
-            ledger.hold(
+            pledged.hold(
                 session,
                 f.system(),
                 account_id=a.id,
@@ -229,17 +230,17 @@ class TestPledgePrimitives:
         a = f.account(session)
         f.issue(session, a.id, 100)
         pledge = f.bare_pledge(session, a.id)
-        ledger.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(50))
+        pledged.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(50))
         with pytest.raises(InsufficientUnits):
-            ledger.release_hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(51))
+            pledged.release_hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(51))
 
     def test_dispose_moves_frozen_units_to_the_lender(self, session: Session) -> None:
         a, bank = f.account(session), f.account(session)
         s = f.issue(session, a.id, 100).serial_start
         pledge = f.bare_pledge(session, a.id)
-        ledger.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(70))
-        ledger.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
-        moved = ledger.dispose(session, f.system(), account_id=a.id, pledge_id=pledge, to_account_id=bank.id)
+        pledged.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(70))
+        pledged.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
+        moved = pledged.dispose(session, f.system(), account_id=a.id, pledge_id=pledge, to_account_id=bank.id)
         assert moved.quantity == 70
         assert blocks(session, bank.id) == [(s, s + 69, "available")]
         assert blocks(session, a.id) == [(s + 70, s + 99, "available")]
@@ -278,7 +279,7 @@ class TestDatabaseRefuses:
 
     def test_transfer_of_frozen_units(self, session: Session) -> None:
         a, b, _ = self._setup(session)
-        ledger.hold(
+        pledged.hold(
             session, f.system(), account_id=a, pledge_id=f.bare_pledge(session, a), selection=ccer(100)
         )
         with pytest.raises(IntegrityError, match="not a ledger transition"), session.begin_nested():
@@ -289,8 +290,8 @@ class TestDatabaseRefuses:
     def test_retiring_pledged_units(self, session: Session) -> None:
         a, _, _ = self._setup(session)
         pledge = f.bare_pledge(session, a)
-        ledger.hold(session, f.system(), account_id=a, pledge_id=pledge, selection=ccer(100))
-        ledger.freeze(session, f.system(), account_id=a, pledge_id=pledge)
+        pledged.hold(session, f.system(), account_id=a, pledge_id=pledge, selection=ccer(100))
+        pledged.freeze(session, f.system(), account_id=a, pledge_id=pledge)
         with pytest.raises(IntegrityError, match="not a ledger transition"), session.begin_nested():
             session.execute(
                 text("UPDATE holding SET status = 'retired', pledge_id = NULL WHERE account_id = :a"),

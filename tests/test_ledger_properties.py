@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry.errors import RegistryError
+from registry.ledger import pledged
 from registry.ledger import service as ledger
 from registry.ledger.blocks import normalize_ranges, plan_rewrite, take_lowest, take_ranges
 from registry.ledger.consistency import find_problems
@@ -105,7 +106,7 @@ def _run(session: Session, accounts: list[uuid.UUID], operation: tuple) -> None:
             selection=Selection(credit_type=args[1], quantity=args[2]),
         )
     elif kind == "hold":
-        ledger.hold(
+        pledged.hold(
             session,
             actor,
             account_id=accounts[args[0]],
@@ -113,13 +114,13 @@ def _run(session: Session, accounts: list[uuid.UUID], operation: tuple) -> None:
             selection=Selection(credit_type=args[1], quantity=args[2]),
         )
     elif kind in ("release", "unfreeze"):
-        fn = ledger.release_hold if kind == "release" else ledger.unfreeze
+        fn = pledged.release_hold if kind == "release" else pledged.unfreeze
         sel = Selection() if args[2] is None else Selection(credit_type="CCER", quantity=args[2])
         fn(session, actor, account_id=accounts[args[0]], pledge_id=args[1], selection=sel)
     elif kind == "freeze":
-        ledger.freeze(session, actor, account_id=accounts[args[0]], pledge_id=args[1])
+        pledged.freeze(session, actor, account_id=accounts[args[0]], pledge_id=args[1])
     elif kind == "dispose":
-        ledger.dispose(
+        pledged.dispose(
             session, actor, account_id=accounts[args[0]], pledge_id=args[1], to_account_id=accounts[args[2]]
         )
 

@@ -29,6 +29,7 @@ from api.schemas.ledger import (
     TransferRead,
     TransferResult,
 )
+from registry.ledger import reads as ledger_reads
 from registry.ledger import service as ledger
 from registry.ledger import settlement
 from registry.ledger.models import Issuance
@@ -118,10 +119,10 @@ def list_issuances(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> IssuancePage:
-    items = ledger.list_issuances(
+    items = ledger_reads.list_issuances(
         session, principal, credit_type=credit_type, after=uuid_cursor(cursor), limit=limit
     )
-    codes = {ct.id: ct.code for ct in ledger.list_credit_types(session, principal)}
+    codes = {ct.id: ct.code for ct in ledger_reads.list_credit_types(session, principal)}
     return IssuancePage(
         items=[issuance_read(b, codes[b.credit_type_id]) for b in items],
         next_cursor=next_cursor(items, limit, lambda b: str(b.id)),
@@ -136,8 +137,8 @@ def list_issuances(
     summary="One issuance batch (exchange, auditor)",
 )
 def read_issuance(issuance_id: UUID, session: SessionDep, principal: PrincipalDep) -> IssuanceRead:
-    batch = ledger.require_issuance(session, principal, issuance_id)
-    codes = {ct.id: ct.code for ct in ledger.list_credit_types(session, principal)}
+    batch = ledger_reads.require_issuance(session, principal, issuance_id)
+    codes = {ct.id: ct.code for ct in ledger_reads.list_credit_types(session, principal)}
     return issuance_read(batch, codes[batch.credit_type_id])
 
 
@@ -243,7 +244,7 @@ def create_retirement(
 def read_holdings(
     account_id: UUID, session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
 ) -> HoldingsPage:
-    result = ledger.holdings(session, principal, account_id, after=pair_cursor(cursor), limit=limit)
+    result = ledger_reads.holdings(session, principal, account_id, after=pair_cursor(cursor), limit=limit)
     return HoldingsPage(
         account_id=account_id,
         items=[

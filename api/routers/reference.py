@@ -28,6 +28,7 @@ from api.schemas.ledger import (
     ProjectTypeRead,
 )
 from api.schemas.pledges import AccountLookupRead, PartyLookupRead
+from registry.ledger import reads as ledger_reads
 from registry.ledger import service as ledger
 from registry.ledger.models import Account, CreditType, Party, PartyKind
 
@@ -87,7 +88,7 @@ def create_party(
 def list_parties(
     session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
 ) -> PartyPage:
-    items = ledger.list_parties(session, principal, after=uuid_cursor(cursor), limit=limit)
+    items = ledger_reads.list_parties(session, principal, after=uuid_cursor(cursor), limit=limit)
     return PartyPage(
         items=[party_read(p) for p in items], next_cursor=next_cursor(items, limit, lambda p: str(p.id))
     )
@@ -107,7 +108,7 @@ def lookup_party(
         str, Query(min_length=18, max_length=18, description="the party's unified social credit code")
     ],
 ) -> PartyLookupRead:
-    found = ledger.lookup_party(session, actor.principal, credit_code=credit_code, now=actor.at)
+    found = ledger_reads.lookup_party(session, actor.principal, credit_code=credit_code, now=actor.at)
     return PartyLookupRead(id=found.id, name=found.name, kind=found.kind)
 
 
@@ -119,7 +120,7 @@ def lookup_party(
     summary="One party",
 )
 def read_party(party_id: UUID, session: SessionDep, principal: PrincipalDep) -> PartyRead:
-    return party_read(ledger.require_party(session, principal, party_id))
+    return party_read(ledger_reads.require_party(session, principal, party_id))
 
 
 @router.post(
@@ -161,7 +162,7 @@ def list_accounts(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> AccountPage:
-    items = ledger.list_accounts(
+    items = ledger_reads.list_accounts(
         session, principal, party_id=party_id, after=uuid_cursor(cursor), limit=limit
     )
     return AccountPage(
@@ -185,7 +186,7 @@ def lookup_account(
         str, Query(min_length=18, max_length=18, description="the holder's unified social credit code")
     ],
 ) -> AccountLookupRead:
-    found = ledger.lookup_account(
+    found = ledger_reads.lookup_account(
         session, actor.principal, number=number, credit_code=credit_code, now=actor.at
     )
     return AccountLookupRead(
@@ -201,7 +202,7 @@ def lookup_account(
     summary="One account",
 )
 def read_account(account_id: UUID, session: SessionDep, principal: PrincipalDep) -> AccountRead:
-    return account_read(ledger.require_account(session, principal, account_id))
+    return account_read(ledger_reads.require_account(session, principal, account_id))
 
 
 @router.post(
@@ -241,7 +242,7 @@ def create_credit_type(
 def list_credit_types(
     session: SessionDep, principal: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
 ) -> CreditTypePage:
-    items = ledger.list_credit_types(session, principal, after=int_cursor(cursor), limit=limit)
+    items = ledger_reads.list_credit_types(session, principal, after=int_cursor(cursor), limit=limit)
     return CreditTypePage(
         items=[credit_type_read(ct) for ct in items], next_cursor=next_cursor(items, limit, lambda ct: ct.id)
     )

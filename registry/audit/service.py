@@ -68,7 +68,7 @@ _APPEND = text(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     """One block's move, before -> after. `None` on the from side is an issuance."""
 
@@ -76,12 +76,12 @@ class Change:
     batch_id: UUID
     serial_start: int
     serial_end: int
-    from_account_id: UUID | None
-    from_status: str | None
-    from_pledge_id: UUID | None
     to_account_id: UUID
     to_status: str
-    to_pledge_id: UUID | None
+    to_pledge_id: UUID | None = None
+    from_account_id: UUID | None = None
+    from_status: str | None = None
+    from_pledge_id: UUID | None = None
 
 
 def record(

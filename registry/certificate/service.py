@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -288,14 +288,3 @@ def render_pending(
                     {"id": row.id, "at": now(), "error": type(exc).__name__},
                 )  # fmt: skip
     return stored
-
-
-def sweep_job(
-    engine: Engine, render: Render, now: Callable[[], datetime], grace: timedelta
-) -> Callable[[], int]:
-    """For the scheduler: certificates whose rendering after confirmation did not happen (a crash)."""
-
-    def run() -> int:
-        return render_pending(engine, render, now, issued_before=now() - grace, give_up_after=GIVE_UP_AFTER)
-
-    return run

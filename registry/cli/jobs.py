@@ -28,10 +28,10 @@ def cmd_expire_holds(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_revalue(args: argparse.Namespace, settings: Settings) -> int:
-    from registry.scheduler import revalue_job
+    from registry.valuation.jobs import daily_revaluation
 
     with session(settings) as s:
-        valued = revalue_job(settings)(s, actor())
+        valued = daily_revaluation(settings)(s, actor())
     print(f"{valued} active pledges revalued; maturity alerts refreshed")
     return 0
 

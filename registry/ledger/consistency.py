@@ -108,8 +108,3 @@ def find_problems(session: Session, *, limit_per_check: int = 20) -> list[str]:
         rows = session.execute(text(f"{sql} LIMIT {int(limit_per_check)}")).scalars().all()
         problems += [f"{title}: {row}" for row in rows]
     return problems
-
-
-def assert_ledger_consistent(session: Session) -> None:
-    problems = find_problems(session)
-    assert not problems, "ledger inconsistent:\n" + "\n".join(problems)

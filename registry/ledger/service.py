@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -38,8 +37,7 @@ from registry.ledger.models import (
     ProjectType,
 )
 from registry.ledger.repository import LockedAccount, State
-from registry.principal import Actor, Principal, Role
-from registry.ratelimit import service as ratelimit
+from registry.principal import Actor, Principal
 
 AVAILABLE = BlockStatus.AVAILABLE.value
 HELD = BlockStatus.HELD.value
@@ -216,16 +214,12 @@ def issue(
         EventKind.ISSUE,
         [
             audit.Change(
-                ct.id,
-                batch.id,
-                batch.serial_start,
-                batch.serial_end,
-                None,
-                None,
-                None,
-                account_id,
-                AVAILABLE,
-                None,
+                credit_type_id=ct.id,
+                batch_id=batch.id,
+                serial_start=batch.serial_start,
+                serial_end=batch.serial_end,
+                to_account_id=account_id,
+                to_status=AVAILABLE,
             )
         ],
     )
@@ -238,7 +232,7 @@ def transfer(
     authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
     if from_account_id == to_account_id:
         raise InvalidInput("to_account_id", "units cannot be transferred to the account they are in")
-    return _move(
+    return move_units(
         session,
         actor,
         EventKind.TRANSFER,
@@ -256,7 +250,7 @@ def retire(
     authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
     if selection.everything:
         raise InvalidInput("quantity", "say how many units, or which blocks, to retire")
-    return _move(
+    return move_units(
         session,
         actor,
         EventKind.RETIRE,
@@ -267,130 +261,10 @@ def retire(
     )
 
 
-# --- primitives for the pledge lifecycle (the pledge service authorizes and calls them) -----------
-
-# Block transitions of the pledge lifecycle, as data: kind -> (source status, target status, target keeps
-# the pledge). The database's transition trigger allows exactly these (plus transfer and retirement).
-PLEDGE_MOVES: dict[EventKind, tuple[str, str, bool]] = {
-    EventKind.HOLD: (AVAILABLE, HELD, True),  # a bank asked: nobody can move these units meanwhile
-    EventKind.RELEASE_HOLD: (HELD, AVAILABLE, False),  # request rejected, cancelled or lapsed
-    EventKind.FREEZE: (HELD, FROZEN, True),  # the exchange confirmed: pledged
-    EventKind.UNFREEZE: (FROZEN, AVAILABLE, False),  # released after repayment
-    EventKind.DISPOSE: (FROZEN, AVAILABLE, False),  # default: to the lender's or a buyer's account
-}
-
-
-def move_pledged(
-    session: Session,
-    actor: Actor,
-    kind: EventKind,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    selection: Selection = ALL,
-    to_account_id: UUID | None = None,
-    reason: str | None = None,
-) -> Movement:
-    """One step of a pledge's units in the pledgor's account. An empty selection means all of the
-    pledge's units in the source status; a disposal moves them to `to_account_id`."""
-    source_status, target_status, keeps_pledge = PLEDGE_MOVES[kind]
-    if kind is EventKind.HOLD and selection.everything:
-        raise InvalidInput("quantity", "say how many units, or which blocks, to hold")
-    target_account = account_id
-    if kind is EventKind.DISPOSE:
-        if to_account_id is None or to_account_id == account_id:
-            raise InvalidInput("to_account_id", "disposal moves units to another account")
-        target_account = to_account_id
-    return _move(
-        session,
-        actor,
-        kind,
-        State(account_id, source_status, None if source_status == AVAILABLE else pledge_id),
-        State(target_account, target_status, pledge_id if keeps_pledge else None),
-        selection,
-        reason=reason,
-        require_active=(target_account,) if kind in (EventKind.HOLD, EventKind.DISPOSE) else (),
-    )
-
-
-def hold(
-    session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID, selection: Selection
-) -> Movement:
-    return move_pledged(
-        session, actor, EventKind.HOLD, account_id=account_id, pledge_id=pledge_id, selection=selection
-    )
-
-
-def release_hold(
-    session: Session,
-    actor: Actor,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    selection: Selection = ALL,
-    reason: str | None = None,
-) -> Movement:
-    return move_pledged(
-        session,
-        actor,
-        EventKind.RELEASE_HOLD,
-        account_id=account_id,
-        pledge_id=pledge_id,
-        selection=selection,
-        reason=reason,
-    )
-
-
-def freeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID) -> Movement:
-    return move_pledged(session, actor, EventKind.FREEZE, account_id=account_id, pledge_id=pledge_id)
-
-
-def unfreeze(
-    session: Session,
-    actor: Actor,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    selection: Selection = ALL,
-    reason: str | None = None,
-) -> Movement:
-    return move_pledged(
-        session,
-        actor,
-        EventKind.UNFREEZE,
-        account_id=account_id,
-        pledge_id=pledge_id,
-        selection=selection,
-        reason=reason,
-    )
-
-
-def dispose(
-    session: Session,
-    actor: Actor,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    to_account_id: UUID,
-    selection: Selection = ALL,
-    reason: str | None = None,
-) -> Movement:
-    return move_pledged(
-        session,
-        actor,
-        EventKind.DISPOSE,
-        account_id=account_id,
-        pledge_id=pledge_id,
-        selection=selection,
-        to_account_id=to_account_id,
-        reason=reason,
-    )
-
-
 # --- the one mechanism behind every operation -----------------------------------------------------
 
 
-def _move(
+def move_units(
     session: Session,
     actor: Actor,
     kind: EventKind,
@@ -480,130 +354,3 @@ def _require_active(account: LockedAccount) -> None:
 def _check_quantity(quantity: int) -> None:
     if not 1 <= quantity <= MAX_QUANTITY:
         raise InvalidInput("quantity", f"quantity must be between 1 and {MAX_QUANTITY}")
-
-
-# --- reads (tenant-scoped) ------------------------------------------------------------------------
-
-
-def require_party(session: Session, principal: Principal, party_id: UUID) -> Party:
-    party = repo.get_party(session, party_id)
-    if party is None:
-        raise NotFound("party", party_id)
-    authz.require_party_visible(principal, party.id)
-    return party
-
-
-def require_account(session: Session, principal: Principal, account_id: UUID) -> Account:
-    account = repo.get_account(session, account_id)
-    if account is None:
-        raise NotFound("account", account_id)
-    authz.require_party_visible(principal, account.party_id, kind="account", ident=account_id)
-    return account
-
-
-@dataclass(frozen=True, slots=True)
-class AccountFound:
-    """What a bank may know of an account from its number and its holder's credit code: enough to name it
-    in a pledge request, nothing of what it holds."""
-
-    id: UUID
-    number: str
-    party_id: UUID
-    party_name: str
-
-
-# Lookups that find nothing are throttled per API key: a bank cannot walk the account numbers of a party
-# whose (public) credit code it knows.
-LOOKUP_LIMIT = ratelimit.Policy(scope="account_lookup", free_failures=20, window=timedelta(hours=1))
-
-
-def _lookup_attempt(session: Session, principal: Principal, now: datetime) -> ratelimit.Attempt:
-    """Lookups are counted before they are made (a miss keeps its count, a hit gives it back)."""
-    authz.require_role(principal, Role.BANK, Role.EXCHANGE, Role.AUDITOR)
-    who = f"key:{principal.key_id}" if principal.key_id else f"party:{principal.party_id}"
-    return ratelimit.reserve(session, LOOKUP_LIMIT, who, now)
-
-
-def lookup_account(
-    session: Session, principal: Principal, *, number: str, credit_code: str, now: datetime
-) -> AccountFound:
-    """The account whose number and holder's unified social credit code both match, as a bank resolves
-    the pledgor's account from what the borrower gave it; a plain NotFound when they do not."""
-    attempt = _lookup_attempt(session, principal, now)
-    row = repo.account_by_number_and_credit_code(session, number.strip(), credit_code.strip().upper())
-    if row is None:
-        raise NotFound("account", number, field="number")
-    ratelimit.release(session, attempt)
-    return AccountFound(row.id, row.number, row.party_id, row.party_name)
-
-
-@dataclass(frozen=True, slots=True)
-class PartyFound:
-    id: UUID
-    name: str
-    kind: str
-
-
-def lookup_party(session: Session, principal: Principal, *, credit_code: str, now: datetime) -> PartyFound:
-    """A party by its unified social credit code, as a bank names a borrower that holds no account (its name
-    and kind, nothing of its accounts); misses are throttled with the account lookups."""
-    attempt = _lookup_attempt(session, principal, now)
-    party = repo.get_party_by_credit_code(session, credit_code.strip().upper())
-    if party is None or party.kind not in (PartyKind.ENTERPRISE, PartyKind.BANK):
-        raise NotFound("party", credit_code, field="credit_code")
-    ratelimit.release(session, attempt)
-    return PartyFound(party.id, party.name, party.kind.value)
-
-
-def list_parties(session: Session, principal: Principal, *, after: UUID | None, limit: int) -> list[Party]:
-    return repo.parties_page(session, party_id=authz.party_scope(principal), after=after, limit=limit)
-
-
-def list_accounts(
-    session: Session, principal: Principal, *, party_id: UUID | None, after: UUID | None, limit: int
-) -> list[Account]:
-    scope = authz.party_scope(principal)
-    if scope is not None and party_id is not None and party_id != scope:
-        return []
-    return repo.accounts_page(session, party_id=scope or party_id, after=after, limit=limit)
-
-
-def list_issuances(
-    session: Session, principal: Principal, *, credit_type: str | None, after: UUID | None, limit: int
-) -> list[Issuance]:
-    authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
-    ct_id = require_credit_type(session, credit_type).id if credit_type else None
-    return repo.issuances_page(session, credit_type_id=ct_id, after=after, limit=limit)
-
-
-def require_issuance(session: Session, principal: Principal, issuance_id: UUID) -> Issuance:
-    authz.require_role(principal, *authz.READERS_OF_EVERYTHING)
-    batch = repo.get_issuance(session, issuance_id)
-    if batch is None:
-        raise NotFound("issuance", issuance_id)
-    return batch
-
-
-@dataclass(frozen=True, slots=True)
-class Holdings:
-    account: Account
-    blocks: list[Any]
-    totals: list[Any]
-
-
-def holdings(
-    session: Session, principal: Principal, account_id: UUID, *, after: tuple[int, int] | None, limit: int
-) -> Holdings:
-    account = require_account(session, principal, account_id)
-    return Holdings(
-        account,
-        repo.holdings_page(session, account_id, after=after, limit=limit),
-        repo.holding_totals(session, account_id),
-    )
-
-
-def list_credit_types(
-    session: Session, principal: Principal, *, after: int | None = None, limit: int | None = None
-) -> list[CreditType]:
-    """Reference data every authenticated party may read: all of it, or a page."""
-    return repo.credit_types(session, after=after, limit=limit)

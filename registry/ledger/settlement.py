@@ -192,8 +192,10 @@ def settle(session: Session, actor: Actor, lines: Sequence[Line]) -> list[Moveme
         pieces.sort(key=lambda p: p.start)
         book.move(line.from_account_id, line.to_account_id, ct_id, pieces)
         book.events += [
-            (line.from_account_id, audit.Change(ct_id, p.block.batch_id, p.start, p.end, line.from_account_id,
-                                                AVAILABLE, None, line.to_account_id, AVAILABLE, None), line.ref)
+            (line.from_account_id, audit.Change(
+                credit_type_id=ct_id, batch_id=p.block.batch_id, serial_start=p.start, serial_end=p.end,
+                from_account_id=line.from_account_id, from_status=AVAILABLE,
+                to_account_id=line.to_account_id, to_status=AVAILABLE), line.ref)
             for p in pieces
         ]  # fmt: skip
         movements.append(Movement(

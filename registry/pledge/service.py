@@ -26,6 +26,7 @@ from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.calendar import EXCHANGE_TZ, add_business_days, exchange_day
 from registry.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from registry.ledger import pledged
 from registry.ledger import repository as ledger_repo
 from registry.ledger import service as ledger
 from registry.ledger.errors import AccountClosed, InsufficientUnits
@@ -364,7 +365,7 @@ def confirm(
         )
         if not judged.within_terms:
             raise CollateralShort(judged)
-        moved = ledger.freeze(
+        moved = pledged.freeze(
             session,
             _for(actor, instruction, pledge),
             account_id=pledge.pledgor_account_id,
@@ -375,7 +376,7 @@ def confirm(
             pledge.confirmed_at = actor.at
             pledge.hold_expires_at = None
     else:
-        moved = ledger.unfreeze(
+        moved = pledged.unfreeze(
             session, _for(actor, instruction, pledge), account_id=pledge.pledgor_account_id,
             pledge_id=pledge.id, selection=_selection_of(session, pledge, instruction), reason=instruction.reason,
         )  # fmt: skip
@@ -418,7 +419,7 @@ def _apply_disposal(
     terms: four_eyes.DisposalTerms,
     window_days: int,
 ) -> Instruction:
-    moved = ledger.dispose(
+    moved = pledged.dispose(
         session, _for(actor, instruction, pledge), account_id=pledge.pledgor_account_id, pledge_id=pledge.id,
         to_account_id=terms.to_account_id, selection=_selection_of(session, pledge, instruction),
         reason=instruction.reason,
@@ -507,7 +508,7 @@ def _decide(
     if status is None or after is None:
         raise InvalidState(f"a {instruction.status} {kind.value} instruction cannot {decision.value}")
     if status is not InstructionStatus.CONFIRMED and status not in OPEN and _holds(pledge, instruction):
-        ledger.release_hold(
+        pledged.release_hold(
             session, _for(actor, instruction, pledge), account_id=pledge.pledgor_account_id,
             pledge_id=pledge.id, reason=reason or status.value,
         )  # fmt: skip
@@ -549,7 +550,7 @@ def _hold(session: Session, actor: Actor, pledge: Pledge, instruction: Instructi
         raise AccountClosed(account.id)
     code = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
     assert code is not None
-    ledger.hold(
+    pledged.hold(
         session, _for(actor, instruction, pledge), account_id=pledge.pledgor_account_id, pledge_id=pledge.id,
         selection=_selection_of(session, pledge, instruction, code.code),
     )  # fmt: skip

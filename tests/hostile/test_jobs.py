@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from registry.alert.service import refresh_maturity
 from registry.certificate import service as certificates
+from registry.certificate.jobs import sweep_job
 from registry.certificate.render import render_pdf
 from registry.clock import FixedClock
 from registry.db import unit_of_work
@@ -196,7 +197,7 @@ def test_the_sweep_renders_the_others_when_one_certificate_cannot_be_rendered(
         numbers = list(session.execute(text("SELECT number FROM certificate ORDER BY number")).scalars())
         _unrenderable_certificate(session, numbers[0])
     clock = FixedClock(MONDAY + timedelta(hours=1))
-    sweep = certificates.sweep_job(committed_engine, lambda c: render_pdf(c, BASE_URL), clock.now,
+    sweep = sweep_job(committed_engine, lambda c: render_pdf(c, BASE_URL), clock.now,
                                    grace=timedelta(minutes=2))  # fmt: skip
     assert sweep() == 2  # the broken one first (issued first), failing; both others rendered
     with unit_of_work(committed_engine) as session:

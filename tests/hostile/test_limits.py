@@ -176,6 +176,17 @@ def test_the_limit_is_a_setting(engine: Engine) -> None:
         assert c.post("/v1/pledges", content=b"x" * 4000).status_code == 401
 
 
+def test_the_batch_endpoints_have_a_larger_limit_of_their_own(engine: Engine) -> None:
+    """REGISTRY_MAX_BATCH_BODY_BYTES: a day's prints or settled trades may be larger than any other
+    body, and are still limited."""
+    app = create_app(_settings(max_body_bytes=4096, max_batch_body_bytes=16384), engine=engine)
+    with TestClient(app) as c:
+        for path in ("/v1/transfers/batch", "/v1/prices/trades"):
+            assert c.post(path, content=b"x" * 10_000).status_code == 401, path  # within its limit: no key
+            assert c.post(path, content=b"x" * 20_000).status_code == 413, path
+        assert c.post("/v1/pledges", content=b"x" * 10_000).status_code == 413
+
+
 def test_console_forms_are_limited_too(client: TestClient) -> None:
     answer = client.post("/console/login", data={"username": "x" * (2 * MB)})
     assert answer.status_code == 413 and answer.headers["content-type"].startswith("text/html")

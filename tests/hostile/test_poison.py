@@ -20,7 +20,7 @@ from registry.config import Settings
 from registry.db import unit_of_work
 from registry.ledger.models import PartyKind
 from registry.principal import Role
-from registry.scheduler import revalue_job
+from registry.valuation.jobs import daily_revaluation
 from tests import factories as f
 from tests.hostile.test_jobs import make_extreme
 from tests.test_valuation import active_pledge, trades
@@ -114,7 +114,7 @@ def test_one_poisoned_bank_one_slow_bank_and_an_extreme_pledge_hold_nobody_up(
         dispatcher.close()
         # 4. The daily job values every pledge, the extreme one included.
         with unit_of_work(committed_engine) as s:
-            assert revalue_job(settings)(s, f.system(NOW)) == 5
+            assert daily_revaluation(settings)(s, f.system(NOW)) == 5
             coverage = s.execute(text("SELECT coverage_ratio FROM valuation WHERE pledge_id = :p "
                                       "ORDER BY id DESC LIMIT 1"), {"p": extreme.pledge_id}).scalar_one()  # fmt: skip
             assert coverage == Decimal(20_000 * 70) / Decimal("0.01")

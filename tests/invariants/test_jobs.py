@@ -14,9 +14,11 @@ from registry import scheduler
 from registry.calendar import EXCHANGE_TZ
 from registry.clock import FixedClock
 from registry.db import unit_of_work
+from registry.idempotency.jobs import purge_keys
 from registry.ledger.consistency import find_problems
 from registry.ledger.models import PartyKind
 from registry.pledge.service import expire_lapsed
+from registry.valuation.jobs import daily_revaluation
 from tests import factories as f
 
 
@@ -73,7 +75,7 @@ def test_the_daily_revaluation_runs_once_per_fire_time_and_catches_up_once(commi
         datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
     )  # Tuesday 10:00 in Shanghai: Monday's run missed
     daily = scheduler.once_per_fire_time(
-        committed_engine, clock, "revalue", "15:30", scheduler.revalue_job(settings)
+        committed_engine, clock, "revalue", "15:30", daily_revaluation(settings)
     )
     with ThreadPoolExecutor(max_workers=2) as pool:  # two processes wake up at once
         outcomes = sorted(pool.map(lambda _: daily(), range(2)))
@@ -126,6 +128,6 @@ def test_idempotency_keys_are_kept_for_their_ttl_then_purged(committed_engine: E
         assert claim(s, key_id=uuid4(), party_id=party.id, key="k-1",
                      request_fingerprint=fingerprint("POST", "/x", "{}"), now=f.AT) is None  # fmt: skip
     settings = Settings(database_url="postgresql://unused/unused", idempotency_ttl_hours=24)
-    job = scheduler.purge_counters_job(settings)
+    job = purge_keys(settings)
     assert scheduler.guarded(committed_engine, FixedClock(f.AT + timedelta(hours=23)), "purge", job)() == 0
     assert scheduler.guarded(committed_engine, FixedClock(f.AT + timedelta(hours=25)), "purge", job)() == 1

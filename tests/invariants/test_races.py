@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 from registry.audit.service import verify_chains
 from registry.db import unit_of_work
 from registry.errors import RegistryError
+from registry.ledger import pledged
 from registry.ledger import service as ledger
 from registry.ledger.consistency import find_problems
 from registry.ledger.errors import InsufficientUnits
@@ -121,7 +122,7 @@ def test_competing_holds_never_hold_more_than_there_is(committed_engine: Engine)
         quantity, pledge_id = job
         try:
             with unit_of_work(committed_engine) as s:
-                moved = ledger.hold(
+                moved = pledged.hold(
                     s,
                     f.system(),
                     account_id=accounts[0],
