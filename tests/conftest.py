@@ -31,7 +31,7 @@ from sqlmodel import Session
 
 from api.app import create_app
 from registry.clock import FixedClock, SystemClock
-from registry.config import Settings
+from registry.config import Settings, get_settings
 from registry.db import APP_ROLE, as_role, make_engine, migrate, start_embedded
 from registry.ledger.consistency import find_problems
 from tests.desk import Desk, make_desk
@@ -119,6 +119,15 @@ def committed_engine(server_url: str, template_db: str, worker: str) -> Iterator
     yield eng
     eng.dispose()
     drop(server_url, name)
+
+
+@pytest.fixture
+def cli_db(committed_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A committed database that the `registry` command (run in this process) works on."""
+    monkeypatch.setenv("DATABASE_URL", committed_engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    yield committed_engine
+    get_settings.cache_clear()
 
 
 @pytest.fixture

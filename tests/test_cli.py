@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import uuid
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,7 @@ from sqlalchemy import Engine, text
 
 from registry.access import service as access
 from registry.cli import main
-from registry.config import get_settings
 from registry.db import unit_of_work
-
-
-@pytest.fixture
-def cli_db(committed_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    monkeypatch.setenv("DATABASE_URL", committed_engine.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield committed_engine
-    get_settings.cache_clear()
 
 
 def test_first_exchange_key_on_an_empty_database(cli_db: Engine, capsys: pytest.CaptureFixture[str]) -> None:

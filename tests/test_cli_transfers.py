@@ -3,7 +3,6 @@ by the file's line, its ref and its column."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +10,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from registry.cli import main
-from registry.config import get_settings
 from registry.db import unit_of_work
 from registry.ledger.models import Account
 from tests import factories as f
-
-
-@pytest.fixture
-def cli_db(committed_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    monkeypatch.setenv("DATABASE_URL", committed_engine.url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield committed_engine
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -74,3 +74,13 @@ def test_a_worker_process_is_replaced_after_its_recycle_count() -> None:
         pool.close()
     assert pids[0] == pids[1] and pids[2] == pids[3] and pids[4] == pids[5]
     assert len(set(pids)) == 3 and os.getpid() not in pids
+
+
+def test_the_pool_size_is_the_apps_connections() -> None:
+    """REGISTRY_DB_POOL_SIZE: each app process keeps that many connections, and as many again at peaks."""
+    from api.app import create_app
+
+    app = create_app(_settings(db_pool_size=3, certificate_workers=0, report_workers=0))
+    pool = app.state.engine.pool
+    assert pool.size() == 3 and pool._max_overflow == 3
+    app.state.engine.dispose()

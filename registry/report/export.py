@@ -17,12 +17,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from registry.pdf import write_pdf
@@ -30,6 +30,8 @@ from registry.report import render
 from registry.report.collateral_book import CollateralBook
 from registry.report.exchange_stats import ExchangeStats
 from registry.report.render import WritePdf
+
+R = TypeVar("R", CollateralBook, ExchangeStats)
 
 
 class Format(StrEnum):
@@ -56,27 +58,28 @@ def collateral_book_document(
     book: CollateralBook, fmt: Format, *, issuer: str, write: WritePdf = write_pdf
 ) -> Document:
     """The book in `fmt`; a PDF is made by `write` (the API's worker processes, or this thread)."""
-    name = f"collateral-book-{book.as_of.isoformat()}.{fmt.value}"
-    if fmt is Format.JSON:
-        data = to_json(book)
-    elif fmt is Format.CSV:
-        data = to_csv(collateral_book_rows(book)).encode()
-    else:
-        data = render.collateral_book_pdf(book, issuer, write)
-    return Document(data, MEDIA_TYPES[fmt], name)
+    return _document(book, fmt, f"collateral-book-{book.as_of.isoformat()}", collateral_book_rows,
+                     lambda: render.collateral_book_pdf(book, issuer, write))  # fmt: skip
 
 
 def exchange_stats_document(
     stats: ExchangeStats, fmt: Format, *, issuer: str, write: WritePdf = write_pdf
 ) -> Document:
-    name = f"exchange-{stats.period_from.isoformat()}-{stats.period_to.isoformat()}.{fmt.value}"
+    name = f"exchange-{stats.period_from.isoformat()}-{stats.period_to.isoformat()}"
+    return _document(
+        stats, fmt, name, exchange_stats_rows, lambda: render.exchange_stats_pdf(stats, issuer, write)
+    )
+
+
+def _document(report: R, fmt: Format, stem: str, rows: Callable[[R], list[dict[str, Any]]],
+              pdf: Callable[[], bytes]) -> Document:  # fmt: skip
     if fmt is Format.JSON:
-        data = to_json(stats)
+        data = to_json(report)
     elif fmt is Format.CSV:
-        data = to_csv(exchange_stats_rows(stats)).encode()
+        data = to_csv(rows(report)).encode()
     else:
-        data = render.exchange_stats_pdf(stats, issuer, write)
-    return Document(data, MEDIA_TYPES[fmt], name)
+        data = pdf()
+    return Document(data, MEDIA_TYPES[fmt], f"{stem}.{fmt.value}")
 
 
 def _plain(value: object) -> object:
