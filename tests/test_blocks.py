@@ -6,7 +6,7 @@ import uuid
 
 from hypothesis import strategies as st
 
-from registry.ledger.blocks import Block, normalize_ranges, plan_rewrite, take_lowest, take_ranges
+from registry.ledger.blocks import Block, normalize_ranges, take_lowest
 
 BATCH = uuid.UUID(int=7)
 ACCOUNT = uuid.UUID(int=8)
@@ -32,15 +32,6 @@ def block(i: int, start: int, end: int) -> Block:
 def test_take_lowest_splits_the_last_block() -> None:
     pieces = take_lowest([block(1, 1, 10), block(2, 21, 30)], 15)
     assert [(p.block.id, p.start, p.end, p.whole) for p in pieces] == [(1, 1, 10, True), (2, 21, 25, False)]
-
-
-def test_two_ranges_inside_one_block_rewrite_into_five_segments() -> None:
-    pieces, missing = take_ranges([block(1, 1, 100)], [(10, 19), (50, 59)])
-    assert missing == []
-    plan = plan_rewrite(pieces)
-    assert plan.updates == [(1, 10, 19)]
-    assert [(s.serial_start, s.serial_end) for s in plan.new_taken] == [(50, 59)]
-    assert [(s.serial_start, s.serial_end) for _, s in plan.new_kept] == [(1, 9), (20, 49), (60, 100)]
 
 
 def test_normalize_joins_touching_ranges() -> None:

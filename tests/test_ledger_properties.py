@@ -14,7 +14,7 @@ from sqlmodel import Session
 from registry.errors import RegistryError
 from registry.ledger import pledged
 from registry.ledger import service as ledger
-from registry.ledger.blocks import normalize_ranges, plan_rewrite, take_lowest, take_ranges
+from registry.ledger.blocks import normalize_ranges, take_lowest, take_ranges
 from registry.ledger.consistency import find_problems
 from registry.ledger.service import Selection, SerialRange
 from tests import factories as f
@@ -181,13 +181,3 @@ def test_take_ranges_takes_exactly_what_is_held(blocks, ranges):  # type: ignore
     want = {s for lo, hi in wanted for s in range(lo, hi + 1)}
     assert {s for p in pieces for s in range(p.start, p.end + 1)} == want & held
     assert {s for lo, hi in missing for s in range(lo, hi + 1)} == want - held
-    plan = plan_rewrite(pieces)
-    # Rewriting keeps every serial of every touched block exactly once.
-    touched = {p.block.id for p in pieces}
-    before = sorted(s for b in blocks if b.id in touched for s in range(b.serial_start, b.serial_end + 1))
-    segments = (
-        [(s, e) for _, s, e in plan.updates]
-        + [(g.serial_start, g.serial_end) for g in plan.new_taken]
-        + [(g.serial_start, g.serial_end) for _, g in plan.new_kept]
-    )
-    assert sorted(s for lo, hi in segments for s in range(lo, hi + 1)) == before

@@ -110,38 +110,3 @@ class Segment:
     serial_start: int
     serial_end: int
     taken: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Rewrite:
-    """How to rewrite the touched blocks: each keeps its row for its first taken segment (an UPDATE,
-    which the database checks as a transition); every other segment becomes a new row."""
-
-    updates: list[tuple[int, int, int]]  # (block id, serial_start, serial_end): now in the target state
-    new_taken: list[Segment]  # further taken segments: new rows in the target state
-    new_kept: list[tuple[Block, Segment]]  # untaken segments: new rows in their block's old state
-
-
-def plan_rewrite(pieces: Sequence[Piece]) -> Rewrite:
-    by_block: dict[int, list[Piece]] = {}
-    for piece in pieces:
-        by_block.setdefault(piece.block.id, []).append(piece)
-    updates: list[tuple[int, int, int]] = []
-    new_taken: list[Segment] = []
-    new_kept: list[tuple[Block, Segment]] = []
-    for group in by_block.values():
-        group.sort(key=lambda p: p.start)
-        block = group[0].block
-        ct, batch = block.credit_type_id, block.batch_id
-        cursor = block.serial_start
-        for n, piece in enumerate(group):
-            if piece.start > cursor:
-                new_kept.append((block, Segment(ct, batch, cursor, piece.start - 1, taken=False)))
-            if n == 0:
-                updates.append((block.id, piece.start, piece.end))
-            else:
-                new_taken.append(Segment(ct, batch, piece.start, piece.end, taken=True))
-            cursor = piece.end + 1
-        if cursor <= block.serial_end:
-            new_kept.append((block, Segment(ct, batch, cursor, block.serial_end, taken=False)))
-    return Rewrite(updates, new_taken, new_kept)

@@ -209,27 +209,6 @@ def allocate_serials(session: Session, credit_type_id: int, quantity: int) -> in
     return None if start is None else int(start)
 
 
-def blocks_lowest_first(session: Session, source: State, credit_type_id: int, quantity: int) -> list[Block]:
-    """The source's blocks, lowest serials first, just enough of them to cover `quantity`."""
-    rows = session.execute(
-        text(f"""
-            SELECT {_BLOCK_COLS} FROM (
-                SELECT {_BLOCK_COLS}, sum(quantity) OVER (ORDER BY serial_start) - quantity AS before
-                  FROM holding
-                 WHERE account_id = :a AND credit_type_id = :ct AND status = :s
-                   AND pledge_id IS NOT DISTINCT FROM CAST(:p AS uuid)
-            ) b WHERE before < :q ORDER BY serial_start"""),
-        {
-            "a": source.account_id,
-            "ct": credit_type_id,
-            "s": source.status,
-            "p": source.pledge_id,
-            "q": quantity,
-        },
-    )
-    return [_block(r) for r in rows]
-
-
 def available_blocks(session: Session, pairs: Sequence[tuple[UUID, int]]) -> list[Block]:
     """The available blocks of each (account, credit type), by serial: what a settlement batch plays on.
     The caller holds the accounts' locks, so nothing else changes them meanwhile."""
@@ -242,41 +221,6 @@ def available_blocks(session: Session, pairs: Sequence[tuple[UUID, int]]) -> lis
                AND status = 'available'
              ORDER BY account_id, credit_type_id, serial_start"""),
         {"a": [p[0] for p in pairs], "ct": [p[1] for p in pairs]},
-    )
-    return [_block(r) for r in rows]
-
-
-def blocks_overlapping(
-    session: Session, source: State, credit_type_id: int, ranges: Sequence[tuple[int, int]]
-) -> list[Block]:
-    rows = session.execute(
-        text(f"""
-            SELECT {_BLOCK_COLS} FROM holding
-             WHERE account_id = :a AND credit_type_id = :ct AND status = :s
-               AND pledge_id IS NOT DISTINCT FROM CAST(:p AS uuid)
-               AND span && ANY(ARRAY(SELECT registry_span(CAST(:ct AS smallint), s, e)
-                                       FROM unnest(CAST(:starts AS bigint[]), CAST(:ends AS bigint[])) AS r(s, e)))
-             ORDER BY serial_start"""),
-        {
-            "a": source.account_id,
-            "ct": credit_type_id,
-            "s": source.status,
-            "p": source.pledge_id,
-            "starts": [r[0] for r in ranges],
-            "ends": [r[1] for r in ranges],
-        },
-    )
-    return [_block(r) for r in rows]
-
-
-def blocks_in_state(session: Session, source: State, credit_type_id: int | None = None) -> list[Block]:
-    rows = session.execute(
-        text(f"""
-            SELECT {_BLOCK_COLS} FROM holding
-             WHERE account_id = :a AND status = :s AND pledge_id IS NOT DISTINCT FROM CAST(:p AS uuid)
-               AND (CAST(:ct AS smallint) IS NULL OR credit_type_id = :ct)
-             ORDER BY credit_type_id, serial_start"""),
-        {"a": source.account_id, "s": source.status, "p": source.pledge_id, "ct": credit_type_id},
     )
     return [_block(r) for r in rows]
 
@@ -325,45 +269,6 @@ def insert_blocks(session: Session, rows: list[tuple[Segment, State]]) -> None:
     """New blocks only (an issuance lands this way)."""
     if rows:
         rewrite_blocks(session, rows[0][1], [], rows)
-
-
-def coalesce_blocks(session: Session, state: State, credit_type_id: int, lo: int, hi: int) -> int:
-    """Join adjacent blocks of one batch in the same state around [lo, hi], in one statement; returns the
-    number of blocks absorbed. The first block of each run survives, widened; the others are deleted."""
-    return int(
-        session.execute(
-            text("""
-                WITH cand AS (
-                    SELECT id, serial_start, serial_end,
-                           CASE WHEN serial_start = lag(serial_end) OVER w + 1 AND batch_id = lag(batch_id) OVER w
-                                THEN 0 ELSE 1 END AS starts_island
-                      FROM holding
-                     WHERE account_id = :a AND credit_type_id = :ct AND status = :s
-                       AND pledge_id IS NOT DISTINCT FROM CAST(:p AS uuid)
-                       AND serial_end >= :lo - 1 AND serial_start <= :hi + 1
-                    WINDOW w AS (ORDER BY serial_start)
-                ), numbered AS (
-                    SELECT id, serial_start, serial_end, sum(starts_island) OVER (ORDER BY serial_start) AS island
-                      FROM cand
-                ), islands AS (
-                    SELECT array_agg(id ORDER BY serial_start) AS ids, max(serial_end) AS serial_end
-                      FROM numbered GROUP BY island HAVING count(*) > 1
-                ), absorbed AS (
-                    DELETE FROM holding WHERE id IN (SELECT unnest(ids[2:]) FROM islands) RETURNING id
-                ), widened AS (
-                    UPDATE holding h SET serial_end = i.serial_end FROM islands i WHERE h.id = i.ids[1]
-                )
-                SELECT count(*) FROM absorbed"""),
-            {
-                "a": state.account_id,
-                "ct": credit_type_id,
-                "s": state.status,
-                "p": state.pledge_id,
-                "lo": lo,
-                "hi": hi,
-            },
-        ).scalar_one()
-    )
 
 
 def holdings_page(

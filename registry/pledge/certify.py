@@ -66,6 +66,19 @@ def _party(party: Party) -> dict[str, Any]:
     return {"name": party.name, "credit_code": party.credit_code}
 
 
+def _block(b: Any, names: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """A frozen block as the certificate lists it, its project type in both languages."""
+    return {
+        "project_code": b.project_code,
+        "project_type": b.project_type,
+        "project_type_names": list(names.get(b.project_type, (b.project_type, b.project_type))),
+        "vintage": b.vintage,
+        "serial_start": b.serial_start,
+        "serial_end": b.serial_end,
+        "quantity": b.quantity,
+    }
+
+
 def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
     """Everything the certificate prints about the pledge, as it stands now. Decimals become strings."""
     parties = {
@@ -101,18 +114,7 @@ def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
         "pboc_registration_no": pledge.pboc_registration_no,
         "credit_type": {"code": credit_type.code, "name": credit_type.name, "unit": credit_type.unit},
         "quantity": quantity,
-        "blocks": [
-            {
-                "project_code": b.project_code,
-                "project_type": b.project_type,
-                "project_type_names": list(names.get(b.project_type, (b.project_type, b.project_type))),
-                "vintage": b.vintage,
-                "serial_start": b.serial_start,
-                "serial_end": b.serial_end,
-                "quantity": b.quantity,
-            }
-            for b in blocks
-        ],
+        "blocks": [_block(b, names) for b in blocks],
         "terms": {
             "max_pledge_rate": str(pledge.max_pledge_rate),
             "warning_ratio": str(pledge.warning_ratio),
