@@ -87,7 +87,8 @@ setup = function(thread) table.insert(threads, thread); thread:set("tid", #threa
 
 def setup(url: str, pledgors: int) -> tuple[str, str, list[str], dict[str, str]]:
     """The exchange and a bank with their keys; pledgors with an account of CCER and a key each; a month of
-    CCER prints at 60.00, so that each confirmation values its request (100 units at 60.00 for a loan of 3,000.00: a rate of 0.5)."""
+    CCER prints at 60.00, so that each confirmation values its request (100 units for a loan of 3,000.00:
+    a pledge rate of 0.5)."""
     from datetime import timedelta
     from decimal import Decimal
 
