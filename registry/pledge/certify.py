@@ -10,13 +10,13 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from registry.certificate import service as certificates
 from registry.certificate.models import Certificate, CertificateStatus
 from registry.errors import InvalidState
 from registry.ledger import repository as ledger_repo
-from registry.ledger.models import BlockStatus, Party, PartyKind
+from registry.ledger.models import BlockStatus
 from registry.pledge import repository as pledge_repo
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.states import InstructionType, PledgeStatus
@@ -52,17 +52,7 @@ def on_confirmed(
     return None
 
 
-def _issuer(session: Session) -> Party:
-    """The exchange that keeps the registry issues every certificate."""
-    party = session.exec(
-        select(Party).where(Party.kind == PartyKind.EXCHANGE).order_by(col(Party.created_at), col(Party.id))
-    ).first()
-    if party is None:
-        raise InvalidState("no exchange is registered to issue certificates: create the exchange party first")
-    return party
-
-
-def _party(party: Party) -> dict[str, Any]:
+def _party(party: Any) -> dict[str, Any]:
     return {"name": party.name, "credit_code": party.credit_code}
 
 
@@ -81,28 +71,27 @@ def _block(b: Any, names: dict[str, tuple[str, str]]) -> dict[str, Any]:
 
 def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
     """Everything the certificate prints about the pledge, as it stands now. Decimals become strings."""
-    parties = {
-        role: ledger_repo.get_party(session, party_id)
-        for role, party_id in (
-            ("pledgee", pledge.pledgee_party_id),
-            ("pledgor", pledge.pledgor_party_id),
-            ("borrower", pledge.borrower_party_id),
-        )
-    }
-    account = ledger_repo.get_account(session, pledge.pledgor_account_id)
-    credit_type = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
+    roles = {"pledgee": pledge.pledgee_party_id, "pledgor": pledge.pledgor_party_id,
+             "borrower": pledge.borrower_party_id}  # fmt: skip
+    found, issuer = ledger_repo.parties_with_issuer(session, roles.values())
+    if issuer is None:
+        raise InvalidState("no exchange is registered to issue certificates: create the exchange party first")
+    parties = {role: found[party_id] for role, party_id in roles.items()}
+    place = ledger_repo.account_number_and_credit_type(
+        session, pledge.pledgor_account_id, pledge.credit_type_id
+    )
     names = ledger_repo.project_type_names(session)
-    assert account is not None and credit_type is not None and all(parties.values())
+    assert place is not None
     blocks = [b for b in pledge_repo.units_of(session, [pledge.id]) if b.status == BlockStatus.FROZEN]
     quantity = sum(b.quantity for b in blocks)
     valued = _valuations(session, pledge.id)
     usable = Decimal(quantity) * (1 - pledge.haircut)
     return {
         "registration_no": pledge.registration_no,
-        "issuer": _party(_issuer(session)),
-        "pledgee": _party(parties["pledgee"]),  # type: ignore[arg-type]
-        "pledgor": {**_party(parties["pledgor"]), "account_number": account.number},  # type: ignore[arg-type]
-        "borrower": _party(parties["borrower"]),  # type: ignore[arg-type]
+        "issuer": _party(issuer),
+        "pledgee": _party(parties["pledgee"]),
+        "pledgor": {**_party(parties["pledgor"]), "account_number": place.number},
+        "borrower": _party(parties["borrower"]),
         "loan": {
             "contract_no": pledge.contract_no,
             "principal": str(pledge.principal),
@@ -112,7 +101,7 @@ def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
             "maturity_date": pledge.maturity_date.isoformat(),
         },
         "pboc_registration_no": pledge.pboc_registration_no,
-        "credit_type": {"code": credit_type.code, "name": credit_type.name, "unit": credit_type.unit},
+        "credit_type": {"code": place.code, "name": place.name, "unit": place.unit},
         "quantity": quantity,
         "blocks": [_block(b, names) for b in blocks],
         "terms": {
