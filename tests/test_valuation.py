@@ -30,6 +30,7 @@ from registry.pledge import service as pledges
 from registry.pledge.states import InstructionType
 from registry.principal import Role
 from registry.valuation import prices
+from registry.valuation.models import TradeKind, ValuationMethod
 from registry.valuation.service import reference, revalue
 from tests import factories as f
 from tests.test_api_ledger import snapshot
@@ -40,7 +41,10 @@ MONDAY = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
 
 def trades(
-    session: Session, *rows: tuple[str, str, int], credit_type: str = "CCER", kind: str = "listed"
+    session: Session,
+    *rows: tuple[str, str, int],
+    credit_type: str = "CCER",
+    kind: TradeKind = TradeKind.LISTED,
 ) -> None:
     prices.record_trades(session, f.system(MONDAY), [
         prices.Trade(credit_type, date.fromisoformat(d), Decimal(p), v, kind) for d, p, v in rows
@@ -54,7 +58,8 @@ class Book:
     account_id: Any
 
 
-def active_pledge(session: Session, *, units: int = 1000, principal: str = "50000.00", method: str = "lower_of",
+def active_pledge(session: Session, *, units: int = 1000, principal: str = "50000.00",
+                  method: ValuationMethod = ValuationMethod.LOWER_OF,
                   maturity: date = date(2027, 3, 1)) -> Book:  # fmt: skip
     bank = f.party(session, PartyKind.BANK)
     account = f.account(session)
@@ -96,17 +101,17 @@ class TestReferencePrice:
             ("2026-02-25", "64.00", 3000),
             ("2026-02-27", "66.00", 1000),
         )
-        trades(session, ("2026-02-26", "50.00", 100000), kind="block")  # block trades are kept apart
+        trades(session, ("2026-02-26", "50.00", 100000), kind=TradeKind.BLOCK)  # block trades are kept apart
         ref = reference(session, 1, date(2026, 3, 2), 20)
         assert ref.vwap == Decimal("65.60")  # (70·1000 + 64·3000 + 66·1000) / 5000
         assert (ref.last_close, ref.last_date) == (Decimal("66.00"), date(2026, 2, 27))
-        assert ref.price("lower_of") == (Decimal("65.60"), date(2026, 2, 27))
-        assert ref.price("last_close")[0] == Decimal("66.00") and not ref.stale
+        assert ref.price(ValuationMethod.LOWER_OF) == (Decimal("65.60"), date(2026, 2, 27))
+        assert ref.price(ValuationMethod.LAST_CLOSE)[0] == Decimal("66.00") and not ref.stale
 
     def test_no_trade_in_the_window_is_stale(self, session: Session) -> None:
         trades(session, ("2025-12-01", "71.00", 500))
         ref = reference(session, 1, date(2026, 3, 2), 20)
-        assert ref.stale and ref.vwap is None and ref.price("lower_of")[0] == Decimal("71.00")
+        assert ref.stale and ref.vwap is None and ref.price(ValuationMethod.LOWER_OF)[0] == Decimal("71.00")
         assert business_days_before(date(2026, 3, 2), 20) == date(2026, 2, 2)
 
     def test_a_batch_is_all_or_nothing_and_a_later_print_replaces(self, session: Session) -> None:
@@ -121,7 +126,9 @@ class TestReferencePrice:
 
 class TestMarginAlerts:
     def test_a_crossing_raises_once_and_recovery_clears(self, session: Session) -> None:
-        book = active_pledge(session, method="vwap")  # 1,000 t for 50,000 CNY: lines at 65,000 and 55,000
+        book = active_pledge(
+            session, method=ValuationMethod.VWAP
+        )  # 1,000 t for 50,000 CNY: lines at 65,000 and 55,000
         trades(session, ("2026-02-27", "70.00", 1000))
         revalue(session, now=MONDAY)
         assert latest_level(session, book.pledge_id) == ("ok", False, Decimal("1.4000"))

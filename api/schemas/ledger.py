@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Self
 from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
@@ -17,6 +17,7 @@ from api.schemas.common import (
     ShortText,
     Vintage,
 )
+from registry.ledger.models import AccountStatus, BlockStatus, PartyKind
 
 # 统一社会信用代码 (GB 32100-2015): 18 characters; the checksum is verified by the service.
 CreditCode = Field(
@@ -28,14 +29,14 @@ CreditCode = Field(
 
 class PartyCreate(Schema):
     name: Name
-    kind: Literal["bank", "enterprise", "exchange", "auditor"]
+    kind: PartyKind
     credit_code: str | None = CreditCode
 
 
 class PartyRead(BaseModel):
     id: UUID
     name: str
-    kind: str
+    kind: PartyKind
     credit_code: str | None
     created_at: datetime
 
@@ -48,7 +49,7 @@ class AccountRead(BaseModel):
     id: UUID
     number: str
     party_id: UUID
-    status: str
+    status: AccountStatus
     created_at: datetime
 
 
@@ -193,13 +194,13 @@ class HoldingRead(BaseModel):
     serial_start: int
     serial_end: int
     quantity: int
-    status: Literal["available", "held", "frozen", "retired"]
+    status: BlockStatus
     pledge_id: UUID | None
 
 
 class HoldingTotal(BaseModel):
     credit_type: str
-    status: str
+    status: BlockStatus
     quantity: int
     blocks: int
 

@@ -17,10 +17,10 @@ from decimal import Decimal
 from sqlmodel import Session
 
 from registry.calendar import exchange_day
+from registry.money import money, ratio
 from registry.pledge.models import Pledge
 from registry.valuation import service as valuation
-
-CENT, RATIO = Decimal("0.01"), Decimal("0.0001")
+from registry.valuation.models import ValuationLevel, ValuationMethod
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Assessment:
     collateral_value: Decimal | None
     pledge_rate: Decimal | None  # None when there is no value, or the value is 0
     coverage_ratio: Decimal | None
-    level: str | None
+    level: ValuationLevel | None
     max_pledge_rate: Decimal
     disposal_ratio: Decimal
 
@@ -42,13 +42,13 @@ class Assessment:
         if self.price is None:
             return True
         over_cap = self.pledge_rate is None or self.pledge_rate > self.max_pledge_rate
-        return not over_cap and self.level != "disposal"
+        return not over_cap and self.level != ValuationLevel.DISPOSAL
 
 
 def assess(
     reference: valuation.Reference,
     *,
-    method: str,
+    method: ValuationMethod,
     haircut: Decimal,
     outstanding: Decimal,
     quantity: int,
@@ -58,19 +58,12 @@ def assess(
 ) -> Assessment:
     price, price_date = reference.price(method)
     value = rate = coverage = None
-    level: str | None = None
     if price is not None:
-        value = (quantity * price * (1 - haircut)).quantize(CENT)
-        rate = (outstanding / value).quantize(RATIO) if value else None
-        coverage = (value / outstanding).quantize(RATIO) if outstanding else None
-        if outstanding == 0:
-            level = "ok"
-        elif value < outstanding * disposal_ratio:
-            level = "disposal"
-        elif value < outstanding * warning_ratio:
-            level = "warning"
-        else:
-            level = "ok"
+        # Rounded half away from zero, as the revaluation's SQL `round` does (registry/money.py).
+        value = money(quantity * price * (1 - haircut))
+        rate = ratio(outstanding / value) if value else None
+        coverage = ratio(value / outstanding) if outstanding else None
+    level = valuation.level(value, outstanding, warning_ratio=warning_ratio, disposal_ratio=disposal_ratio)
     return Assessment(
         quantity=quantity,
         price=price,
