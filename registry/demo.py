@@ -284,9 +284,12 @@ def existing_users(session: Session) -> list[ExistingUser]:
 
 def sample_certificate(session: Session) -> tuple[str, str] | None:
     """Number and verification code of the demo's valid certificate, for trying the public check."""
+    from registry.certificate.models import CertificateStatus
+
     row = session.execute(
         text(
-            "SELECT number, verification_code FROM certificate WHERE status = 'valid' ORDER BY issued_at LIMIT 1"
-        )
+            "SELECT number, verification_code FROM certificate WHERE status = :valid ORDER BY issued_at LIMIT 1"
+        ),
+        {"valid": CertificateStatus.VALID},
     ).first()
     return None if row is None else (row.number, row.verification_code)

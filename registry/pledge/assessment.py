@@ -17,7 +17,6 @@ from decimal import Decimal
 from sqlmodel import Session
 
 from registry.calendar import exchange_day
-from registry.money import money, ratio
 from registry.pledge.models import Pledge
 from registry.valuation import service as valuation
 from registry.valuation.models import ValuationLevel, ValuationMethod
@@ -59,10 +58,8 @@ def assess(
     price, price_date = reference.price(method)
     value = rate = coverage = None
     if price is not None:
-        # Rounded half away from zero, as the revaluation's SQL `round` does (registry/money.py).
-        value = money(quantity * price * (1 - haircut))
-        rate = ratio(outstanding / value) if value else None
-        coverage = ratio(value / outstanding) if outstanding else None
+        made = valuation.figures(quantity=quantity, price=price, haircut=haircut, outstanding=outstanding)
+        value, rate, coverage = made.collateral_value, made.pledge_rate, made.coverage_ratio
     level = valuation.level(value, outstanding, warning_ratio=warning_ratio, disposal_ratio=disposal_ratio)
     return Assessment(
         quantity=quantity,

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlmodel import Session, col, or_, select
 
 from registry.base import one_of
-from registry.ledger.models import BlockStatus
+from registry.ledger.models import AccountStatus, BlockStatus
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.policy import PledgeScope
 from registry.pledge.states import OPEN, InstructionStatus, PledgeStatus
@@ -128,7 +128,8 @@ def lapsed_open(session: Session, now: datetime, limit: int) -> list[UUID]:
 def first_account_of(session: Session, party_id: UUID) -> UUID | None:
     return session.execute(
         text(
-            "SELECT id FROM account WHERE party_id = :p AND status = 'active' ORDER BY created_at, id LIMIT 1"
+            f"SELECT id FROM account WHERE party_id = :p AND status = '{AccountStatus.ACTIVE}' "
+            "ORDER BY created_at, id LIMIT 1"
         ),
         {"p": party_id},
     ).scalar_one_or_none()
@@ -141,9 +142,9 @@ def frozen_quantity(session: Session, pledge_id: UUID) -> int:
 def units_of_pledge(session: Session, pledge_id: UUID) -> tuple[int, int]:
     """(held, frozen) units of the pledge."""
     row = session.execute(
-        text("""
-            SELECT coalesce(sum(quantity) FILTER (WHERE status = 'held'), 0) AS held,
-                   coalesce(sum(quantity) FILTER (WHERE status = 'frozen'), 0) AS frozen
+        text(f"""
+            SELECT coalesce(sum(quantity) FILTER (WHERE status = '{B.HELD}'), 0) AS held,
+                   coalesce(sum(quantity) FILTER (WHERE status = '{B.FROZEN}'), 0) AS frozen
               FROM holding WHERE pledge_id = :p"""),
         {"p": pledge_id},
     ).one()

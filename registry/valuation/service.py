@@ -30,7 +30,7 @@ from registry.alert.models import AlertKind, AlertStatus, WebhookEvent
 from registry.base import one_of
 from registry.calendar import business_days_before, exchange_day
 from registry.ledger.models import BlockStatus
-from registry.money import money_sql, ratio_sql
+from registry.money import money, money_sql, ratio, ratio_sql
 from registry.valuation.models import TradeKind, ValuationError, ValuationLevel, ValuationMethod
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,30 @@ PRICE_DATE_SQL = f"""CASE WHEN p.valuation_method = '{M.VWAP}' AND r.vwap IS NOT
                 WHEN p.valuation_method = '{M.LOWER_OF}' AND r.vwap IS NOT NULL AND r.vwap < r.last_close
                      THEN r.vwap_date
                 ELSE r.last_date END"""
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    collateral_value: Decimal
+    coverage_ratio: Decimal | None  # None when nothing is owed
+    pledge_rate: Decimal | None  # None when the units are worth nothing
+
+
+def figures(*, quantity: int, price: Decimal, haircut: Decimal, outstanding: Decimal) -> Figures:
+    """value = units × price × (1 − haircut) to the fen; coverage = value / outstanding; pledge rate =
+    outstanding / value, to four places; VALUE_SQL, COVERAGE_SQL and PLEDGE_RATE_SQL are the same rule
+    (rounded half away from zero, as PostgreSQL's `round`: registry/money.py)."""
+    value = money(quantity * price * (1 - haircut))
+    return Figures(
+        collateral_value=value,
+        coverage_ratio=ratio(value / outstanding) if outstanding else None,
+        pledge_rate=ratio(outstanding / value) if value else None,
+    )
+
+
+VALUE_SQL = "round(quantity * price * (1 - haircut), 2)"
+COVERAGE_SQL = "round(value / nullif(outstanding_principal, 0), 4)"
+PLEDGE_RATE_SQL = "round(outstanding_principal / nullif(value, 0), 4)"
 
 
 def level(
@@ -174,14 +198,20 @@ priced AS (
     + """' {pledge_filter}
 ),
 valued AS (
-    SELECT *, round(quantity * price * (1 - haircut), 2) AS value FROM priced
+    SELECT *, """
+    + VALUE_SQL
+    + """ AS value FROM priced
 ),
 new AS (
     INSERT INTO valuation (pledge_id, valued_at, as_of, method, price, price_date, stale, quantity,
                            collateral_value, outstanding_principal, coverage_ratio, pledge_rate, level)
     SELECT id, :now, :as_of, valuation_method, price, price_date, stale, quantity, value, outstanding_principal,
-           round(value / nullif(outstanding_principal, 0), 4),
-           round(outstanding_principal / nullif(value, 0), 4),
+           """
+    + COVERAGE_SQL
+    + """,
+           """
+    + PLEDGE_RATE_SQL
+    + """,
            """
     + LEVEL_SQL
     + """
