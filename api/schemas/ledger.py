@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.common import (
+    MAX_NAMED_BLOCKS,
     CreditTypeCode,
     Name,
     Page,
@@ -18,6 +19,7 @@ from api.schemas.common import (
     Vintage,
 )
 from registry.ledger.models import AccountStatus, BlockStatus, PartyKind
+from registry.ledger.settlement import MAX_LINES
 
 # 统一社会信用代码 (GB 32100-2015): 18 characters; the checksum is verified by the service.
 CreditCode = Field(
@@ -120,7 +122,7 @@ class UnitsSelection(Schema):
 
     quantity: Quantity | None = None
     credit_type: CreditTypeCode | None = None
-    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
+    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=MAX_NAMED_BLOCKS)
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
@@ -143,7 +145,7 @@ class TransferLine(TransferCreate):
 
 
 class TransferBatchCreate(Schema):
-    transfers: list[TransferLine] = Field(min_length=1, max_length=20_000)
+    transfers: list[TransferLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
 class RetirementCreate(UnitsSelection):

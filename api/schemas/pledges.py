@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.certificates import CertificateRead
 from api.schemas.common import (
+    MAX_NAMED_BLOCKS,
     Day,
     DecimalString,
     MoneyOut,
@@ -23,6 +24,7 @@ from api.schemas.common import (
 from api.schemas.ledger import BlockRef, UnitsSelection
 from api.schemas.valuation import ValuationRead
 from registry.ledger.models import BlockStatus, PartyKind
+from registry.pledge.models import MAX_LINE_RATIO
 from registry.pledge.rules import MAX_PRINCIPAL
 from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
 from registry.valuation.models import ValuationLevel, ValuationMethod
@@ -44,7 +46,7 @@ MoneyOrZero = Annotated[
 Ratio = Annotated[
     Decimal,
     DecimalString,
-    Field(gt=0, le=10, max_digits=7, decimal_places=4),
+    Field(gt=0, le=MAX_LINE_RATIO, max_digits=7, decimal_places=4),
     decimal_schema(r"^\d{1,2}(\.\d{1,4})?$", 'a ratio as a decimal string, e.g. "1.30"'),
 ]
 Fraction = Annotated[
@@ -112,7 +114,7 @@ class PledgeCreate(Schema):
 class InstructionCreate(Schema):
     type: Literal["top_up", "release", "dispose"]
     quantity: Quantity | None = None
-    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
+    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=MAX_NAMED_BLOCKS)
     reason: Reason | None = None
     outstanding_principal: MoneyOrZero | None = Field(
         default=None, description="release: the loan's outstanding principal after the repayment"

@@ -18,6 +18,7 @@ from api.schemas.common import (
     decimal_schema,
 )
 from registry.alert.models import AlertKind, AlertStatus, DeliveryStatus, WebhookEvent
+from registry.alert.service import MIN_SECRET_LENGTH
 from registry.outbound import MAX_URL_LENGTH
 from registry.valuation.models import (
     MAX_PRICE,
@@ -156,7 +157,7 @@ class WebhookIn(Schema):
     secret: Annotated[
         str,
         Field(
-            min_length=16,
+            min_length=MIN_SECRET_LENGTH,
             max_length=200,
             pattern=r"^[\x21-\x7e]+$",
             description="shared secret for the HMAC-SHA256 signature",

@@ -162,6 +162,9 @@ def acknowledge(session: Session, actor: Actor, alert_id: int) -> Any:
 # --- webhooks -------------------------------------------------------------------------------------
 
 
+MIN_SECRET_LENGTH = 16  # an HMAC key a bank chooses: long enough not to be guessed
+
+
 def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, policy: outbound.Policy) -> None:
     """A bank's endpoint for alerts, signed with its secret (HMAC-SHA256 of the body). The URL is checked
     by the code that will call it (registry/outbound.py), and checked again at every delivery."""
@@ -171,8 +174,8 @@ def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, policy
         outbound.check(url, policy)
     except outbound.Refused as refused:
         raise InvalidInput("url", refused.reason) from None
-    if len(secret) < 16:
-        raise InvalidInput("secret", "at least 16 characters")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidInput("secret", f"at least {MIN_SECRET_LENGTH} characters")
     session.execute(
         text("""
             INSERT INTO webhook (party_id, url, secret, updated_at) VALUES (:p, :u, :s, :now)

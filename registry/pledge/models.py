@@ -40,6 +40,8 @@ REGISTRATION_NO_SEQ = Sequence("registration_no_seq", metadata=SQLModel.metadata
 _UNREGISTERED = (P.PENDING, P.REJECTED, P.DECLINED, P.CANCELLED, P.EXPIRED)
 # Instructions still open: waiting for a consent or for the exchange.
 _OPEN = (S.AWAITING_CONSENT, S.PENDING)
+# The highest warning line a lender may set (the request's rules and the API's schema check it too).
+MAX_LINE_RATIO = 10
 
 
 class Pledge(SQLModel, table=True):
@@ -56,7 +58,8 @@ class Pledge(SQLModel, table=True):
         CheckConstraint("haircut >= 0 AND haircut < 1", name="haircut"),
         CheckConstraint("maturity_date > start_date", name="term"),
         CheckConstraint(
-            "disposal_ratio > 0 AND disposal_ratio < warning_ratio AND warning_ratio <= 10", name="lines"
+            f"disposal_ratio > 0 AND disposal_ratio < warning_ratio AND warning_ratio <= {MAX_LINE_RATIO}",
+            name="lines",
         ),
         CheckConstraint(
             f"({one_of('status', _UNREGISTERED)}) = (registration_no IS NULL)", name="registered"

@@ -22,6 +22,7 @@ from registry.ledger.service import MAX_QUANTITY, Selection
 from registry.pledge import assessment, policy
 from registry.pledge import repository as repo
 from registry.pledge.errors import LoanAlreadyPledged, PledgeRateExceeded
+from registry.pledge.models import MAX_LINE_RATIO
 from registry.principal import Principal
 from registry.valuation import service as valuation
 from registry.valuation.models import ValuationMethod
@@ -72,10 +73,10 @@ def check_loan(loan: Loan, today: date) -> None:
 def check_terms(terms: Terms) -> None:
     if not Decimal(0) < terms.max_pledge_rate <= 1:
         raise InvalidInput("terms.max_pledge_rate", "a pledge rate is a fraction in (0, 1], e.g. 0.70")
-    if not Decimal(0) < terms.disposal_ratio < terms.warning_ratio <= 10:
+    if not Decimal(0) < terms.disposal_ratio < terms.warning_ratio <= MAX_LINE_RATIO:
         raise InvalidInput(
             "terms.disposal_ratio",
-            "coverage lines need 0 < disposal_ratio < warning_ratio <= 10, e.g. 1.10 and 1.30",
+            f"coverage lines need 0 < disposal_ratio < warning_ratio <= {MAX_LINE_RATIO}, e.g. 1.10 and 1.30",
         )
     if terms.valuation_method not in frozenset(ValuationMethod):  # StrEnum: its members equal their values
         raise InvalidInput("terms.valuation_method", f"one of {', '.join(ValuationMethod)}")
