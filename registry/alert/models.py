@@ -110,7 +110,9 @@ class WebhookDelivery(SQLModel, table=True):
         Index("ix_webhook_delivery_due", "next_attempt_at", postgresql_where=text(_PENDING)),
         Index("ix_webhook_delivery_party", "party_id", "id"),
         # /metrics counts failed deliveries at every scrape; delivered ones pile up forever (migration 0013).
-        Index("ix_webhook_delivery_failed", "id", postgresql_where=text(f"status = '{DeliveryStatus.FAILED}'")),
+        Index(
+            "ix_webhook_delivery_failed", "id", postgresql_where=text(f"status = '{DeliveryStatus.FAILED}'")
+        ),
         Index(
             "ix_webhook_delivery_party_due",
             "party_id",
