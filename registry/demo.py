@@ -98,6 +98,7 @@ def _parties(session: Session, actor: Actor) -> dict[str, Party]:
 def _prices(session: Session, actor: Actor) -> None:
     """Six weeks of listed CCER prints around 60-70 CNY/t and a block trade; CDCER entered by hand."""
     from registry.valuation import prices
+    from registry.valuation.models import TradeKind
 
     today = exchange_day(actor.at)
     trades = []
@@ -106,7 +107,7 @@ def _prices(session: Session, actor: Actor) -> None:
         if day.weekday() < 5:
             wobble = Decimal((back * 7) % 11 - 5) / 4
             trades.append(prices.Trade("CCER", day, Decimal("66.00") + wobble, 8_000 + (back * 313) % 5_000))
-    trades.append(prices.Trade("CCER", today - timedelta(days=3), Decimal("62.50"), 40_000, "block"))
+    trades.append(prices.Trade("CCER", today - timedelta(days=3), Decimal("62.50"), 40_000, TradeKind.BLOCK))
     trades.append(prices.Trade("CDCER", today - timedelta(days=10), Decimal("38.00"), 1_200))
     prices.record_trades(session, actor, trades)
 
@@ -283,9 +284,12 @@ def existing_users(session: Session) -> list[ExistingUser]:
 
 def sample_certificate(session: Session) -> tuple[str, str] | None:
     """Number and verification code of the demo's valid certificate, for trying the public check."""
+    from registry.certificate.models import CertificateStatus
+
     row = session.execute(
         text(
-            "SELECT number, verification_code FROM certificate WHERE status = 'valid' ORDER BY issued_at LIMIT 1"
-        )
+            "SELECT number, verification_code FROM certificate WHERE status = :valid ORDER BY issued_at LIMIT 1"
+        ),
+        {"valid": CertificateStatus.VALID},
     ).first()
     return None if row is None else (row.number, row.verification_code)

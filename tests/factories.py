@@ -68,10 +68,12 @@ def bare_pledge(session: Session, account_id: UUID, pledge_id: UUID | None = Non
     from decimal import Decimal
 
     from registry.pledge.models import Pledge
+    from registry.pledge.states import PledgeStatus
+    from registry.valuation.models import ValuationMethod
 
     holder = ledger_reads.require_account(session, SYSTEM, account_id)
     row = Pledge(
-        status="active",
+        status=PledgeStatus.ACTIVE,
         registration_no=f"ZY-TEST-{next(_n):06d}",
         pledgee_party_id=party(session, PartyKind.BANK).id,
         pledgor_account_id=account_id,
@@ -86,7 +88,7 @@ def bare_pledge(session: Session, account_id: UUID, pledge_id: UUID | None = Non
         max_pledge_rate=Decimal("0.7"),
         warning_ratio=Decimal("1.3"),
         disposal_ratio=Decimal("1.1"),
-        valuation_method="lower_of",
+        valuation_method=ValuationMethod.LOWER_OF,
         created_at=AT,
     )
     if pledge_id is not None:

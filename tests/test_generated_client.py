@@ -33,6 +33,7 @@ from registry.ledger.models import PartyKind
 from registry.ledger.uscc import make as uscc
 from registry.principal import SYSTEM, Actor, Role
 from registry.valuation import prices
+from registry.valuation.models import TradeKind
 from tests import factories as f
 from tests.conftest import Live
 
@@ -69,7 +70,7 @@ def demo_like(engine: Engine) -> World:
         account = f.account(s, pledgor)
         f.issue(s, account.id, 25_000)
         prices.record_trades(s, actor, [prices.Trade("CCER", exchange_day(now), Decimal("68.50"), 12_000,
-                                                     "listed")])  # fmt: skip
+                                                     TradeKind.LISTED)])  # fmt: skip
         assert pledgor.credit_code is not None
         return World(
             bank_key=f.key(s, bank, Role.BANK),
@@ -167,7 +168,7 @@ def test_a_bank_walks_a_pledge_through_a_generated_client(
                          maturity_date=start + timedelta(days=364)),
         collateral=m("CollateralIn")(credit_type="CCER", quantity=10_000),
         terms=m("TermsIn")(max_pledge_rate="0.80", warning_ratio="1.30", disposal_ratio="1.10",
-                           valuation_method=m("TermsInValuationMethod").LOWER_OF),
+                           valuation_method=m("ValuationMethod").LOWER_OF),
         external_refs=m("ExternalRefs")(pboc_registration_no="0512 3456 7890 1234 9999", bank_ref="LN-2026-0100"),
     )  # fmt: skip
     pledge = api.ok("pledges", "create_pledge", bank, body=body, idempotency_key="LN-2026-0100-pledge")

@@ -32,7 +32,7 @@ from registry.ledger.models import Party, PartyKind
 from registry.ledger.service import Selection, SerialRange
 from registry.pledge import reads
 from registry.pledge import service as pledges
-from registry.pledge.states import InstructionType
+from registry.pledge.states import InstructionStatus, InstructionType
 from registry.principal import Actor, Principal, Role
 from registry.valuation import prices
 from tests import factories as f
@@ -123,7 +123,7 @@ def book(session: Session, clock: FixedClock) -> Book:
 
     def waiting(pledge: UUID) -> UUID:
         asked = reads.list_instructions(
-            session, Principal(None, Role.EXCHANGE), status="pending", after=None, limit=50
+            session, Principal(None, Role.EXCHANGE), status=InstructionStatus.PENDING, after=None, limit=50
         )
         return next(i.id for i in asked if i.pledge_id == pledge)
 

@@ -30,6 +30,8 @@ from registry.pledge import service as pledges
 from registry.pledge.states import InstructionType
 from registry.principal import Role
 from registry.valuation import prices
+from registry.valuation import service as valuation
+from registry.valuation.models import TradeKind, ValuationMethod
 from registry.valuation.service import reference, revalue
 from tests import factories as f
 from tests.test_api_ledger import snapshot
@@ -40,7 +42,10 @@ MONDAY = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
 
 def trades(
-    session: Session, *rows: tuple[str, str, int], credit_type: str = "CCER", kind: str = "listed"
+    session: Session,
+    *rows: tuple[str, str, int],
+    credit_type: str = "CCER",
+    kind: TradeKind = TradeKind.LISTED,
 ) -> None:
     prices.record_trades(session, f.system(MONDAY), [
         prices.Trade(credit_type, date.fromisoformat(d), Decimal(p), v, kind) for d, p, v in rows
@@ -54,7 +59,8 @@ class Book:
     account_id: Any
 
 
-def active_pledge(session: Session, *, units: int = 1000, principal: str = "50000.00", method: str = "lower_of",
+def active_pledge(session: Session, *, units: int = 1000, principal: str = "50000.00",
+                  method: ValuationMethod = ValuationMethod.LOWER_OF,
                   maturity: date = date(2027, 3, 1)) -> Book:  # fmt: skip
     bank = f.party(session, PartyKind.BANK)
     account = f.account(session)
@@ -96,17 +102,17 @@ class TestReferencePrice:
             ("2026-02-25", "64.00", 3000),
             ("2026-02-27", "66.00", 1000),
         )
-        trades(session, ("2026-02-26", "50.00", 100000), kind="block")  # block trades are kept apart
+        trades(session, ("2026-02-26", "50.00", 100000), kind=TradeKind.BLOCK)  # block trades are kept apart
         ref = reference(session, 1, date(2026, 3, 2), 20)
         assert ref.vwap == Decimal("65.60")  # (70·1000 + 64·3000 + 66·1000) / 5000
         assert (ref.last_close, ref.last_date) == (Decimal("66.00"), date(2026, 2, 27))
-        assert ref.price("lower_of") == (Decimal("65.60"), date(2026, 2, 27))
-        assert ref.price("last_close")[0] == Decimal("66.00") and not ref.stale
+        assert ref.price(ValuationMethod.LOWER_OF) == (Decimal("65.60"), date(2026, 2, 27))
+        assert ref.price(ValuationMethod.LAST_CLOSE)[0] == Decimal("66.00") and not ref.stale
 
     def test_no_trade_in_the_window_is_stale(self, session: Session) -> None:
         trades(session, ("2025-12-01", "71.00", 500))
         ref = reference(session, 1, date(2026, 3, 2), 20)
-        assert ref.stale and ref.vwap is None and ref.price("lower_of")[0] == Decimal("71.00")
+        assert ref.stale and ref.vwap is None and ref.price(ValuationMethod.LOWER_OF)[0] == Decimal("71.00")
         assert business_days_before(date(2026, 3, 2), 20) == date(2026, 2, 2)
 
     def test_a_batch_is_all_or_nothing_and_a_later_print_replaces(self, session: Session) -> None:
@@ -119,9 +125,78 @@ class TestReferencePrice:
         assert reference(session, 1, date(2026, 3, 2), 20).last_close == Decimal("67.00")
 
 
+class TestOneRuleInPythonAndSQL:
+    """The revaluation's SQL and the assessment's Python (registry/pledge/assessment.py) value a pledge by
+    the same rules: both forms run on the same inputs and must agree."""
+
+    D1, D2, D3 = date(2026, 2, 2), date(2026, 2, 26), date(2026, 2, 27)
+    # (vwap, its day, last close, its day). A VWAP always comes with a close (a trade in the window is a
+    # print on or before the day), so a VWAP without one is no input.
+    REFERENCES = (
+        (None, None, None, None),  # no print at all
+        (None, None, Decimal("71.00"), D1),  # stale: nothing in the window
+        (Decimal("65.60"), D2, Decimal("66.00"), D3),  # the VWAP is lower
+        (Decimal("66.00"), D2, Decimal("66.00"), D3),  # a tie: the close, and its day
+        (Decimal("70.00"), D2, Decimal("66.00"), D3),  # the close is lower
+    )
+
+    def test_the_price_a_method_values_at(self, session: Session) -> None:
+        sql = text(
+            f"SELECT {valuation.PRICE_SQL} AS price, {valuation.PRICE_DATE_SQL} AS price_date"
+            " FROM (VALUES (CAST(:method AS text))) AS p(valuation_method),"
+            " (VALUES (CAST(:vwap AS numeric(12, 2)), CAST(:vwap_date AS date), CAST(:last_close AS numeric(12, 2)),"
+            " CAST(:last_date AS date))) AS r(vwap, vwap_date, last_close, last_date)"
+        )
+        for vwap, vwap_date, last_close, last_date in self.REFERENCES:
+            ref = valuation.Reference(1, vwap, vwap_date, last_close, last_date)
+            for method in ValuationMethod:
+                row = session.execute(sql, {"method": method, "vwap": vwap, "vwap_date": vwap_date,
+                                            "last_close": last_close, "last_date": last_date}).one()  # fmt: skip
+                assert (row.price, row.price_date) == ref.price(method), (method, ref)
+
+    def test_value_coverage_pledge_rate_and_level(self, session: Session) -> None:
+        warning, disposal = Decimal("1.3000"), Decimal("1.1000")
+        cases = [
+            (q, Decimal(p), Decimal(h), Decimal(o))
+            for q in (1, 3, 1000, 10**12)
+            for p in ("0.01", "0.05", "68.50", "1000000000.00")
+            for h in ("0", "0.5000", "0.3333", "0.9999")  # 1 × 0.01 × 0.5 = 0.005: half a fen
+            for o in ("0", "1000.00", "50000.00", "1000000000000.00")
+        ]
+        rows = session.execute(
+            text(f"""
+                WITH priced AS (
+                    SELECT * FROM unnest(CAST(:q AS numeric[]), CAST(:p AS numeric(12, 2)[]),
+                                         CAST(:h AS numeric(5, 4)[]), CAST(:o AS numeric(18, 2)[]))
+                           WITH ORDINALITY AS t(quantity, price, haircut, outstanding_principal, n)
+                ), valued AS (
+                    SELECT *, {valuation.VALUE_SQL} AS value, CAST(:w AS numeric(7, 4)) AS warning_ratio,
+                           CAST(:d AS numeric(7, 4)) AS disposal_ratio
+                      FROM priced
+                )
+                SELECT value, {valuation.COVERAGE_SQL} AS coverage, {valuation.PLEDGE_RATE_SQL} AS rate,
+                       {valuation.LEVEL_SQL} AS level
+                  FROM valued ORDER BY n"""),
+            {"q": [c[0] for c in cases], "p": [c[1] for c in cases], "h": [c[2] for c in cases],
+             "o": [c[3] for c in cases], "w": warning, "d": disposal},
+        ).all()  # fmt: skip
+        assert len(rows) == len(cases)
+        for (quantity, price, haircut, outstanding), row in zip(cases, rows, strict=True):
+            made = valuation.figures(quantity=quantity, price=price, haircut=haircut, outstanding=outstanding)
+            level = valuation.level(
+                made.collateral_value, outstanding, warning_ratio=warning, disposal_ratio=disposal
+            )
+            case = (quantity, price, haircut, outstanding)
+            assert (row.value, row.coverage, row.rate) == (
+                made.collateral_value, made.coverage_ratio, made.pledge_rate), case  # fmt: skip
+            assert row.level == level, case
+
+
 class TestMarginAlerts:
     def test_a_crossing_raises_once_and_recovery_clears(self, session: Session) -> None:
-        book = active_pledge(session, method="vwap")  # 1,000 t for 50,000 CNY: lines at 65,000 and 55,000
+        book = active_pledge(
+            session, method=ValuationMethod.VWAP
+        )  # 1,000 t for 50,000 CNY: lines at 65,000 and 55,000
         trades(session, ("2026-02-27", "70.00", 1000))
         revalue(session, now=MONDAY)
         assert latest_level(session, book.pledge_id) == ("ok", False, Decimal("1.4000"))

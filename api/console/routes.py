@@ -36,6 +36,7 @@ from api.routers.pledges import instruction_read, pledge_reads
 from registry import authz, charts, text
 from registry.alert import policy as alert_policy
 from registry.alert import service as alerts
+from registry.alert.models import AlertStatus
 from registry.audit import service as audit
 from registry.certificate import service as certificates
 from registry.errors import InvalidInput, NotFound, RegistryError
@@ -43,7 +44,7 @@ from registry.ledger import repository as ledger_repo
 from registry.pledge import reads
 from registry.pledge import service as pledges
 from registry.pledge.rules import MAX_PRINCIPAL
-from registry.pledge.states import PledgeStatus
+from registry.pledge.states import InstructionStatus, PledgeStatus
 from registry.principal import Actor, Role
 from registry.ratelimit import service as ratelimit
 from registry.users import service as users
@@ -256,7 +257,7 @@ def confirm(
     if refused is not None:
         return _refused(request, user, refused, "/console/queue")
     instruction = decided[0]
-    if instruction.status == "pending":  # first pair of eyes on a disposal
+    if instruction.status == InstructionStatus.PENDING:  # first pair of eyes on a disposal
         return _redirect("/console/queue?done=reviewed")
     render_after_response(request, background, instruction.pledge_id)
     return _redirect(f"/console/pledges/{instruction.pledge_id}?done=confirmed")
@@ -392,7 +393,7 @@ def pledges_page(
     status: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     statuses = tuple(PledgeStatus)
-    chosen = status if status in statuses else None
+    chosen = PledgeStatus(status) if status in statuses else None  # a word it does not know: all of them
     items = reads.list_pledges(session, user.principal, status=chosen, after=None, limit=200)
     shown = pledge_reads(session, items)
     names = ledger_repo.party_names(
@@ -486,7 +487,7 @@ def certificate(
 @router.get("/alerts")
 def alerts_page(request: Request, session: SessionDep, user: UserDep, done: str | None = None) -> Response:
     rows = alerts.list_alerts(
-        session, user.principal, pledge_id=None, kind=None, status="open", after=None, limit=500
+        session, user.principal, pledge_id=None, kind=None, status=AlertStatus.OPEN, after=None, limit=500
     )
     return render(request, "alerts.html", user, alerts=rows, notice=_notice(done))
 

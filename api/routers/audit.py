@@ -12,9 +12,10 @@ from api.deps import SessionDep
 from api.pagination import Cursor, Limit, encode, int_cursor
 from api.routers.common import errors
 from api.schemas.audit import AuditVerifyRead, BadEventRead, UnitEventRead, UnitHistoryPage, UnitPlace
-from api.schemas.common import SERIAL_MAX, CreditTypeCode
+from api.schemas.common import CreditTypeCode
 from registry import authz
 from registry.audit import service as audit
+from registry.ledger.models import SERIAL_MAX
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 

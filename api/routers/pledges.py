@@ -38,6 +38,7 @@ from api.schemas.valuation import ValuationRead
 from registry.certificate import service as certificates
 from registry.errors import InvalidInput
 from registry.ledger import repository as ledger_repo
+from registry.ledger.models import BlockStatus
 from registry.ledger.service import Selection, SerialRange
 from registry.money import money, ratio
 from registry.pledge import reads
@@ -142,8 +143,8 @@ def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
                 pledgor_party_id=p.pledgor_party_id,
                 borrower_party_id=p.borrower_party_id,
                 credit_type=codes[p.credit_type_id],
-                quantity=sum(b.quantity for b in units if b.status == "frozen"),
-                held_quantity=sum(b.quantity for b in units if b.status == "held"),
+                quantity=sum(b.quantity for b in units if b.status == BlockStatus.FROZEN),
+                held_quantity=sum(b.quantity for b in units if b.status == BlockStatus.HELD),
                 loan=LoanRead(
                     contract_no=p.contract_no,
                     principal=money(p.principal),

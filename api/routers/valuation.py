@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Query, Request
@@ -33,19 +33,17 @@ from api.schemas.valuation import (
 )
 from registry import outbound
 from registry.alert import service as alerts
+from registry.alert.models import AlertKind, AlertStatus, DeliveryStatus
 from registry.calendar import check_day, exchange_day
 from registry.errors import InvalidInput
 from registry.ledger import service as ledger
 from registry.pledge import reads
 from registry.valuation import prices
 from registry.valuation import service as valuation
+from registry.valuation.models import TradeKind, ValuationMethod
 
 # Two tags: prices and valuations; alerts and webhooks (each route says which).
 router = APIRouter(prefix="/v1")
-
-AlertKind = Literal[
-    "margin_warning", "margin_disposal", "maturity_upcoming", "matured_unreleased", "price_stale"
-]
 
 
 class TradeBatch(RootModel[Annotated[list[TradeIn], Body(min_length=1, max_length=5000)]]):
@@ -79,7 +77,7 @@ def post_trades(request: Request, body: TradeBatch, session: SessionDep, actor: 
             summary="Daily prints of a credit type, oldest first, and its reference price as of `to`")  # fmt: skip
 def get_prices(credit_type: Annotated[CreditTypeCode, Path()], session: SessionDep, principal: PrincipalDep,
                settings: SettingsDep, clock: ClockDep, start: Annotated[date | None, Query(alias="from")] = None,
-               to: date | None = None, kind: Literal["listed", "block"] | None = None, limit: Limit = 100,
+               to: date | None = None, kind: TradeKind | None = None, limit: Limit = 100,
                cursor: Cursor = None) -> PricesPage:  # fmt: skip
     ct = ledger.require_credit_type(session, credit_type)
     assert ct.id is not None
@@ -88,7 +86,7 @@ def get_prices(credit_type: Annotated[CreditTypeCode, Path()], session: SessionD
         check_day(start, "from", today=today)
     as_of = check_day(to, "to", today=today) if to is not None else today
     ref = valuation.reference(session, ct.id, as_of, settings.vwap_days)
-    lower = ref.price("lower_of")[0] if ref.vwap is not None else None
+    lower = ref.price(ValuationMethod.LOWER_OF)[0] if ref.vwap is not None else None
     rows = prices.prints(
         session, ct.id, start=start, end=to, kind=kind, after=_print_cursor(cursor), limit=limit
     )
@@ -119,7 +117,7 @@ def list_valuations(pledge_id: UUID, session: SessionDep, principal: PrincipalDe
             responses=errors(401, 403, 422, 503),
             summary="Alerts (bank: its own; exchange and auditor: all)")  # fmt: skip
 def list_alerts(session: SessionDep, principal: PrincipalDep, pledge_id: UUID | None = None,
-                kind: AlertKind | None = None, status: Literal["open", "cleared"] | None = None,
+                kind: AlertKind | None = None, status: AlertStatus | None = None,
                 limit: Limit = 100, cursor: Cursor = None) -> AlertPage:  # fmt: skip
     rows = alerts.list_alerts(session, principal, pledge_id=pledge_id, kind=kind, status=status,
                               after=int_cursor(cursor), limit=limit)  # fmt: skip
@@ -156,14 +154,14 @@ def get_webhook(session: SessionDep, principal: PrincipalDep) -> WebhookRead:
             response_model=DeliveryPage, responses=errors(401, 403, 422, 503),
             summary="Webhook deliveries and their state; `?status=failed` shows what never arrived")  # fmt: skip
 def list_deliveries(session: SessionDep, principal: PrincipalDep,
-                    status: Literal["pending", "delivered", "failed"] | None = None, limit: Limit = 100,
+                    status: DeliveryStatus | None = None, limit: Limit = 100,
                     cursor: Cursor = None) -> DeliveryPage:  # fmt: skip
     rows = alerts.deliveries(session, principal, status=status, after=int_cursor(cursor), limit=limit)
     return DeliveryPage(items=[DeliveryRead.model_validate(r, from_attributes=True) for r in rows],
                 next_cursor=encode(rows[-1].id) if len(rows) == limit else None)  # fmt: skip
 
 
-def _print_cursor(cursor: str | None) -> tuple[date, str] | None:
+def _print_cursor(cursor: str | None) -> tuple[date, TradeKind] | None:
     """The print a page of prices starts after: its day (as an ordinal) and its kind (an index)."""
     pair = pair_cursor(cursor)
     if pair is None:

@@ -6,26 +6,29 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from api.schemas.common import Page
+from registry.audit.models import EventKind
+from registry.ledger.models import BlockStatus
+from registry.principal import Role
 
 
 class UnitPlace(BaseModel):
     account_id: UUID | None
     account_number: str | None
     party_id: UUID | None
-    status: str | None
+    status: BlockStatus | None
     pledge_id: UUID | None
 
 
 class UnitEventRead(BaseModel):
     id: int
-    kind: str
+    kind: EventKind
     occurred_at: datetime
     batch_id: UUID
     serial_start: int
     serial_end: int
     before: UnitPlace
     after: UnitPlace
-    actor_role: str
+    actor_role: Role
     actor_party_id: UUID | None
     operator: str | None
     on_behalf_of: UUID | None

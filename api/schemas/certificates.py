@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from api.schemas.common import Page
-
-CertificateStatus = Literal["valid", "superseded", "revoked"]
+from registry.certificate.models import CertificateStatus
 
 
 class CertificateRead(BaseModel):

@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from registry import money, text
+from registry.ledger.models import CREDIT_TYPE_CODE, SERIAL_MAX, VINTAGE_MAX, VINTAGE_MIN
+from registry.ledger.service import MAX_QUANTITY
 
 T = TypeVar("T")
 
@@ -40,15 +42,18 @@ def _documented(max_length: int) -> WithJsonSchema:
 Name = Annotated[str, _clean(text.NAME_MAX), _documented(text.NAME_MAX)]
 ShortText = Annotated[str, _clean(text.SHORT_MAX), _documented(text.SHORT_MAX)]
 Reason = Annotated[str, _clean(text.REASON_MAX), _documented(text.REASON_MAX)]
-CreditTypeCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_-]{1,15}$")]
+CreditTypeCode = Annotated[str, Field(pattern=CREDIT_TYPE_CODE)]
 
 # Strict: pydantic would otherwise take `true` as 1 and "5" or 5.0 as 5.
-SERIAL_MAX = (1 << 40) - 1
 Quantity = Annotated[
-    int, Field(strict=True, ge=1, le=10**12, description="Whole units (1 unit = 1 tCO2e for CCER).")
+    int, Field(strict=True, ge=1, le=MAX_QUANTITY, description="Whole units (1 unit = 1 tCO2e for CCER).")
 ]
 Serial = Annotated[int, Field(strict=True, ge=1, le=SERIAL_MAX)]
-Vintage = Annotated[int, Field(strict=True, ge=1990, le=2100, description="year of the reductions")]
+Vintage = Annotated[
+    int, Field(strict=True, ge=VINTAGE_MIN, le=VINTAGE_MAX, description="year of the reductions")
+]
+# Blocks a request may name one by one (an API bound: the registry takes any number).
+MAX_NAMED_BLOCKS = 1000
 
 
 def _decimal_string(value: object) -> object:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Self
 from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.common import (
+    MAX_NAMED_BLOCKS,
     CreditTypeCode,
     Name,
     Page,
@@ -17,6 +18,8 @@ from api.schemas.common import (
     ShortText,
     Vintage,
 )
+from registry.ledger.models import AccountStatus, BlockStatus, PartyKind
+from registry.ledger.settlement import MAX_LINES
 
 # 统一社会信用代码 (GB 32100-2015): 18 characters; the checksum is verified by the service.
 CreditCode = Field(
@@ -28,14 +31,14 @@ CreditCode = Field(
 
 class PartyCreate(Schema):
     name: Name
-    kind: Literal["bank", "enterprise", "exchange", "auditor"]
+    kind: PartyKind
     credit_code: str | None = CreditCode
 
 
 class PartyRead(BaseModel):
     id: UUID
     name: str
-    kind: str
+    kind: PartyKind
     credit_code: str | None
     created_at: datetime
 
@@ -48,7 +51,7 @@ class AccountRead(BaseModel):
     id: UUID
     number: str
     party_id: UUID
-    status: str
+    status: AccountStatus
     created_at: datetime
 
 
@@ -119,7 +122,7 @@ class UnitsSelection(Schema):
 
     quantity: Quantity | None = None
     credit_type: CreditTypeCode | None = None
-    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
+    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=MAX_NAMED_BLOCKS)
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
@@ -142,7 +145,7 @@ class TransferLine(TransferCreate):
 
 
 class TransferBatchCreate(Schema):
-    transfers: list[TransferLine] = Field(min_length=1, max_length=20_000)
+    transfers: list[TransferLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
 class RetirementCreate(UnitsSelection):
@@ -193,13 +196,13 @@ class HoldingRead(BaseModel):
     serial_start: int
     serial_end: int
     quantity: int
-    status: Literal["available", "held", "frozen", "retired"]
+    status: BlockStatus
     pledge_id: UUID | None
 
 
 class HoldingTotal(BaseModel):
     credit_type: str
-    status: str
+    status: BlockStatus
     quantity: int
     blocks: int
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.certificates import CertificateRead
 from api.schemas.common import (
+    MAX_NAMED_BLOCKS,
     Day,
     DecimalString,
     MoneyOut,
@@ -22,7 +23,11 @@ from api.schemas.common import (
 )
 from api.schemas.ledger import BlockRef, UnitsSelection
 from api.schemas.valuation import ValuationRead
+from registry.ledger.models import BlockStatus, PartyKind
+from registry.pledge.models import MAX_LINE_RATIO
 from registry.pledge.rules import MAX_PRINCIPAL
+from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
+from registry.valuation.models import ValuationLevel, ValuationMethod
 
 # Money and ratios are decimal strings (API.md): a JSON number has already been rounded by a client's float.
 _MONEY = r"^\d{1,13}(\.\d{1,2})?$"
@@ -41,7 +46,7 @@ MoneyOrZero = Annotated[
 Ratio = Annotated[
     Decimal,
     DecimalString,
-    Field(gt=0, le=10, max_digits=7, decimal_places=4),
+    Field(gt=0, le=MAX_LINE_RATIO, max_digits=7, decimal_places=4),
     decimal_schema(r"^\d{1,2}(\.\d{1,4})?$", 'a ratio as a decimal string, e.g. "1.30"'),
 ]
 Fraction = Annotated[
@@ -74,7 +79,7 @@ class TermsIn(Schema):
     max_pledge_rate: Fraction = Field(description="loan principal / collateral value cap, e.g. 0.70")
     warning_ratio: Ratio = Field(description="coverage warning line (警戒线), e.g. 1.30")
     disposal_ratio: Ratio = Field(description="coverage disposal line (处置线), e.g. 1.10")
-    valuation_method: Literal["vwap", "last_close", "lower_of"] = "lower_of"
+    valuation_method: ValuationMethod = ValuationMethod.LOWER_OF
     haircut: Fraction = Decimal(0)
 
     @model_validator(mode="after")
@@ -109,7 +114,7 @@ class PledgeCreate(Schema):
 class InstructionCreate(Schema):
     type: Literal["top_up", "release", "dispose"]
     quantity: Quantity | None = None
-    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=1000)
+    blocks: list[BlockRef] | None = Field(default=None, min_length=1, max_length=MAX_NAMED_BLOCKS)
     reason: Reason | None = None
     outstanding_principal: MoneyOrZero | None = Field(
         default=None, description="release: the loan's outstanding principal after the repayment"
@@ -163,7 +168,7 @@ class AssessmentRead(BaseModel):
     collateral_value: MoneyOut | None
     pledge_rate: RatioOut | None
     coverage_ratio: RatioOut | None
-    level: Literal["ok", "warning", "disposal"] | None
+    level: ValuationLevel | None
     within_terms: bool = Field(
         description="the pledge rate is within the cap and coverage above the disposal line"
     )
@@ -172,8 +177,8 @@ class AssessmentRead(BaseModel):
 class InstructionRead(BaseModel):
     id: UUID
     pledge_id: UUID
-    type: str
-    status: str
+    type: InstructionType
+    status: InstructionStatus
     quantity: int | None
     blocks: list[BlockRef] | None
     reason: str | None
@@ -213,7 +218,7 @@ class PledgedBlock(BaseModel):
     serial_start: int
     serial_end: int
     quantity: int
-    status: Literal["held", "frozen"]
+    status: Literal[BlockStatus.HELD, BlockStatus.FROZEN]
 
 
 class LoanRead(BaseModel):
@@ -229,7 +234,7 @@ class TermsRead(BaseModel):
     max_pledge_rate: RatioOut
     warning_ratio: RatioOut
     disposal_ratio: RatioOut
-    valuation_method: str
+    valuation_method: ValuationMethod
     haircut: RatioOut
 
 
@@ -247,12 +252,12 @@ class PartyLookupRead(BaseModel):
 
     id: UUID
     name: str
-    kind: str
+    kind: PartyKind
 
 
 class PledgeRead(BaseModel):
     id: UUID
-    status: str
+    status: PledgeStatus
     registration_no: str | None
     pledgee_party_id: UUID
     pledgor_account_id: UUID

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,11 +17,22 @@ from api.schemas.common import (
     Schema,
     decimal_schema,
 )
+from registry.alert.models import AlertKind, AlertStatus, DeliveryStatus, WebhookEvent
+from registry.alert.service import MIN_SECRET_LENGTH
+from registry.outbound import MAX_URL_LENGTH
+from registry.valuation.models import (
+    MAX_PRICE,
+    MAX_VOLUME,
+    TradeKind,
+    ValuationError,
+    ValuationLevel,
+    ValuationMethod,
+)
 
 Price = Annotated[
     Decimal,
     DecimalString,
-    Field(gt=0, le=Decimal("1e9"), max_digits=11, decimal_places=2),
+    Field(gt=0, le=MAX_PRICE, max_digits=11, decimal_places=2),
     decimal_schema(r"^\d{1,9}(\.\d{1,2})?$", 'CNY per unit as a decimal string, e.g. "68.50"'),
 ]
 
@@ -32,8 +43,8 @@ class TradeIn(Schema):
     price: Price = Field(
         description="the day's price: for listed trades their VWAP (the national market's close)"
     )
-    volume: Annotated[int, Field(strict=True, gt=0, le=10**12, description="units traded")]
-    kind: Literal["listed", "block"] = "listed"
+    volume: Annotated[int, Field(strict=True, gt=0, le=MAX_VOLUME, description="units traded")]
+    kind: TradeKind = TradeKind.LISTED
 
 
 class TradesLoaded(BaseModel):
@@ -44,7 +55,7 @@ class TradesLoaded(BaseModel):
 
 class TradeRead(BaseModel):
     trade_date: date
-    kind: str
+    kind: TradeKind
     price: MoneyOut
     volume: int
 
@@ -70,7 +81,7 @@ class ValuationRead(BaseModel):
     id: int
     valued_at: datetime
     as_of: date
-    method: str
+    method: ValuationMethod
     price: MoneyOut | None
     price_date: date | None
     stale: bool
@@ -79,8 +90,8 @@ class ValuationRead(BaseModel):
     outstanding_principal: MoneyOut
     coverage_ratio: RatioOut | None
     pledge_rate: RatioOut | None
-    level: Literal["ok", "warning", "disposal"] | None
-    error: Literal["out_of_range", "error"] | None = Field(
+    level: ValuationLevel | None
+    error: ValuationError | None = Field(
         default=None,
         description="set when this pledge could not be valued (the figures are then null): `out_of_range` "
         "when a figure could not be stored; the other pledges were valued all the same",
@@ -103,7 +114,7 @@ class AlertDetails(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     coverage_ratio: RatioOut | None = _member()
-    level: Literal["ok", "warning", "disposal"] | None = _member()
+    level: ValuationLevel | None = _member()
     price: MoneyOut | None = _member("the reference price it was valued at")
     price_date: date | None = _member()
     stale: bool | None = _member()
@@ -117,9 +128,9 @@ class AlertRead(BaseModel):
     id: int
     pledge_id: UUID
     registration_no: str | None
-    kind: str
+    kind: AlertKind
     trigger: str
-    status: Literal["open", "cleared"]
+    status: AlertStatus
     raised_at: datetime
     cleared_at: datetime | None
     acked_at: datetime | None
@@ -132,21 +143,21 @@ class AlertEvent(BaseModel):
     `X-Registry-Signature: sha256=<hex HMAC-SHA256 of the body with the bank's secret>` and
     `X-Registry-Delivery` (the same for every retry of one delivery: deduplicate on it)."""
 
-    event: Literal["alert.raised", "alert.cleared"]
+    event: WebhookEvent
     alert_id: int
     pledge_id: UUID
-    kind: str = Field(description="as in `GET /v1/alerts`: margin_warning, margin_disposal, …")
+    kind: AlertKind = Field(description="as in `GET /v1/alerts`")
     trigger: str
     details: AlertDetails
     at: datetime
 
 
 class WebhookIn(Schema):
-    url: Annotated[str, Field(min_length=8, max_length=500)]
+    url: Annotated[str, Field(min_length=8, max_length=MAX_URL_LENGTH)]
     secret: Annotated[
         str,
         Field(
-            min_length=16,
+            min_length=MIN_SECRET_LENGTH,
             max_length=200,
             pattern=r"^[\x21-\x7e]+$",
             description="shared secret for the HMAC-SHA256 signature",
@@ -163,7 +174,7 @@ class DeliveryRead(BaseModel):
     id: int
     alert_id: int
     event: str
-    status: Literal["pending", "delivered", "failed"]
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime
     last_error: str | None = Field(

@@ -6,7 +6,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import CheckConstraint, Column, ForeignKey, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
-from registry.base import one_of, timestamptz
+from registry.base import TextEnum, one_of, timestamptz
 from registry.principal import Role
 
 # The roles an API key or a console user may be given: every role but the registry's own.
@@ -23,7 +23,7 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     digest: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     party_id: UUID = Field(sa_column=Column(ForeignKey("party.id"), nullable=False, index=True))
-    role: str = Field(sa_column=Column(Text, nullable=False))
+    role: Role = Field(sa_column=Column(TextEnum(Role), nullable=False))
     operator: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=timestamptz())
     revoked_at: datetime | None = Field(default=None, sa_column=timestamptz(nullable=True))

@@ -58,7 +58,7 @@ def create_key(
         prefix=prefix,
         digest=digest(key),
         party_id=party.id,
-        role=role.value,
+        role=role,
         operator=operator,
         created_at=now,
     )

@@ -40,6 +40,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from registry import outbound
+from registry.alert.models import DeliveryStatus
 from registry.clock import Clock
 from registry.config import Settings
 
@@ -110,14 +111,15 @@ def claim_next(session: Session, party_id: UUID, *, now: datetime, lease: timede
     return found[0] if found else None
 
 
-_CLAIM = """
+_PENDING = DeliveryStatus.PENDING
+_CLAIM = f"""
     WITH first AS (
         SELECT DISTINCT ON (d.party_id) d.id, d.next_attempt_at
           FROM webhook_delivery d
-         WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND d.party_id <> ALL(CAST(:busy AS uuid[]))
+         WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= :now AND d.party_id <> ALL(CAST(:busy AS uuid[]))
            AND NOT EXISTS (SELECT 1 FROM webhook_delivery f
-                            WHERE f.party_id = d.party_id AND f.status = 'pending' AND f.lease_until > :now)
-           {party}
+                            WHERE f.party_id = d.party_id AND f.status = '{_PENDING}' AND f.lease_until > :now)
+           {{party}}
          ORDER BY d.party_id, d.next_attempt_at, d.id
     ),
     picked AS (
@@ -157,15 +159,15 @@ def record(session: Session, delivery: Claimed, error: str | None, *, now: datet
     """The attempt's outcome, unless the lease was lost meanwhile (another sender took the delivery)."""
     if error is None:
         session.execute(
-            text("UPDATE webhook_delivery SET status = 'delivered', delivered_at = :now, last_error = NULL, "
-                 "lease_until = NULL WHERE id = :id AND attempts = :a AND status = 'pending'"),
+            text(f"UPDATE webhook_delivery SET status = '{DeliveryStatus.DELIVERED}', delivered_at = :now, "
+                 f"last_error = NULL, lease_until = NULL WHERE id = :id AND attempts = :a AND status = '{_PENDING}'"),
             {"now": now, "id": delivery.id, "a": delivery.attempts},
         )  # fmt: skip
         return
     session.execute(
         text("UPDATE webhook_delivery SET last_error = :e, next_attempt_at = :next, lease_until = NULL, "
-             "status = CASE WHEN attempts >= :max THEN 'failed' ELSE 'pending' END "
-             "WHERE id = :id AND attempts = :a AND status = 'pending'"),
+             f"status = CASE WHEN attempts >= :max THEN '{DeliveryStatus.FAILED}' ELSE '{_PENDING}' END "
+             f"WHERE id = :id AND attempts = :a AND status = '{_PENDING}'"),
         {"e": error[:40], "next": now + backoff(delivery.attempts), "max": MAX_ATTEMPTS, "id": delivery.id,
          "a": delivery.attempts},
     )  # fmt: skip

@@ -16,20 +16,26 @@ from sqlmodel import Session
 
 from registry import isolation, outbound
 from registry.alert import policy as alert_policy
+from registry.alert.models import AlertKind, AlertStatus, DeliveryStatus, WebhookEvent
 from registry.calendar import exchange_day
 from registry.errors import InvalidInput, NotFound
 from registry.principal import Actor, Principal
 
-_MATURITY = """
+# A pledge status, written here because pledge sits above alert (it imports this module);
+# tests/test_vocabulary.py holds it equal to PledgeStatus.ACTIVE.
+ACTIVE_PLEDGE = "active"
+A = AlertKind
+
+_MATURITY = f"""
 WITH due AS (
     SELECT p.id AS pledge_id, p.pledgee_party_id, p.maturity_date,
            (SELECT min(k) FROM unnest(CAST(:days AS int[])) AS k WHERE p.maturity_date - k <= :today) AS days_before
       FROM pledge p
-     WHERE p.status = 'active' AND p.maturity_date - :max_days <= :today {pledge_filter}
+     WHERE p.status = '{ACTIVE_PLEDGE}' AND p.maturity_date - :max_days <= :today {{pledge_filter}}
 ),
 upcoming AS (
     INSERT INTO alert (pledge_id, pledgee_party_id, kind, trigger, raised_at, details)
-    SELECT pledge_id, pledgee_party_id, 'maturity_upcoming', days_before::text, :now,
+    SELECT pledge_id, pledgee_party_id, '{A.MATURITY_UPCOMING}', days_before::text, :now,
            jsonb_build_object('maturity_date', maturity_date, 'days_before', days_before)
       FROM due WHERE days_before IS NOT NULL AND maturity_date > :today
     ON CONFLICT DO NOTHING
@@ -37,7 +43,7 @@ upcoming AS (
 ),
 matured AS (
     INSERT INTO alert (pledge_id, pledgee_party_id, kind, trigger, raised_at, details)
-    SELECT pledge_id, pledgee_party_id, 'matured_unreleased', '', :now,
+    SELECT pledge_id, pledgee_party_id, '{A.MATURED_UNRELEASED}', '', :now,
            jsonb_build_object('maturity_date', maturity_date)
       FROM due WHERE maturity_date <= :today
     ON CONFLICT DO NOTHING
@@ -45,10 +51,10 @@ matured AS (
 ),
 cleared AS (
     -- A closed pledge has no open alerts; a reminder of a maturity that has come is done.
-    UPDATE alert a SET status = 'cleared', cleared_at = :now
+    UPDATE alert a SET status = '{AlertStatus.CLEARED}', cleared_at = :now
       FROM pledge p
-     WHERE p.id = a.pledge_id AND a.status = 'open' {pledge_filter}
-       AND (p.status <> 'active' OR (a.kind = 'maturity_upcoming' AND p.maturity_date <= :today))
+     WHERE p.id = a.pledge_id AND a.status = '{AlertStatus.OPEN}' {{pledge_filter}}
+       AND (p.status <> '{ACTIVE_PLEDGE}' OR (a.kind = '{A.MATURITY_UPCOMING}' AND p.maturity_date <= :today))
     RETURNING a.id, a.pledge_id, a.pledgee_party_id, a.kind, a.trigger, a.details
 ),
 outbox AS (
@@ -57,8 +63,9 @@ outbox AS (
            jsonb_build_object('event', e.event, 'alert_id', e.id, 'pledge_id', e.pledge_id, 'kind', e.kind,
                               'trigger', e.trigger, 'details', e.details, 'at', :now),
            :now, :now
-      FROM (SELECT *, 'alert.raised' AS event FROM upcoming UNION ALL SELECT *, 'alert.raised' FROM matured
-            UNION ALL SELECT *, 'alert.cleared' FROM cleared) e
+      FROM (SELECT *, '{WebhookEvent.RAISED}' AS event FROM upcoming
+            UNION ALL SELECT *, '{WebhookEvent.RAISED}' FROM matured
+            UNION ALL SELECT *, '{WebhookEvent.CLEARED}' FROM cleared) e
       JOIN webhook wh ON wh.party_id = e.pledgee_party_id
     RETURNING 1
 )
@@ -68,10 +75,10 @@ SELECT (SELECT count(*) FROM upcoming) + (SELECT count(*) FROM matured) AS raise
 
 
 # The pledges the statement above may touch: due ones, and those with open alerts.
-_MATURITY_PLEDGES = """
+_MATURITY_PLEDGES = f"""
 SELECT p.id FROM pledge p
- WHERE (p.status = 'active' AND p.maturity_date - :max_days <= :today)
-    OR EXISTS (SELECT 1 FROM alert a WHERE a.pledge_id = p.id AND a.status = 'open')
+ WHERE (p.status = '{ACTIVE_PLEDGE}' AND p.maturity_date - :max_days <= :today)
+    OR EXISTS (SELECT 1 FROM alert a WHERE a.pledge_id = p.id AND a.status = '{AlertStatus.OPEN}')
  ORDER BY p.id
 """
 
@@ -111,8 +118,8 @@ def clear_closed(session: Session, pledge_id: UUID, *, now: datetime) -> int:
 # --- reading and acknowledging ---------------------------------------------------------------------
 
 
-def list_alerts(session: Session, principal: Principal, *, pledge_id: UUID | None, kind: str | None,
-                status: str | None, after: int | None, limit: int) -> list[Any]:  # fmt: skip
+def list_alerts(session: Session, principal: Principal, *, pledge_id: UUID | None, kind: AlertKind | None,
+                status: AlertStatus | None, after: int | None, limit: int) -> list[Any]:  # fmt: skip
     scope = alert_policy.require_reader(principal)
     return list(
         session.execute(
@@ -155,6 +162,9 @@ def acknowledge(session: Session, actor: Actor, alert_id: int) -> Any:
 # --- webhooks -------------------------------------------------------------------------------------
 
 
+MIN_SECRET_LENGTH = 16  # an HMAC key a bank chooses: long enough not to be guessed
+
+
 def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, policy: outbound.Policy) -> None:
     """A bank's endpoint for alerts, signed with its secret (HMAC-SHA256 of the body). The URL is checked
     by the code that will call it (registry/outbound.py), and checked again at every delivery."""
@@ -164,8 +174,8 @@ def set_webhook(session: Session, actor: Actor, *, url: str, secret: str, policy
         outbound.check(url, policy)
     except outbound.Refused as refused:
         raise InvalidInput("url", refused.reason) from None
-    if len(secret) < 16:
-        raise InvalidInput("secret", "at least 16 characters")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidInput("secret", f"at least {MIN_SECRET_LENGTH} characters")
     session.execute(
         text("""
             INSERT INTO webhook (party_id, url, secret, updated_at) VALUES (:p, :u, :s, :now)
@@ -185,7 +195,7 @@ def get_webhook(session: Session, principal: Principal) -> Any:
     return row
 
 
-def deliveries(session: Session, principal: Principal, *, status: str | None, after: int | None,
+def deliveries(session: Session, principal: Principal, *, status: DeliveryStatus | None, after: int | None,
                limit: int) -> list[Any]:  # fmt: skip
     scope = alert_policy.require_reader(principal)  # deliveries of alerts: the lender's as the alerts are
     return list(

@@ -22,7 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INT8RANGE, Range
 from sqlmodel import Field, SQLModel
 
-from registry.base import timestamptz
+from registry.base import TextEnum, timestamptz
+from registry.principal import Role
 
 
 class EventKind(StrEnum):
@@ -69,18 +70,19 @@ class AuditEvent(SQLModel, table=True):
     )
     account_id: UUID = Field(nullable=False)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-    kind: str = Field(sa_column=Column(Text, nullable=False))
+    kind: EventKind = Field(sa_column=Column(TextEnum(EventKind), nullable=False))
     credit_type_id: int = Field(sa_column=Column(SmallInteger, nullable=False))
     batch_id: UUID = Field(nullable=False)
     serial_start: int = Field(sa_column=Column(BigInteger, nullable=False))
     serial_end: int = Field(sa_column=Column(BigInteger, nullable=False))
     from_account_id: UUID | None = None
+    # A block's status (ledger's BlockStatus; the ledger sits above the audit trail, so plain text here).
     from_status: str | None = Field(default=None, sa_column=Column(Text))
     from_pledge_id: UUID | None = None
     to_account_id: UUID | None = None
     to_status: str | None = Field(default=None, sa_column=Column(Text))
     to_pledge_id: UUID | None = None
-    actor_role: str = Field(sa_column=Column(Text, nullable=False))
+    actor_role: Role = Field(sa_column=Column(TextEnum(Role), nullable=False))
     actor_party_id: UUID | None = None
     actor_key_id: UUID | None = None
     operator: str | None = Field(default=None, sa_column=Column(Text))

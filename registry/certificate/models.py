@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from registry.base import one_of, timestamptz
+from registry.base import TextEnum, one_of, timestamptz
 
 
 class CertificateStatus(StrEnum):
@@ -63,7 +63,7 @@ class Certificate(SQLModel, table=True):
     number: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     pledge_id: UUID = Field(sa_column=Column(ForeignKey("pledge.id"), nullable=False))
     version: int = Field(sa_column=Column(Integer, nullable=False))
-    status: str = Field(sa_column=Column(Text, nullable=False))
+    status: CertificateStatus = Field(sa_column=Column(TextEnum(CertificateStatus), nullable=False))
     instruction_id: UUID = Field(sa_column=Column(ForeignKey("instruction.id"), nullable=False))
     issued_at: datetime = Field(sa_column=timestamptz())
     status_changed_at: datetime | None = Field(default=None, sa_column=timestamptz(nullable=True))

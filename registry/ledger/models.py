@@ -32,6 +32,9 @@ from registry.base import TextEnum, one_of, timestamptz
 # so that a plain GiST exclusion constraint (no btree_gist needed) forbids overlaps within a type.
 SERIAL_BITS = 40
 SERIAL_MAX = (1 << SERIAL_BITS) - 1
+# A credit type's code, and the years an issuance's vintage may name (the API's schemas check the same).
+CREDIT_TYPE_CODE = r"^[A-Z][A-Z0-9_-]{1,15}$"
+VINTAGE_MIN, VINTAGE_MAX = 1990, 2100
 
 
 class PartyKind(StrEnum):
@@ -60,7 +63,7 @@ ACCOUNT_NUMBER_SEQ = Sequence("account_number_seq", metadata=SQLModel.metadata)
 class CreditType(SQLModel, table=True):
     __tablename__ = "credit_type"
     __table_args__ = (
-        CheckConstraint(r"code ~ '^[A-Z][A-Z0-9_-]{1,15}$'", name="code_format"),
+        CheckConstraint(f"code ~ '{CREDIT_TYPE_CODE}'", name="code_format"),
         CheckConstraint(f"next_serial BETWEEN 1 AND {SERIAL_MAX + 1}", name="next_serial"),
     )
 
@@ -114,7 +117,7 @@ class Issuance(SQLModel, table=True):
 
     __tablename__ = "issuance"
     __table_args__ = (
-        CheckConstraint("vintage BETWEEN 1990 AND 2100", name="vintage"),
+        CheckConstraint(f"vintage BETWEEN {VINTAGE_MIN} AND {VINTAGE_MAX}", name="vintage"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint(
             f"serial_start >= 1 AND serial_end <= {SERIAL_MAX} AND serial_end - serial_start + 1 = quantity",

@@ -11,7 +11,16 @@ from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from registry.ledger.blocks import Block, Segment
-from registry.ledger.models import SERIAL_MAX, Account, CreditType, Issuance, Party
+from registry.ledger.models import (
+    SERIAL_MAX,
+    Account,
+    AccountStatus,
+    BlockStatus,
+    CreditType,
+    Issuance,
+    Party,
+    PartyKind,
+)
 
 _BLOCK_COLS = "id, credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id"
 
@@ -134,10 +143,10 @@ def account_ids_by_number(session: Session, numbers: Sequence[str]) -> dict[str,
 
 def account_by_number_and_credit_code(session: Session, number: str, credit_code: str) -> Any:
     return session.execute(
-        text("""
+        text(f"""
             SELECT a.id, a.number, a.party_id, p.name AS party_name
               FROM account a JOIN party p ON p.id = a.party_id
-             WHERE a.number = :n AND p.credit_code = :c AND a.status = 'active'"""),
+             WHERE a.number = :n AND p.credit_code = :c AND a.status = '{AccountStatus.ACTIVE}'"""),
         {"n": number, "c": credit_code},
     ).first()
 
@@ -241,7 +250,7 @@ def available_blocks(session: Session, pairs: Sequence[tuple[UUID, int]]) -> lis
         text(f"""
             SELECT {_BLOCK_COLS} FROM holding
              WHERE (account_id, credit_type_id) IN (SELECT * FROM unnest(CAST(:a AS uuid[]), CAST(:ct AS smallint[])))
-               AND status = 'available'
+               AND status = '{BlockStatus.AVAILABLE}'
              ORDER BY account_id, credit_type_id, serial_start"""),
         {"a": [p[0] for p in pairs], "ct": [p[1] for p in pairs]},
     )
@@ -369,6 +378,6 @@ def credit_types(session: Session, *, after: int | None = None, limit: int | Non
 def exchange_name(session: Session) -> str:
     """The exchange that keeps the registry (the first exchange party), as documents name their issuer."""
     name = session.execute(
-        text("SELECT name FROM party WHERE kind = 'exchange' ORDER BY created_at, id LIMIT 1")
+        text(f"SELECT name FROM party WHERE kind = '{PartyKind.EXCHANGE}' ORDER BY created_at, id LIMIT 1")
     ).scalar_one_or_none()
     return str(name) if name else "—"

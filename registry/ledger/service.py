@@ -347,7 +347,7 @@ def _lock(session: Session, account_ids: Sequence[UUID]) -> dict[UUID, LockedAcc
 
 
 def _require_active(account: LockedAccount) -> None:
-    if account.status != AccountStatus.ACTIVE.value:
+    if account.status != AccountStatus.ACTIVE:
         raise AccountClosed(account.id)
 
 

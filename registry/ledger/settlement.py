@@ -260,7 +260,7 @@ def _check_accounts(accounts: dict[UUID, LockedAccount], line: Line) -> None:
         found = accounts.get(account_id)
         if found is None:
             raise _Refusal("not_found", where, f"account {account_id} not found")
-        if found.status != AccountStatus.ACTIVE.value:
+        if found.status != AccountStatus.ACTIVE:
             raise _Refusal("invalid_state", where, f"account {account_id} is closed")
 
 

@@ -19,8 +19,7 @@ from sqlmodel import Session
 from registry.calendar import exchange_day
 from registry.pledge.models import Pledge
 from registry.valuation import service as valuation
-
-CENT, RATIO = Decimal("0.01"), Decimal("0.0001")
+from registry.valuation.models import ValuationLevel, ValuationMethod
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +31,7 @@ class Assessment:
     collateral_value: Decimal | None
     pledge_rate: Decimal | None  # None when there is no value, or the value is 0
     coverage_ratio: Decimal | None
-    level: str | None
+    level: ValuationLevel | None
     max_pledge_rate: Decimal
     disposal_ratio: Decimal
 
@@ -42,13 +41,13 @@ class Assessment:
         if self.price is None:
             return True
         over_cap = self.pledge_rate is None or self.pledge_rate > self.max_pledge_rate
-        return not over_cap and self.level != "disposal"
+        return not over_cap and self.level != ValuationLevel.DISPOSAL
 
 
 def assess(
     reference: valuation.Reference,
     *,
-    method: str,
+    method: ValuationMethod,
     haircut: Decimal,
     outstanding: Decimal,
     quantity: int,
@@ -58,19 +57,10 @@ def assess(
 ) -> Assessment:
     price, price_date = reference.price(method)
     value = rate = coverage = None
-    level: str | None = None
     if price is not None:
-        value = (quantity * price * (1 - haircut)).quantize(CENT)
-        rate = (outstanding / value).quantize(RATIO) if value else None
-        coverage = (value / outstanding).quantize(RATIO) if outstanding else None
-        if outstanding == 0:
-            level = "ok"
-        elif value < outstanding * disposal_ratio:
-            level = "disposal"
-        elif value < outstanding * warning_ratio:
-            level = "warning"
-        else:
-            level = "ok"
+        made = valuation.figures(quantity=quantity, price=price, haircut=haircut, outstanding=outstanding)
+        value, rate, coverage = made.collateral_value, made.pledge_rate, made.coverage_ratio
+    level = valuation.level(value, outstanding, warning_ratio=warning_ratio, disposal_ratio=disposal_ratio)
     return Assessment(
         quantity=quantity,
         price=price,

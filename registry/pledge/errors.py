@@ -8,6 +8,7 @@ from uuid import UUID
 
 from registry.errors import InvalidState, RegistryError
 from registry.money import money_text, ratio_text
+from registry.pledge.states import OPEN
 
 if TYPE_CHECKING:
     from registry.pledge.assessment import Assessment
@@ -98,7 +99,7 @@ class InstructionNotOpen(InvalidState):
     message = "This instruction is {instruction_status}."
 
     def __init__(self, instruction_id: UUID, status: str, wanted: str | None) -> None:
-        decided = status not in ("awaiting_consent", "pending")
+        decided = status not in OPEN
         how = f"already {status}" if decided else f"{status}" + (f", not {wanted}" if wanted else "")
         super().__init__(f"instruction {instruction_id} is {how}", instruction_status=status)
 

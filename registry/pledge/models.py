@@ -28,8 +28,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from registry.audit.decisions import DecisionKind
-from registry.base import one_of, timestamptz
+from registry.base import TextEnum, one_of, timestamptz
 from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
+from registry.principal import Role
+from registry.valuation.models import ValuationMethod
 
 P, S = PledgeStatus, InstructionStatus
 # Registration numbers are drawn from it (registry/pledge/repository.py).
@@ -38,6 +40,8 @@ REGISTRATION_NO_SEQ = Sequence("registration_no_seq", metadata=SQLModel.metadata
 _UNREGISTERED = (P.PENDING, P.REJECTED, P.DECLINED, P.CANCELLED, P.EXPIRED)
 # Instructions still open: waiting for a consent or for the exchange.
 _OPEN = (S.AWAITING_CONSENT, S.PENDING)
+# The highest warning line a lender may set (the request's rules and the API's schema check it too).
+MAX_LINE_RATIO = 10
 
 
 class Pledge(SQLModel, table=True):
@@ -50,13 +54,12 @@ class Pledge(SQLModel, table=True):
         ),
         CheckConstraint("currency = 'CNY'", name="currency"),
         CheckConstraint("max_pledge_rate > 0 AND max_pledge_rate <= 1", name="max_pledge_rate"),
-        CheckConstraint(
-            one_of("valuation_method", ("vwap", "last_close", "lower_of")), name="valuation_method"
-        ),
+        CheckConstraint(one_of("valuation_method", ValuationMethod), name="valuation_method"),
         CheckConstraint("haircut >= 0 AND haircut < 1", name="haircut"),
         CheckConstraint("maturity_date > start_date", name="term"),
         CheckConstraint(
-            "disposal_ratio > 0 AND disposal_ratio < warning_ratio AND warning_ratio <= 10", name="lines"
+            f"disposal_ratio > 0 AND disposal_ratio < warning_ratio AND warning_ratio <= {MAX_LINE_RATIO}",
+            name="lines",
         ),
         CheckConstraint(
             f"({one_of('status', _UNREGISTERED)}) = (registration_no IS NULL)", name="registered"
@@ -79,7 +82,7 @@ class Pledge(SQLModel, table=True):
     )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
-    status: str = Field(sa_column=Column(Text, nullable=False))
+    status: PledgeStatus = Field(sa_column=Column(TextEnum(PledgeStatus), nullable=False))
     registration_no: str | None = Field(default=None, sa_column=Column(Text, unique=True))
     pledgee_party_id: UUID = Field(sa_column=Column(ForeignKey("party.id"), nullable=False))
     pledgor_account_id: UUID = Field(sa_column=Column(ForeignKey("account.id"), nullable=False))
@@ -95,7 +98,7 @@ class Pledge(SQLModel, table=True):
     max_pledge_rate: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
     warning_ratio: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
     disposal_ratio: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
-    valuation_method: str = Field(sa_column=Column(Text, nullable=False))
+    valuation_method: ValuationMethod = Field(sa_column=Column(TextEnum(ValuationMethod), nullable=False))
     haircut: Decimal = Field(
         default=Decimal(0), sa_column=Column(Numeric(5, 4), nullable=False, server_default=text("0"))
     )
@@ -156,8 +159,8 @@ class Instruction(SQLModel, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     seq: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), unique=True))
     pledge_id: UUID = Field(sa_column=Column(ForeignKey("pledge.id"), nullable=False))
-    type: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(sa_column=Column(Text, nullable=False))
+    type: InstructionType = Field(sa_column=Column(TextEnum(InstructionType), nullable=False))
+    status: InstructionStatus = Field(sa_column=Column(TextEnum(InstructionStatus), nullable=False))
     quantity: int | None = Field(default=None, sa_column=Column(BigInteger))
     blocks: Any = Field(default=None, sa_column=Column(JSONB))
     outstanding_principal: Decimal | None = Field(default=None, sa_column=Column(Numeric(18, 2)))
@@ -205,9 +208,9 @@ class PledgeEvent(SQLModel, table=True):
     )
     pledge_id: UUID = Field(sa_column=Column(ForeignKey("pledge.id"), nullable=False))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-    kind: str = Field(sa_column=Column(Text, nullable=False))
+    kind: DecisionKind = Field(sa_column=Column(TextEnum(DecisionKind), nullable=False))
     instruction_id: UUID = Field(sa_column=Column(ForeignKey("instruction.id"), nullable=False))
-    actor_role: str = Field(sa_column=Column(Text, nullable=False))
+    actor_role: Role = Field(sa_column=Column(TextEnum(Role), nullable=False))
     actor_party_id: UUID | None = None
     actor_key_id: UUID | None = None
     operator: str | None = Field(default=None, sa_column=Column(Text))

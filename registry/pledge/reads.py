@@ -16,7 +16,7 @@ from registry.pledge import assessment, policy
 from registry.pledge import repository as repo
 from registry.pledge.assessment import Assessment
 from registry.pledge.models import Instruction, Pledge
-from registry.pledge.states import HOLDS_UNITS, OPEN, InstructionStatus, InstructionType
+from registry.pledge.states import HOLDS_UNITS, OPEN, InstructionStatus, InstructionType, PledgeStatus
 from registry.principal import Principal, Role
 from registry.valuation import service as valuation
 
@@ -39,7 +39,7 @@ def pledges_by_id(session: Session, pledge_ids: set[UUID]) -> list[Pledge]:
 
 
 def list_pledges(
-    session: Session, principal: Principal, *, status: str | None, after: UUID | None, limit: int
+    session: Session, principal: Principal, *, status: PledgeStatus | None, after: UUID | None, limit: int
 ) -> list[Pledge]:
     return repo.pledges_page(session, policy.scope_of(principal), status=status, after=after, limit=limit)
 
@@ -48,7 +48,7 @@ def list_instructions(
     session: Session,
     principal: Principal,
     *,
-    status: str | None,
+    status: InstructionStatus | None,
     after: int | None,
     limit: int,
     awaiting_me: bool = False,
@@ -59,7 +59,7 @@ def list_instructions(
     return repo.instructions_page(
         session,
         policy.scope_of(principal),
-        status=InstructionStatus.AWAITING_CONSENT.value if awaiting_me else status,
+        status=InstructionStatus.AWAITING_CONSENT if awaiting_me else status,
         consent_party_id=principal.party_id if awaiting_me else None,
         after=after,
         limit=limit,

@@ -9,10 +9,14 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session, col, or_, select
 
+from registry.base import one_of
+from registry.ledger.models import AccountStatus, BlockStatus
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.policy import PledgeScope
+from registry.pledge.states import OPEN, InstructionStatus, PledgeStatus
 
-OPEN_INSTRUCTION = ("awaiting_consent", "pending")
+OPEN_INSTRUCTION = tuple(sorted(OPEN))  # a sequence for IN (...), in a stable order
+B = BlockStatus
 
 
 def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pledge | None:
@@ -35,7 +39,7 @@ def open_pledge_for_loan(session: Session, pledgee_party_id: UUID, contract_no: 
     query = select(Pledge).where(
         Pledge.pledgee_party_id == pledgee_party_id,
         Pledge.contract_no == contract_no,
-        col(Pledge.status).in_(("pending", "active")),
+        col(Pledge.status).in_((PledgeStatus.PENDING, PledgeStatus.ACTIVE)),
     )
     return session.exec(query).first()
 
@@ -78,7 +82,7 @@ def _scoped(query: Any, scope: PledgeScope) -> Any:
 
 
 def pledges_page(
-    session: Session, scope: PledgeScope, *, status: str | None, after: UUID | None, limit: int
+    session: Session, scope: PledgeScope, *, status: PledgeStatus | None, after: UUID | None, limit: int
 ) -> list[Pledge]:
     query = _scoped(select(Pledge), scope).order_by(col(Pledge.id)).limit(limit)
     if status is not None:
@@ -92,7 +96,7 @@ def instructions_page(
     session: Session,
     scope: PledgeScope,
     *,
-    status: str | None,
+    status: InstructionStatus | None,
     consent_party_id: UUID | None = None,
     after: int | None,
     limit: int,
@@ -113,7 +117,7 @@ def lapsed_open(session: Session, now: datetime, limit: int) -> list[UUID]:
     """Instructions still waiting (for a consent or for the exchange) past their lapse time."""
     rows = session.execute(
         text(
-            "SELECT id FROM instruction WHERE status IN ('awaiting_consent', 'pending') AND hold_expires_at <= :now "
+            f"SELECT id FROM instruction WHERE {one_of('status', OPEN_INSTRUCTION)} AND hold_expires_at <= :now "
             "ORDER BY hold_expires_at LIMIT :limit"
         ),
         {"now": now, "limit": limit},
@@ -124,7 +128,8 @@ def lapsed_open(session: Session, now: datetime, limit: int) -> list[UUID]:
 def first_account_of(session: Session, party_id: UUID) -> UUID | None:
     return session.execute(
         text(
-            "SELECT id FROM account WHERE party_id = :p AND status = 'active' ORDER BY created_at, id LIMIT 1"
+            f"SELECT id FROM account WHERE party_id = :p AND status = '{AccountStatus.ACTIVE}' "
+            "ORDER BY created_at, id LIMIT 1"
         ),
         {"p": party_id},
     ).scalar_one_or_none()
@@ -137,9 +142,9 @@ def frozen_quantity(session: Session, pledge_id: UUID) -> int:
 def units_of_pledge(session: Session, pledge_id: UUID) -> tuple[int, int]:
     """(held, frozen) units of the pledge."""
     row = session.execute(
-        text("""
-            SELECT coalesce(sum(quantity) FILTER (WHERE status = 'held'), 0) AS held,
-                   coalesce(sum(quantity) FILTER (WHERE status = 'frozen'), 0) AS frozen
+        text(f"""
+            SELECT coalesce(sum(quantity) FILTER (WHERE status = '{B.HELD}'), 0) AS held,
+                   coalesce(sum(quantity) FILTER (WHERE status = '{B.FROZEN}'), 0) AS frozen
               FROM holding WHERE pledge_id = :p"""),
         {"p": pledge_id},
     ).one()
@@ -151,7 +156,7 @@ def queue(session: Session, limit: int) -> list[Any]:
     what the back office checks before it confirms (权属认定)."""
     return list(
         session.execute(
-            text("""
+            text(f"""
                 SELECT i.id, i.seq, i.type, i.quantity, i.blocks, i.reason, i.outstanding_principal,
                        i.created_at, i.hold_expires_at, i.reviewed_by, i.reviewed_at, i.requested_by_operator,
                        i.review_to_account_id, i.review_price, i.review_proceeds, i.to_account_id,
@@ -161,14 +166,14 @@ def queue(session: Session, limit: int) -> list[Any]:
                        p.outstanding_principal AS pledge_outstanding, p.credit_type_id, p.valuation_method,
                        p.haircut, p.max_pledge_rate, p.warning_ratio, p.disposal_ratio,
                        ct.code AS credit_type, pe.name AS pledgee, po.name AS pledgor, a.number AS account_number,
-                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'available'), 0) AS available,
-                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'held' AND h.pledge_id = p.id), 0)
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = '{B.AVAILABLE}'), 0) AS available,
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = '{B.HELD}' AND h.pledge_id = p.id), 0)
                            AS held_for_this,
-                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'held' AND h.pledge_id <> p.id), 0)
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = '{B.HELD}' AND h.pledge_id <> p.id), 0)
                            AS held_for_others,
-                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'frozen' AND h.pledge_id = p.id), 0)
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = '{B.FROZEN}' AND h.pledge_id = p.id), 0)
                            AS frozen_for_this,
-                       coalesce(sum(h.quantity) FILTER (WHERE h.status = 'frozen' AND h.pledge_id <> p.id), 0)
+                       coalesce(sum(h.quantity) FILTER (WHERE h.status = '{B.FROZEN}' AND h.pledge_id <> p.id), 0)
                            AS frozen_for_others
                   FROM instruction i
                   JOIN pledge p ON p.id = i.pledge_id
@@ -179,7 +184,7 @@ def queue(session: Session, limit: int) -> list[Any]:
                   LEFT JOIN account ra ON ra.id = i.review_to_account_id
                   LEFT JOIN party rp ON rp.id = ra.party_id
                   LEFT JOIN holding h ON h.account_id = p.pledgor_account_id AND h.credit_type_id = p.credit_type_id
-                 WHERE i.status = 'pending'
+                 WHERE i.status = '{InstructionStatus.PENDING}'
                  GROUP BY i.id, p.id, ct.code, pe.name, po.name, a.number, ra.number, rp.name
                  ORDER BY i.seq
                  LIMIT :limit"""),
@@ -221,9 +226,9 @@ def search(session: Session, query: str, scope: PledgeScope, *, limit: int = 50)
 def units_by_pledge(session: Session, pledge_ids: list[UUID]) -> dict[UUID, tuple[int, int]]:
     """(held, frozen) units of each pledge, in one query."""
     rows = session.execute(
-        text("""
-            SELECT pledge_id, coalesce(sum(quantity) FILTER (WHERE status = 'held'), 0) AS held,
-                   coalesce(sum(quantity) FILTER (WHERE status = 'frozen'), 0) AS frozen
+        text(f"""
+            SELECT pledge_id, coalesce(sum(quantity) FILTER (WHERE status = '{B.HELD}'), 0) AS held,
+                   coalesce(sum(quantity) FILTER (WHERE status = '{B.FROZEN}'), 0) AS frozen
               FROM holding WHERE pledge_id = ANY(:ids) GROUP BY pledge_id"""),
         {"ids": pledge_ids},
     )

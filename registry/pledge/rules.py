@@ -22,8 +22,10 @@ from registry.ledger.service import MAX_QUANTITY, Selection
 from registry.pledge import assessment, policy
 from registry.pledge import repository as repo
 from registry.pledge.errors import LoanAlreadyPledged, PledgeRateExceeded
+from registry.pledge.models import MAX_LINE_RATIO
 from registry.principal import Principal
 from registry.valuation import service as valuation
+from registry.valuation.models import ValuationMethod
 
 # Loan bounds: a pledge loan is at least 1,000 CNY (below that coverage ratios stop meaning anything, and
 # the figures of one absurd loan must not reach every job), dated within the registry's era, with a term of
@@ -33,7 +35,6 @@ MAX_PRINCIPAL = Decimal("1e12")
 EARLIEST_DATE = date(2000, 1, 1)
 MAX_TERM = timedelta(days=366 * 30)
 MAX_START_AHEAD = timedelta(days=366)
-VALUATION_METHODS = ("vwap", "last_close", "lower_of")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ class Terms:
     max_pledge_rate: Decimal
     warning_ratio: Decimal
     disposal_ratio: Decimal
-    valuation_method: str = "lower_of"
+    valuation_method: ValuationMethod = ValuationMethod.LOWER_OF
     haircut: Decimal = Decimal(0)
 
 
@@ -72,13 +73,13 @@ def check_loan(loan: Loan, today: date) -> None:
 def check_terms(terms: Terms) -> None:
     if not Decimal(0) < terms.max_pledge_rate <= 1:
         raise InvalidInput("terms.max_pledge_rate", "a pledge rate is a fraction in (0, 1], e.g. 0.70")
-    if not Decimal(0) < terms.disposal_ratio < terms.warning_ratio <= 10:
+    if not Decimal(0) < terms.disposal_ratio < terms.warning_ratio <= MAX_LINE_RATIO:
         raise InvalidInput(
             "terms.disposal_ratio",
-            "coverage lines need 0 < disposal_ratio < warning_ratio <= 10, e.g. 1.10 and 1.30",
+            f"coverage lines need 0 < disposal_ratio < warning_ratio <= {MAX_LINE_RATIO}, e.g. 1.10 and 1.30",
         )
-    if terms.valuation_method not in VALUATION_METHODS:
-        raise InvalidInput("terms.valuation_method", "one of vwap, last_close, lower_of")
+    if terms.valuation_method not in frozenset(ValuationMethod):  # StrEnum: its members equal their values
+        raise InvalidInput("terms.valuation_method", f"one of {', '.join(ValuationMethod)}")
     if not Decimal(0) <= terms.haircut < 1:
         raise InvalidInput("terms.haircut", "a haircut is a fraction in [0, 1)")
 

@@ -30,7 +30,7 @@ from registry.ledger import pledged
 from registry.ledger import repository as ledger_repo
 from registry.ledger import service as ledger
 from registry.ledger.errors import AccountClosed, InsufficientUnits
-from registry.ledger.models import AccountStatus, PartyKind
+from registry.ledger.models import AccountStatus, BlockStatus, PartyKind
 from registry.ledger.service import ALL, Selection, SerialRange
 from registry.pledge import assessment, certify, four_eyes, policy, rules
 from registry.pledge import repository as repo
@@ -237,7 +237,7 @@ def _check_request(
             raise InsufficientUnits(
                 account_id=pledge.pledgor_account_id,
                 credit_type=credit_type,
-                status="frozen",
+                status=BlockStatus.FROZEN,
                 requested=selection.quantity,
                 available=frozen,
             )

@@ -21,8 +21,9 @@ from registry import authz
 from registry.calendar import EXCHANGE_TZ, check_day
 from registry.errors import InvalidInput, NotFound
 from registry.ledger import repository as ledger_repo
-from registry.ledger.models import PartyKind
+from registry.ledger.models import BlockStatus, PartyKind
 from registry.principal import Principal, Role
+from registry.valuation.models import ValuationLevel
 
 CENT, RATIO = Decimal("0.01"), Decimal("0.0001")
 LADDER = (("overdue", None, -1), ("0-30", 0, 30), ("31-90", 31, 90), ("91-180", 91, 180),
@@ -37,7 +38,7 @@ def end_of_day(day: date) -> datetime:
 # Pledges registered and still open at :end, their frozen units per batch replayed from the trail (each
 # movement counted once: on the chain of the account the units were frozen in), and the latest valuation
 # made before :end. Parameters: :end, :bank (NULL: every bank).
-POSITIONS = """
+POSITIONS = f"""
     WITH live AS (
         SELECT p.id, p.pledgee_party_id, p.pledgor_party_id, p.credit_type_id, p.haircut, p.principal, p.maturity_date
           FROM pledge p
@@ -46,11 +47,11 @@ POSITIONS = """
     ), moves AS (
         SELECT e.to_pledge_id AS pledge_id, e.batch_id, e.serial_end - e.serial_start + 1 AS units
           FROM audit_event e JOIN live l ON l.id = e.to_pledge_id
-         WHERE e.to_status = 'frozen' AND e.account_id = e.to_account_id AND e.occurred_at < :end
+         WHERE e.to_status = '{BlockStatus.FROZEN}' AND e.account_id = e.to_account_id AND e.occurred_at < :end
         UNION ALL
         SELECT e.from_pledge_id, e.batch_id, -(e.serial_end - e.serial_start + 1)
           FROM audit_event e JOIN live l ON l.id = e.from_pledge_id
-         WHERE e.from_status = 'frozen' AND e.account_id = e.from_account_id AND e.occurred_at < :end
+         WHERE e.from_status = '{BlockStatus.FROZEN}' AND e.account_id = e.from_account_id AND e.occurred_at < :end
     ), held AS (
         SELECT pledge_id, batch_id, sum(units) AS units FROM moves GROUP BY 1, 2 HAVING sum(units) <> 0
     ), valued AS (
@@ -73,12 +74,12 @@ POSITIONS = """
     )
 """
 
-GROUPS = """
+GROUPS = f"""
     SELECT credit_type, project_type, vintage, GROUPING(credit_type) = 1 AS total,
            count(DISTINCT pledge_id) AS pledges, sum(units) AS units, sum(value) AS value,
            sum(outstanding) AS outstanding,
-           count(DISTINCT pledge_id) FILTER (WHERE level = 'warning') AS at_warning,
-           count(DISTINCT pledge_id) FILTER (WHERE level = 'disposal') AS at_disposal,
+           count(DISTINCT pledge_id) FILTER (WHERE level = '{ValuationLevel.WARNING}') AS at_warning,
+           count(DISTINCT pledge_id) FILTER (WHERE level = '{ValuationLevel.DISPOSAL}') AS at_disposal,
            count(DISTINCT pledge_id) FILTER (WHERE unvalued) AS unvalued
       FROM report_positions
      GROUP BY GROUPING SETS ((credit_type, project_type, vintage), ())

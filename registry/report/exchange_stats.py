@@ -20,6 +20,7 @@ from sqlmodel import Session
 from registry import authz
 from registry.calendar import check_day
 from registry.errors import InvalidInput
+from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
 from registry.principal import Principal, Role
 from registry.report.collateral_book import CENT, end_of_day, load_positions
 
@@ -55,21 +56,24 @@ class ExchangeStats:
     months: list[Month]
 
 
-COUNTS = """
+COUNTS = f"""
     SELECT count(*) FILTER (WHERE confirmed_at >= :start AND confirmed_at < :end) AS registered,
            coalesce(sum(principal) FILTER (WHERE confirmed_at >= :start AND confirmed_at < :end), 0) AS financing,
-           count(*) FILTER (WHERE status = 'released' AND closed_at >= :start AND closed_at < :end) AS released,
-           count(*) FILTER (WHERE status = 'disposed' AND closed_at >= :start AND closed_at < :end) AS disposed
+           count(*) FILTER (WHERE status = '{PledgeStatus.RELEASED}' AND closed_at >= :start AND closed_at < :end)
+               AS released,
+           count(*) FILTER (WHERE status = '{PledgeStatus.DISPOSED}' AND closed_at >= :start AND closed_at < :end)
+               AS disposed
       FROM pledge
      WHERE (confirmed_at >= :start AND confirmed_at < :end) OR (closed_at >= :start AND closed_at < :end)
 """
 
-CONFIRMATION = """
+CONFIRMATION = f"""
     SELECT avg(extract(epoch FROM decided_at - created_at)) / 3600 AS avg_hours,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - created_at)) / 3600
                AS median_hours
       FROM instruction
-     WHERE type = 'register' AND status = 'confirmed' AND decided_at >= :start AND decided_at < :end
+     WHERE type = '{InstructionType.REGISTER}' AND status = '{InstructionStatus.CONFIRMED}'
+       AND decided_at >= :start AND decided_at < :end
 """
 
 MONTHS = """

@@ -7,7 +7,8 @@ from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, LargeBinary, 
 from sqlmodel import Field, SQLModel
 
 from registry.access.models import GRANTED_ROLES
-from registry.base import one_of, timestamptz
+from registry.base import TextEnum, one_of, timestamptz
+from registry.principal import Role
 
 
 class ConsoleUser(SQLModel, table=True):
@@ -22,7 +23,7 @@ class ConsoleUser(SQLModel, table=True):
     username: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     display_name: str = Field(sa_column=Column(Text, nullable=False))
     party_id: UUID = Field(sa_column=Column(ForeignKey("party.id"), nullable=False))
-    role: str = Field(sa_column=Column(Text, nullable=False))
+    role: Role = Field(sa_column=Column(TextEnum(Role), nullable=False))
     password_hash: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=timestamptz())
     disabled_at: datetime | None = Field(default=None, sa_column=timestamptz(nullable=True))

@@ -115,7 +115,7 @@ def create_user(
         username=username,
         display_name=display_name.strip() or username,
         party_id=party.id,
-        role=role.value,
+        role=role,
         password_hash=_hash(password),
         created_at=now,
     )

@@ -12,10 +12,10 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from registry.valuation.models import TradeKind
 from registry.valuation.prices import Trade
 
 COLUMNS = ("credit_type", "trade_date", "price", "volume")
-KINDS = ("listed", "block")
 
 
 class BadPrintFile(Exception):
@@ -91,10 +91,10 @@ def parse_row(row: dict[str, str | None], line: int) -> Trade:
         raise BadPrintFile(f"line {line}, trade_date: {given!r} is not a day (YYYY-MM-DD)") from None
     price = _price(cell("price"), line)
     volume = _volume(cell("volume"), line)
-    kind = cell("kind") or "listed"
-    if kind not in KINDS:
-        raise BadPrintFile(f"line {line}, kind: {kind!r} is not a kind (listed or block)")
-    return Trade(credit_type, trade_date, price, volume, kind)
+    kind = cell("kind") or TradeKind.LISTED
+    if kind not in frozenset(TradeKind):  # StrEnum: its members equal their values
+        raise BadPrintFile(f"line {line}, kind: {kind!r} is not a kind ({' or '.join(TradeKind)})")
+    return Trade(credit_type, trade_date, price, volume, TradeKind(kind))
 
 
 def _price(given: str, line: int) -> Decimal:

@@ -16,6 +16,7 @@ from registry.calendar import check_day, exchange_day
 from registry.errors import InvalidInput
 from registry.ledger import repository as ledger_repo
 from registry.principal import Actor, Principal, Role
+from registry.valuation.models import MAX_PRICE, MAX_VOLUME, TradeKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,7 @@ class Trade:
     trade_date: date
     price: Decimal
     volume: int
-    kind: str = "listed"
+    kind: TradeKind = TradeKind.LISTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +49,11 @@ def record_trades(
         check_day(t.trade_date, f"{where}.trade_date", today=today)  # no print for a day not yet traded
         if t.credit_type not in codes:
             raise InvalidInput(f"{where}.credit_type", f"unknown credit type {t.credit_type}")
-        if t.kind not in ("listed", "block"):
-            raise InvalidInput(f"{where}.kind", "listed or block")
-        if not Decimal(0) < t.price <= Decimal("1e9"):
+        if t.kind not in frozenset(TradeKind):  # StrEnum: its members equal their values
+            raise InvalidInput(f"{where}.kind", " or ".join(TradeKind))
+        if not Decimal(0) < t.price <= MAX_PRICE:
             raise InvalidInput(f"{where}.price", "a price is positive")
-        if not 0 < t.volume <= 10**12:
+        if not 0 < t.volume <= MAX_VOLUME:
             raise InvalidInput(f"{where}.volume", "a volume is a positive number of units")
         key = (t.credit_type, t.kind, t.trade_date)
         if key in seen:
@@ -82,12 +83,13 @@ def record_trades(
     return Loaded(inserted, len(row) - inserted, sorted({codes[t.credit_type] for t in trades}))
 
 
-# A day's prints in the order they are listed (the order of the text, as the query sorts them).
-TRADE_KINDS = ("block", "listed")
+# A day's prints in the order they are listed (the order of the text, as the query sorts them); a page's
+# cursor names a kind by its index here.
+TRADE_KINDS = tuple(sorted(TradeKind))
 
 
-def prints(session: Session, credit_type_id: int, *, start: date | None, end: date | None, kind: str | None,
-           after: tuple[date, str] | None = None, limit: int = 1000) -> list[Any]:  # fmt: skip
+def prints(session: Session, credit_type_id: int, *, start: date | None, end: date | None, kind: TradeKind | None,
+           after: tuple[date, TradeKind] | None = None, limit: int = 1000) -> list[Any]:  # fmt: skip
     """A credit type's prints by day, oldest first: a page of `limit` after the print `after` (its day and
     kind)."""
     after_day, after_kind = after or (None, None)

@@ -26,10 +26,19 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from registry import isolation
+from registry.alert.models import AlertKind, AlertStatus, WebhookEvent
+from registry.base import one_of
 from registry.calendar import business_days_before, exchange_day
-from registry.money import money_sql, ratio_sql
+from registry.ledger.models import BlockStatus
+from registry.money import money, money_sql, ratio, ratio_sql
+from registry.valuation.models import TradeKind, ValuationError, ValuationLevel, ValuationMethod
 
 log = logging.getLogger(__name__)
+
+# A pledge status, written here because pledge sits above valuation (it imports this module);
+# tests/test_vocabulary.py holds it equal to PledgeStatus.ACTIVE.
+ACTIVE_PLEDGE = "active"
+M, L = ValuationMethod, ValuationLevel
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +53,11 @@ class Reference:
     def stale(self) -> bool:
         return self.vwap is None
 
-    def price(self, method: str) -> tuple[Decimal | None, date | None]:
-        if method == "vwap" and self.vwap is not None:
+    def price(self, method: ValuationMethod) -> tuple[Decimal | None, date | None]:
+        """The price `method` values at, and its day; PRICE_SQL and PRICE_DATE_SQL are the same rule."""
+        if method == M.VWAP and self.vwap is not None:
             return self.vwap, self.vwap_date
-        if method == "lower_of" and self.vwap is not None and self.last_close is not None:
+        if method == M.LOWER_OF and self.vwap is not None and self.last_close is not None:
             return (
                 (self.vwap, self.vwap_date)
                 if self.vwap < self.last_close
@@ -56,17 +66,75 @@ class Reference:
         return self.last_close, self.last_date
 
 
-_REFERENCE = """
+# Reference.price in SQL, over a pledge `p` and its credit type's reference row `r` (columns as in
+# _REFERENCE); tests/test_valuation.py runs both forms on the same inputs.
+PRICE_SQL = f"""CASE WHEN p.valuation_method = '{M.VWAP}' AND r.vwap IS NOT NULL THEN r.vwap
+                WHEN p.valuation_method = '{M.LOWER_OF}' AND r.vwap IS NOT NULL THEN least(r.vwap, r.last_close)
+                ELSE r.last_close END"""
+PRICE_DATE_SQL = f"""CASE WHEN p.valuation_method = '{M.VWAP}' AND r.vwap IS NOT NULL THEN r.vwap_date
+                WHEN p.valuation_method = '{M.LOWER_OF}' AND r.vwap IS NOT NULL AND r.vwap < r.last_close
+                     THEN r.vwap_date
+                ELSE r.last_date END"""
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    collateral_value: Decimal
+    coverage_ratio: Decimal | None  # None when nothing is owed
+    pledge_rate: Decimal | None  # None when the units are worth nothing
+
+
+def figures(*, quantity: int, price: Decimal, haircut: Decimal, outstanding: Decimal) -> Figures:
+    """value = units × price × (1 − haircut) to the fen; coverage = value / outstanding; pledge rate =
+    outstanding / value, to four places; VALUE_SQL, COVERAGE_SQL and PLEDGE_RATE_SQL are the same rule
+    (rounded half away from zero, as PostgreSQL's `round`: registry/money.py)."""
+    value = money(quantity * price * (1 - haircut))
+    return Figures(
+        collateral_value=value,
+        coverage_ratio=ratio(value / outstanding) if outstanding else None,
+        pledge_rate=ratio(outstanding / value) if value else None,
+    )
+
+
+VALUE_SQL = "round(quantity * price * (1 - haircut), 2)"
+COVERAGE_SQL = "round(value / nullif(outstanding_principal, 0), 4)"
+PLEDGE_RATE_SQL = "round(outstanding_principal / nullif(value, 0), 4)"
+
+
+def level(
+    value: Decimal | None, outstanding: Decimal, *, warning_ratio: Decimal, disposal_ratio: Decimal
+) -> ValuationLevel | None:
+    """Where a collateral value stands against the lender's lines; LEVEL_SQL is the same rule."""
+    if value is None:
+        return None
+    if outstanding == 0:
+        return L.OK
+    if value < outstanding * disposal_ratio:
+        return L.DISPOSAL
+    if value < outstanding * warning_ratio:
+        return L.WARNING
+    return L.OK
+
+
+LEVEL_SQL = f"""CASE WHEN value IS NULL THEN NULL
+                WHEN outstanding_principal = 0 THEN '{L.OK}'
+                WHEN value < outstanding_principal * disposal_ratio THEN '{L.DISPOSAL}'
+                WHEN value < outstanding_principal * warning_ratio THEN '{L.WARNING}'
+                ELSE '{L.OK}' END"""
+
+
+_REFERENCE = f"""
     SELECT ct.id AS credit_type_id, w.vwap, w.vwap_date, lc.price AS last_close, lc.trade_date AS last_date
       FROM credit_type ct
       LEFT JOIN LATERAL (
             SELECT round(sum(price * volume) / sum(volume), 2) AS vwap, max(trade_date) AS vwap_date
               FROM trade_price
-             WHERE credit_type_id = ct.id AND kind = 'listed' AND trade_date > :window_start AND trade_date <= :as_of
+             WHERE credit_type_id = ct.id AND kind = '{TradeKind.LISTED}'
+               AND trade_date > :window_start AND trade_date <= :as_of
            ) w ON true
       LEFT JOIN LATERAL (
             SELECT price, trade_date FROM trade_price
-             WHERE credit_type_id = ct.id AND kind = 'listed' AND trade_date <= :as_of
+             WHERE credit_type_id = ct.id AND kind = '{TradeKind.LISTED}' AND trade_date <= :as_of
              ORDER BY trade_date DESC LIMIT 1
            ) lc ON true
 """
@@ -92,6 +160,10 @@ class Revaluation:
                            self.unvalued + other.unvalued)  # fmt: skip
 
 
+# The alerts the revaluation raises and clears (the others are the maturity job's).
+REVALUATION_ALERTS = (AlertKind.MARGIN_WARNING, AlertKind.MARGIN_DISPOSAL, AlertKind.PRICE_STALE)
+A = AlertKind
+
 # One statement: value every selected active pledge, append the valuations, move the margin and
 # stale-price alerts (raise once per crossing, clear when it ends) and queue their webhooks.
 _REVALUE = (
@@ -102,52 +174,70 @@ WITH ref AS ("""
 units AS (
     SELECT h.pledge_id, sum(h.quantity) AS quantity
       FROM holding h JOIN pledge p ON p.id = h.pledge_id
-     WHERE h.status = 'frozen' AND p.status = 'active' {pledge_filter}
+     WHERE h.status = '"""
+    + BlockStatus.FROZEN
+    + """' AND p.status = '"""
+    + ACTIVE_PLEDGE
+    + """' {pledge_filter}
      GROUP BY h.pledge_id
 ),
 priced AS (
     SELECT p.id, p.valuation_method, p.outstanding_principal, p.warning_ratio, p.disposal_ratio,
            coalesce(u.quantity, 0) AS quantity, r.vwap IS NULL AS stale,
-           CASE WHEN p.valuation_method = 'vwap' AND r.vwap IS NOT NULL THEN r.vwap
-                WHEN p.valuation_method = 'lower_of' AND r.vwap IS NOT NULL THEN least(r.vwap, r.last_close)
-                ELSE r.last_close END AS price,
-           CASE WHEN p.valuation_method = 'vwap' AND r.vwap IS NOT NULL THEN r.vwap_date
-                WHEN p.valuation_method = 'lower_of' AND r.vwap IS NOT NULL AND r.vwap < r.last_close THEN r.vwap_date
-                ELSE r.last_date END AS price_date,
+           """
+    + PRICE_SQL
+    + """ AS price,
+           """
+    + PRICE_DATE_SQL
+    + """ AS price_date,
            p.haircut
       FROM pledge p JOIN ref r ON r.credit_type_id = p.credit_type_id
       LEFT JOIN units u ON u.pledge_id = p.id
-     WHERE p.status = 'active' {pledge_filter}
+     WHERE p.status = '"""
+    + ACTIVE_PLEDGE
+    + """' {pledge_filter}
 ),
 valued AS (
-    SELECT *, round(quantity * price * (1 - haircut), 2) AS value FROM priced
+    SELECT *, """
+    + VALUE_SQL
+    + """ AS value FROM priced
 ),
 new AS (
     INSERT INTO valuation (pledge_id, valued_at, as_of, method, price, price_date, stale, quantity,
                            collateral_value, outstanding_principal, coverage_ratio, pledge_rate, level)
     SELECT id, :now, :as_of, valuation_method, price, price_date, stale, quantity, value, outstanding_principal,
-           round(value / nullif(outstanding_principal, 0), 4),
-           round(outstanding_principal / nullif(value, 0), 4),
-           CASE WHEN value IS NULL THEN NULL
-                WHEN outstanding_principal = 0 THEN 'ok'
-                WHEN value < outstanding_principal * disposal_ratio THEN 'disposal'
-                WHEN value < outstanding_principal * warning_ratio THEN 'warning'
-                ELSE 'ok' END
+           """
+    + COVERAGE_SQL
+    + """,
+           """
+    + PLEDGE_RATE_SQL
+    + """,
+           """
+    + LEVEL_SQL
+    + """
       FROM valued
     RETURNING pledge_id, level, stale, coverage_ratio, price, price_date
 ),
 wanted AS (
     SELECT n.pledge_id, k.kind
-      FROM new n CROSS JOIN LATERAL (VALUES ('margin_warning', n.level IN ('warning', 'disposal')),
-                                            ('margin_disposal', n.level = 'disposal'),
-                                            ('price_stale', n.stale)) AS k(kind, wanted)
+      FROM new n CROSS JOIN LATERAL (VALUES """
+    + f"""('{A.MARGIN_WARNING}', n.level IN ('{L.WARNING}', '{L.DISPOSAL}')),
+                                            ('{A.MARGIN_DISPOSAL}', n.level = '{L.DISPOSAL}'),
+                                            ('{A.PRICE_STALE}', n.stale)) AS k(kind, wanted)"""
+    + """
      WHERE k.wanted
 ),
 cleared AS (
-    UPDATE alert a SET status = 'cleared', cleared_at = :now
+    UPDATE alert a SET status = '"""
+    + AlertStatus.CLEARED
+    + """', cleared_at = :now
       FROM new n
-     WHERE a.pledge_id = n.pledge_id AND a.status = 'open'
-       AND a.kind IN ('margin_warning', 'margin_disposal', 'price_stale')
+     WHERE a.pledge_id = n.pledge_id AND a.status = '"""
+    + AlertStatus.OPEN
+    + """'
+       AND """
+    + one_of("a.kind", REVALUATION_ALERTS)
+    + """
        AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.pledge_id = a.pledge_id AND w.kind = a.kind)
     RETURNING a.id, a.pledge_id, a.pledgee_party_id, a.kind, a.trigger, a.details
 ),
@@ -176,8 +266,12 @@ outbox AS (
            jsonb_build_object('event', e.event, 'alert_id', e.id, 'pledge_id', e.pledge_id, 'kind', e.kind,
                               'trigger', e.trigger, 'details', e.details, 'at', :now),
            :now, :now
-      FROM (SELECT *, 'alert.raised' AS event FROM raised
-            UNION ALL SELECT *, 'alert.cleared' AS event FROM cleared) e
+      FROM (SELECT *, '"""
+    + WebhookEvent.RAISED
+    + """' AS event FROM raised
+            UNION ALL SELECT *, '"""
+    + WebhookEvent.CLEARED
+    + """' AS event FROM cleared) e
       JOIN webhook wh ON wh.party_id = e.pledgee_party_id
     RETURNING 1
 )
@@ -225,13 +319,14 @@ def revalue(
         return whole
     log.warning("revaluation in one pass refused (SQLSTATE %s): valuing in parts", isolation.sqlstate(whole))
     ids = list(session.execute(
-        text(f"SELECT p.id FROM pledge p WHERE p.status = 'active' {pledge_filter} ORDER BY p.id"), params
+        text(f"SELECT p.id FROM pledge p WHERE p.status = '{ACTIVE_PLEDGE}' {pledge_filter} ORDER BY p.id"), params
     ).scalars())  # fmt: skip
     parts = isolation.each_part(
         session, ids, lambda some: run("AND p.id = ANY(:part)", {"part": list(some)}), what="revaluation"
     )
     for pledge_id, exc in parts.failed:
-        error = "out_of_range" if isolation.sqlstate(exc) == NUMERIC_VALUE_OUT_OF_RANGE else "error"
+        out_of_range = isolation.sqlstate(exc) == NUMERIC_VALUE_OUT_OF_RANGE
+        error = ValuationError.OUT_OF_RANGE if out_of_range else ValuationError.ERROR
         mark = partial(session.execute, text(_UNVALUED), {**params, "id": pledge_id, "error": error})
         marked = isolation.attempt(session, mark)
         if isinstance(marked, DBAPIError):  # not even that: the log is all that is left to say it
@@ -246,13 +341,17 @@ def revalue(
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 
 # What a pledge that could not be valued gets: a valuation without figures, saying why.
-_UNVALUED = """
+_UNVALUED = (
+    """
 INSERT INTO valuation (pledge_id, valued_at, as_of, method, stale, quantity, outstanding_principal, error)
 SELECT p.id, :now, :as_of, p.valuation_method, false,
-       coalesce((SELECT sum(h.quantity) FROM holding h WHERE h.pledge_id = p.id AND h.status = 'frozen'), 0),
+       coalesce((SELECT sum(h.quantity) FROM holding h WHERE h.pledge_id = p.id AND h.status = '"""
+    + BlockStatus.FROZEN
+    + """'), 0),
        p.outstanding_principal, :error
   FROM pledge p WHERE p.id = :id
 """
+)
 
 
 def history(session: Session, pledge_id: UUID, *, before_id: int | None, limit: int) -> list[Any]:

@@ -26,6 +26,7 @@ from registry.ledger.service import Selection
 from registry.pledge import service as pledges
 from registry.principal import Role
 from registry.valuation import prices
+from registry.valuation.models import ValuationMethod
 from registry.valuation.service import revalue
 from tests import factories as f
 from tests.test_valuation import MONDAY, active_pledge, trades
@@ -101,7 +102,7 @@ class TestAnExtremePledge:
             session, f.bank_actor(bank), pledgor_account_id=account.id, borrower_party_id=account.party_id,
             loan=pledges.Loan("JK-BIG", Decimal("1000000.00"), date(2026, 3, 2), date(2027, 3, 1)),
             collateral=Selection(credit_type="BIGX", quantity=10**12),
-            terms=pledges.Terms(Decimal("0.9"), Decimal("1.30"), Decimal("1.10"), "last_close"),
+            terms=pledges.Terms(Decimal("0.9"), Decimal("1.30"), Decimal("1.10"), ValuationMethod.LAST_CLOSE),
         )  # fmt: skip
         f.consent(session, made)
         pledges.confirm(session, f.exchange_actor(session), made.instruction.id)

@@ -21,6 +21,7 @@ from registry.db import unit_of_work
 from registry.ledger.models import PartyKind
 from registry.principal import Role
 from registry.valuation.jobs import daily_revaluation
+from registry.valuation.models import ValuationMethod
 from tests import factories as f
 from tests.hostile.test_jobs import make_extreme
 from tests.test_valuation import active_pledge, trades
@@ -59,8 +60,8 @@ def test_one_poisoned_bank_one_slow_bank_and_an_extreme_pledge_hold_nobody_up(
     try:
         with unit_of_work(committed_engine) as s:
             trades(s, ("2026-02-27", "70.00", 1000))
-            books = [active_pledge(s, method="last_close") for _ in range(4)]  # coverage 1.40
-            extreme = active_pledge(s, units=20_000, method="last_close")
+            books = [active_pledge(s, method=ValuationMethod.LAST_CLOSE) for _ in range(4)]  # coverage 1.40
+            extreme = active_pledge(s, units=20_000, method=ValuationMethod.LAST_CLOSE)
             make_extreme(s, extreme.pledge_id)
             s.execute(text("UPDATE pledge SET pledgee_party_id = :b WHERE id = :p"),
                       {"b": books[1].bank.id, "p": extreme.pledge_id})  # the second good bank's  # fmt: skip
