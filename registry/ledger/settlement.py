@@ -16,7 +16,6 @@ the others from being checked: the batch is refused with every failing line name
 from __future__ import annotations
 
 import bisect
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from sqlmodel import Session
 from registry import authz
 from registry.audit import service as audit
 from registry.audit.models import EventKind
+from registry.copy import CopyText, copy_in
 from registry.errors import RegistryError
 from registry.ledger import repository as repo
 from registry.ledger.blocks import Block, Piece, normalize_ranges, take_lowest, take_ranges
@@ -263,22 +263,21 @@ def _check_accounts(accounts: dict[UUID, LockedAccount], line: Line) -> None:
 
 
 def _write(session: Session, book: _Book) -> None:
-    """The blocks the lines changed: the initial ones no longer there are deleted, the new ones inserted,
-    in one statement (overlaps and conservation are checked at commit)."""
+    """The blocks the lines changed: the initial ones no longer there are deleted, the new ones copied in
+    (overlaps and conservation are checked at commit)."""
     final = [b for blocks in book.blocks.values() for b in blocks]
     kept = {b.id for b in final if b.id and book.initial.get(b.id) == b}
     gone = [i for i in book.initial if i not in kept]
     new = [b for b in final if not (b.id and b.id in kept)]
-    if not gone and not new:
-        return
-    rows = json.dumps([[b.credit_type_id, str(b.batch_id), b.serial_start, b.serial_end, str(b.account_id)]
-                       for b in new])  # fmt: skip
-    session.execute(
-        text("""
-            WITH gone AS (DELETE FROM holding WHERE id = ANY(CAST(:gone AS bigint[])))
-            INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id)
-            SELECT CAST(r ->> 0 AS smallint), CAST(r ->> 1 AS uuid), CAST(r ->> 2 AS bigint), CAST(r ->> 3 AS bigint),
-                   CAST(r ->> 4 AS uuid), 'available', NULL
-              FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r"""),
-        {"gone": gone, "rows": rows},
-    )
+    if gone:
+        session.execute(text("DELETE FROM holding WHERE id = ANY(:gone)"), {"gone": gone})
+    cell = CopyText().value
+    copy_in(session, _COPY_BLOCKS, [
+        f"{b.credit_type_id}\t{cell(b.batch_id)}\t{b.serial_start}\t{b.serial_end}\t{cell(b.account_id)}\t{AVAILABLE}"
+        for b in new
+    ])  # fmt: skip
+
+
+_COPY_BLOCKS = (
+    "COPY holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status) FROM STDIN"
+)
