@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from sqlmodel import Session
 
 _CHUNK_ROWS = 5_000
@@ -63,8 +64,8 @@ def copy_in(session: Session, statement: str, rows: Sequence[str]) -> None:
     if not rows:
         return
     dbapi = session.connection().connection.dbapi_connection
-    assert dbapi is not None
-    encoding = dbapi.info.encoding  # type: ignore[attr-defined]
-    with dbapi.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[attr-defined]
+    assert isinstance(dbapi, psycopg.Connection)
+    encoding = dbapi.info.encoding
+    with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
         for at in range(0, len(rows), _CHUNK_ROWS):
             copy.write(("\n".join(rows[at : at + _CHUNK_ROWS]) + "\n").encode(encoding))
