@@ -6,7 +6,7 @@ COPY text built here: each cell printed once per distinct value, text escaped as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -14,7 +14,7 @@ from uuid import UUID
 import psycopg
 from sqlmodel import Session
 
-_CHUNK_ROWS = 5_000
+_CHUNK_ROWS = 1_000
 # What COPY's text format reads as a delimiter, a row end or an escape, inside a cell.
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -59,13 +59,19 @@ def _cell(value: Any) -> str:
     raise TypeError(f"no COPY text for {type(value).__name__}")
 
 
-def copy_in(session: Session, statement: str, rows: Sequence[str]) -> None:
-    """`statement` is `COPY table (columns) FROM STDIN`; each row its cells joined by tabs, no newline."""
-    if not rows:
-        return
+def copy_in(session: Session, statement: str, rows: Iterable[str]) -> None:
+    """`statement` is `COPY table (columns) FROM STDIN`; each row its cells joined by tabs, no newline.
+    Rows are sent in chunks as the iterable makes them: PostgreSQL inserts one chunk while Python makes
+    the next (two cores, both busy)."""
     dbapi = session.connection().connection.dbapi_connection
     assert isinstance(dbapi, psycopg.Connection)
     encoding = dbapi.info.encoding
     with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
-        for at in range(0, len(rows), _CHUNK_ROWS):
-            copy.write(("\n".join(rows[at : at + _CHUNK_ROWS]) + "\n").encode(encoding))
+        chunk: list[str] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) == _CHUNK_ROWS:
+                copy.write(("\n".join(chunk) + "\n").encode(encoding))
+                chunk.clear()
+        if chunk:
+            copy.write(("\n".join(chunk) + "\n").encode(encoding))

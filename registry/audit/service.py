@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -177,22 +177,24 @@ def _record_across_chains(
     constant = "\t".join(map(cell, actor_fields))
     kind_cell, at_cell = cell(kind_value), cell(at)
     heads: dict[UUID, tuple[int, bytes]] = {}
-    out: list[str] = []
-    for chain, c, reason in events:
-        seq, prev = heads.get(chain.id) or (chain.audit_seq, chain.audit_head or GENESIS)
-        seq += 1
-        values = (chain.id, seq, kind_value, c.credit_type_id, c.batch_id, c.serial_start, c.serial_end,
-                  c.from_account_id, c.from_status, c.from_pledge_id, c.to_account_id, c.to_status,
-                  c.to_pledge_id, *actor_fields, reason, at)  # fmt: skip
-        digest = printer.link(prev, values)
-        heads[chain.id] = (seq, digest)
-        out.append("\t".join((
-            cell(chain.id), str(seq), kind_cell, str(c.credit_type_id), cell(c.batch_id), str(c.serial_start),
-            str(c.serial_end), cell(c.from_account_id), cell(c.from_status), cell(c.from_pledge_id),
-            cell(c.to_account_id), cell(c.to_status), cell(c.to_pledge_id), constant, cell(reason), at_cell,
-            "\\\\x" + prev.hex(), "\\\\x" + digest.hex(),
-        )))  # fmt: skip
-    copy_in(session, _COPY_EVENTS, out)
+
+    def rows() -> Iterator[str]:
+        for chain, c, reason in events:
+            seq, prev = heads.get(chain.id) or (chain.audit_seq, chain.audit_head or GENESIS)
+            seq += 1
+            values = (chain.id, seq, kind_value, c.credit_type_id, c.batch_id, c.serial_start, c.serial_end,
+                      c.from_account_id, c.from_status, c.from_pledge_id, c.to_account_id, c.to_status,
+                      c.to_pledge_id, *actor_fields, reason, at)  # fmt: skip
+            digest = printer.link(prev, values)
+            heads[chain.id] = (seq, digest)
+            yield "\t".join((
+                cell(chain.id), str(seq), kind_cell, str(c.credit_type_id), cell(c.batch_id), str(c.serial_start),
+                str(c.serial_end), cell(c.from_account_id), cell(c.from_status), cell(c.from_pledge_id),
+                cell(c.to_account_id), cell(c.to_status), cell(c.to_pledge_id), constant, cell(reason), at_cell,
+                "\\\\x" + prev.hex(), "\\\\x" + digest.hex(),
+            ))  # fmt: skip
+
+    copy_in(session, _COPY_EVENTS, rows())
     session.execute(_HEADS, {"ids": list(heads), "seqs": [h[0] for h in heads.values()],
                              "heads": [h[1] for h in heads.values()]})  # fmt: skip
 

@@ -271,6 +271,8 @@ def _write(session: Session, book: _Book) -> None:
     new = [b for b in final if not (b.id and b.id in kept)]
     if gone:
         session.execute(text("DELETE FROM holding WHERE id = ANY(:gone)"), {"gone": gone})
+    if not new:
+        return
     cell = CopyText().value
     copy_in(session, _COPY_BLOCKS, [
         f"{b.credit_type_id}\t{cell(b.batch_id)}\t{b.serial_start}\t{b.serial_end}\t{cell(b.account_id)}\t{AVAILABLE}"
