@@ -1,4 +1,5 @@
-"""The `registry` command: serve, migrate, demo, keys, audit verify, check, jobs, prices, certificates."""
+"""The `registry` command: serve, migrate, demo, keys, audit verify, check, jobs, prices, transfers,
+certificates."""
 
 from __future__ import annotations
 
@@ -291,6 +292,39 @@ def cmd_prices_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_transfers_import(args: argparse.Namespace, settings: Settings) -> int:
+    """A day's settled trades from a CSV file, as one settlement batch: every row applies or none does."""
+    from registry.ledger import settlement
+    from registry.ledger.transfer_file import BadTransferFile, read_lines
+
+    try:
+        lines, numbers, errors = read_lines(args.file)
+    except BadTransferFile as exc:
+        print(f"{args.file}: {exc}; nothing applied", file=sys.stderr)
+        return 2
+    if not errors and not lines:
+        print(f"{args.file}: no transfers; nothing applied", file=sys.stderr)
+        return 2
+    if not errors:
+        engine = make_engine(_url(settings), pool_size=1)
+        try:
+            with unit_of_work(engine) as session:  # one transaction: all rows or none
+                moved = settlement.settle(session, _actor(), lines)
+        except settlement.BatchRefused as refused:  # the batch's line n is the file's line numbers[n - 1]
+            errors = [e if e.line < 1 else settlement.LineError(numbers[e.line - 1], e.code, e.field, e.detail, e.ref)
+                      for e in refused.errors]  # fmt: skip
+        finally:
+            engine.dispose()
+    if errors:
+        for e in errors:
+            print(f"{args.file}: line {e.line}{f' ({e.ref})' if e.ref else ''}: {e.code}"
+                  f"{f' [{e.field}]' if e.field else ''}: {e.detail}", file=sys.stderr)  # fmt: skip
+        print(f"{len(errors)} line(s) cannot apply; nothing applied", file=sys.stderr)
+        return 2
+    print(f"{len(moved)} transfers applied, {sum(m.quantity for m in moved)} units moved")
+    return 0
+
+
 def _progress(done: int, total: int) -> None:
     width = 40
     filled = width * done // max(total, 1)
@@ -511,6 +545,14 @@ def parser() -> argparse.ArgumentParser:
     sp = price.add_parser("import", help="load a CSV of daily prints (all rows or none)")
     sp.add_argument("file")
     sp.set_defaults(func=cmd_prices_import)
+    moves = sub.add_parser("transfers", help="transfers").add_subparsers(
+        dest="transfers_command", required=True
+    )
+    sp = moves.add_parser(
+        "import", help="apply a CSV of a day's settled trades as one batch (all rows or none)"
+    )
+    sp.add_argument("file")
+    sp.set_defaults(func=cmd_transfers_import)
     return p
 
 

@@ -138,3 +138,36 @@ def test_prices_import_loads_all_rows_or_none(
     unknown.write_text("credit_type,trade_date,price,volume\nNOPE,2026-02-26,64.00,1000\n")
     assert main(["prices", "import", str(unknown)]) == 2
     assert "unknown credit type NOPE" in capsys.readouterr().err
+
+
+def test_transfers_import_applies_a_days_trades_or_names_each_failing_line(
+    cli_db: Engine, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests import factories as f
+
+    with unit_of_work(cli_db) as s:
+        a, b, c = (f.account(s).id for _ in range(3))
+        start = f.issue(s, a, 100).serial_start
+
+    def held() -> dict[Any, int]:
+        with cli_db.connect() as conn:
+            return dict(conn.execute(text("SELECT account_id, sum(quantity) FROM holding GROUP BY 1")).all())
+
+    header = "from_account_id,to_account_id,credit_type,quantity,serial_start,serial_end,ref\n"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + f"{a},{b},CCER,10,,,T-1\n{b},{c},CCER,,{start},{start + 4},T-2\n"
+                   f"{a},not-an-id,CCER,1,,,T-3\n{a},{b},CCER,999,,,T-4\n")  # fmt: skip
+    assert main(["transfers", "import", str(bad)]) == 2
+    assert "line 4" in capsys.readouterr().err  # a row that cannot be read: nothing is tried
+    bad.write_text(header + f"{a},{b},CCER,10,,,T-1\n{b},{c},CCER,,{start},{start + 4},T-2\n"
+                   f"{a},{b},CCER,999,,,T-4\n")  # fmt: skip
+    assert main(["transfers", "import", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "line 4 (T-4): insufficient_units [quantity]" in err and "line 2" not in err
+    assert held() == {a: 100}
+    good = tmp_path / "good.csv"
+    good.write_text(header + f"{a},{b},CCER,10,,,T-1\n{b},{c},CCER,,{start},{start + 4},T-2\n")
+    assert main(["transfers", "import", str(good)]) == 0
+    assert "2 transfers applied, 15 units moved" in capsys.readouterr().out
+    assert held() == {a: 90, b: 5, c: 5}
+    assert main(["check"]) == 0
