@@ -195,19 +195,12 @@ def create_transfer_batch(
             settlement.Line(t.from_account_id, t.to_account_id, selection(t), t.ref) for t in body.transfers
         ]
         movements = settlement.settle(session, actor, lines)
-        # Built without validation (model_construct): every value comes from the ledger with its type, and
-        # validating tens of thousands of nested results would cost more than settling them.
-        block = MovedBlockRead.model_construct
         results = [
-            TransferResult.model_construct(
-                quantity=m.quantity,
-                blocks=[block(credit_type=b.credit_type, batch_id=b.batch_id, serial_start=b.serial_start,
-                              serial_end=b.serial_end, quantity=b.quantity) for b in m.blocks],
-                from_account_id=line.from_account_id, to_account_id=line.to_account_id, line=n, ref=line.ref,
-            )
+            TransferResult(line=n, ref=line.ref, from_account_id=line.from_account_id,
+                           to_account_id=line.to_account_id, quantity=m.quantity, blocks=moved(m))
             for n, (line, m) in enumerate(zip(lines, movements, strict=True), start=1)
         ]  # fmt: skip
-        return TransferBatchRead.model_construct(
+        return TransferBatchRead(
             transfers=len(results), quantity=sum(r.quantity for r in results), results=results
         )
 
