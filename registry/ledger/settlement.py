@@ -6,9 +6,10 @@ sender's chain), applied in the order of the lines, so a line may move units an 
 What differs is how it is done: every account of the batch is locked in one sorted statement, their
 available blocks of the batch's credit types are read once, the lines are played in memory with the same
 block arithmetic as a single transfer (registry/ledger/blocks.py), and the result is written set-based —
-the blocks that changed in one statement, every audit event in one, every chain head in one. The
-database's own invariants (no overlap, conservation, links of every chain) are checked at commit as for
-any transfer.
+the blocks that changed in three statements (a delete, an update, a COPY), every audit event in one COPY
+(hashed as it streams), every chain head in one statement. The database's own invariants (no overlap,
+conservation, links of every chain) are checked as for any transfer: the constraints and triggers run for
+COPY as for INSERT.
 
 A line that cannot apply (unknown or closed account, not enough units, serials not held) does not stop
 the others from being checked: the batch is refused with every failing line named, and nothing changes."""
