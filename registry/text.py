@@ -13,6 +13,7 @@ NFC (one spelling of "é", so names stay unique as people read them); it may not
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from registry.errors import InvalidInput
@@ -41,16 +42,20 @@ class BadText(ValueError):
     """Text that breaks the rule. A ValueError, so that pydantic reports it as a validation error."""
 
 
-def _forbidden(char: str) -> bool:
-    point = ord(char)
-    return any(lo <= point <= hi for lo, hi in FORBIDDEN_RANGES)
+# The ranges as one character class: `clean` runs on every reference of a settlement batch, and a search in
+# C is many times faster than testing each character against the ranges in Python (a test holds the class
+# to the ranges on every code point).
+_FORBIDDEN_RE = re.compile(
+    "[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in FORBIDDEN_RANGES) + "]"
+)
 
 
 def clean(value: str, *, max_length: int, min_length: int = 1) -> str:
     """The text as the registry keeps it (stripped, NFC), or BadText saying what is wrong with it."""
     text = value.strip()  # surrounding whitespace (a pasted line break) is dropped, not refused
-    bad = next((c for c in text if _forbidden(c)), None)
-    if bad is not None:
+    found = _FORBIDDEN_RE.search(text)
+    if found is not None:
+        bad = found.group()
         raise BadText(
             f"must not contain control or bidirectional-override characters (found U+{ord(bad):04X})"
         )

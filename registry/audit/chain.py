@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -74,6 +74,39 @@ def _canonical_value(value: Any) -> Any:
 def canonical(event: Mapping[str, Any], fields: tuple[str, ...] = HASHED_FIELDS) -> bytes:
     values = [_canonical_value(event[name]) for name in fields]
     return json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Canonical:
+    """`canonical()` for many events at once, byte for byte: each distinct value (an account, a status, a
+    reference) is printed once and reused, integers are printed as json.dumps prints them. A settlement
+    batch hashes tens of thousands of events; this is what keeps that a small part of its time."""
+
+    __slots__ = ("_printed", "_uuids")
+
+    def __init__(self) -> None:
+        self._printed: dict[Any, str] = {}
+        self._uuids: dict[int, str] = {}  # by the UUID's integer: UUID's own __hash__ is Python, and slow
+
+    def value(self, value: Any) -> str:
+        kind = type(value)
+        if kind is int:
+            return str(value)
+        if kind is UUID:
+            try:
+                return self._uuids[value.int]
+            except KeyError:
+                printed = self._uuids[value.int] = json.dumps(str(value))
+                return printed
+        try:
+            return self._printed[value]
+        except KeyError:
+            printed = self._printed[value] = json.dumps(_canonical_value(value), ensure_ascii=False)
+            return printed
+
+    def link(self, prev_hash: bytes, values: Sequence[Any]) -> bytes:
+        """The hash of an event given its hashed fields' values in canonical order."""
+        body = "[" + ",".join(map(self.value, values)) + "]"
+        return hashlib.sha256(prev_hash + body.encode()).digest()
 
 
 # The same canonical bytes, made by PostgreSQL, so that whole chains are verified in one set-based pass.

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -18,11 +16,13 @@ from registry.audit.chain import (
     GENESIS,
     HASH_SQL,
     HASHED_FIELDS,
+    Canonical,
     digest_of_heads,
     hash_sql,
     link,
 )
 from registry.audit.models import EventKind
+from registry.copy import CopyText, copy_in
 from registry.errors import NotFound
 from registry.principal import Actor, Principal
 
@@ -98,31 +98,14 @@ def record(
     record_many(session, actor, kind, [(chain, change, reason) for change in changes])
 
 
-# Many chains at once (a settlement batch): every event in one statement, every head in another. The rows
-# travel as one JSON text (dumped in C, parsed by PostgreSQL in C): adapting tens of thousands of array
-# elements one by one costs more than the insert itself.
-_JSON_CAST = {"bytea": "decode(r ->> {n}, 'hex')"}
-_APPEND_MANY = text(
-    f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) SELECT "
-    + ", ".join(
-        _JSON_CAST.get(_TYPES.get(c, "text"), "CAST(r ->> {n} AS " + _TYPES.get(c, "text") + ")").format(n=n)
-        for n, c in enumerate(_COLUMNS)
-    )
-    + " FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(r, ord) ORDER BY ord"
-)
+# Many chains at once (a settlement batch): every event in one COPY (rows land in the order given, and the
+# trail's link check runs once over them, as after any insert), every head in one statement.
+_COPY_EVENTS = f"COPY audit_event ({', '.join(_COLUMNS)}) FROM STDIN"
 _HEADS = text(
     "UPDATE account a SET audit_seq = v.seq, audit_head = v.head "
     "FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS bigint[]), CAST(:heads AS bytea[])) AS v(id, seq, head) "
     "WHERE a.id = v.id"
 )
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, UUID | datetime):
-        return str(value) if isinstance(value, UUID) else value.isoformat()
-    return value
 
 
 def record_many(
@@ -137,6 +120,9 @@ def record_many(
     trail so). One chain takes one round trip (the head's move and the events in one statement); several
     take two."""
     if not events:
+        return
+    if len({chain.id for chain, _, _ in events}) > 1:
+        _record_across_chains(session, actor, kind, events)
         return
     heads: dict[UUID, tuple[int, bytes]] = {}
     rows: list[dict[str, Any]] = []
@@ -172,13 +158,43 @@ def record_many(
         event["hash"] = link(prev, event)
         heads[chain.id] = (seq, event["hash"])
         rows.append(event)
-    if len(heads) == 1:
-        ((chain_id, (seq, head)),) = heads.items()
-        params: dict[str, Any] = {c: [row[c] for row in rows] for c in _COLUMNS}
-        session.execute(_APPEND, {**params, "head_seq": seq, "head_hash": head, "chain": chain_id})
-        return
-    rows_json = json.dumps([[_json_value(row[c]) for c in _COLUMNS] for row in rows], ensure_ascii=False)
-    session.execute(_APPEND_MANY, {"rows": rows_json})
+    ((chain_id, (seq, head)),) = heads.items()
+    params: dict[str, Any] = {c: [row[c] for row in rows] for c in _COLUMNS}
+    session.execute(_APPEND, {**params, "head_seq": seq, "head_hash": head, "chain": chain_id})
+
+
+def _record_across_chains(
+    session: Session, actor: Actor, kind: EventKind, events: Sequence[tuple[ChainHead, Change, str | None]]
+) -> None:
+    """record_many's rows for many chains: the same fields and hashes (Canonical prints what canonical()
+    prints), each row written once as COPY text."""
+    principal = actor.principal
+    actor_fields = (principal.role.value, principal.party_id, principal.key_id, principal.operator,
+                    actor.on_behalf_of, actor.request_id, actor.instruction_id)  # fmt: skip
+    at, kind_value = actor.at, kind.value
+    printer, field = Canonical(), CopyText()
+    cell = field.value
+    constant = "\t".join(map(cell, actor_fields))
+    kind_cell, at_cell = cell(kind_value), cell(at)
+    heads: dict[UUID, tuple[int, bytes]] = {}
+
+    def rows() -> Iterator[str]:
+        for chain, c, reason in events:
+            seq, prev = heads.get(chain.id) or (chain.audit_seq, chain.audit_head or GENESIS)
+            seq += 1
+            values = (chain.id, seq, kind_value, c.credit_type_id, c.batch_id, c.serial_start, c.serial_end,
+                      c.from_account_id, c.from_status, c.from_pledge_id, c.to_account_id, c.to_status,
+                      c.to_pledge_id, *actor_fields, reason, at)  # fmt: skip
+            digest = printer.link(prev, values)
+            heads[chain.id] = (seq, digest)
+            yield "\t".join((
+                cell(chain.id), str(seq), kind_cell, str(c.credit_type_id), cell(c.batch_id), str(c.serial_start),
+                str(c.serial_end), cell(c.from_account_id), cell(c.from_status), cell(c.from_pledge_id),
+                cell(c.to_account_id), cell(c.to_status), cell(c.to_pledge_id), constant, cell(reason), at_cell,
+                "\\\\x" + prev.hex(), "\\\\x" + digest.hex(),
+            ))  # fmt: skip
+
+    copy_in(session, _COPY_EVENTS, rows())
     session.execute(_HEADS, {"ids": list(heads), "seqs": [h[0] for h in heads.values()],
                              "heads": [h[1] for h in heads.values()]})  # fmt: skip
 

@@ -6,9 +6,10 @@ sender's chain), applied in the order of the lines, so a line may move units an 
 What differs is how it is done: every account of the batch is locked in one sorted statement, their
 available blocks of the batch's credit types are read once, the lines are played in memory with the same
 block arithmetic as a single transfer (registry/ledger/blocks.py), and the result is written set-based —
-the blocks that changed in one statement, every audit event in one, every chain head in one. The
-database's own invariants (no overlap, conservation, links of every chain) are checked at commit as for
-any transfer.
+the blocks that changed in three statements (a delete, an update, a COPY), every audit event in one COPY
+(hashed as it streams), every chain head in one statement. The database's own invariants (no overlap,
+conservation, links of every chain) are checked as for any transfer: the constraints and triggers run for
+COPY as for INSERT.
 
 A line that cannot apply (unknown or closed account, not enough units, serials not held) does not stop
 the others from being checked: the batch is refused with every failing line named, and nothing changes."""
@@ -16,7 +17,6 @@ the others from being checked: the batch is refused with every failing line name
 from __future__ import annotations
 
 import bisect
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from sqlmodel import Session
 from registry import authz
 from registry.audit import service as audit
 from registry.audit.models import EventKind
+from registry.copy import CopyText, copy_in
 from registry.errors import RegistryError
 from registry.ledger import repository as repo
 from registry.ledger.blocks import Block, Piece, normalize_ranges, take_lowest, take_ranges
@@ -265,22 +266,52 @@ def _check_accounts(accounts: dict[UUID, LockedAccount], line: Line) -> None:
 
 
 def _write(session: Session, book: _Book) -> None:
-    """The blocks the lines changed: the initial ones no longer there are deleted, the new ones inserted,
-    in one statement (overlaps and conservation are checked at commit)."""
+    """The blocks the lines changed, in three statements. A new block that starts inside a block no longer
+    there (its remainder, a piece of it, a join grown from it) takes that block's row: an UPDATE, checked as
+    a transition, with no foreign key to look up again for a batch that stays the same; the other initial
+    blocks are deleted, the other new ones copied in. Overlaps and conservation are checked at commit."""
     final = [b for blocks in book.blocks.values() for b in blocks]
     kept = {b.id for b in final if b.id and book.initial.get(b.id) == b}
-    gone = [i for i in book.initial if i not in kept]
+    gone = sorted((b for i, b in book.initial.items() if i not in kept), key=_span_start)
+    starts = [_span_start(b) for b in gone]
     new = [b for b in final if not (b.id and b.id in kept)]
-    if not gone and not new:
-        return
-    rows = json.dumps([[b.credit_type_id, str(b.batch_id), b.serial_start, b.serial_end, str(b.account_id)]
-                       for b in new])  # fmt: skip
-    session.execute(
-        text("""
-            WITH gone AS (DELETE FROM holding WHERE id = ANY(CAST(:gone AS bigint[])))
-            INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id)
-            SELECT CAST(r ->> 0 AS smallint), CAST(r ->> 1 AS uuid), CAST(r ->> 2 AS bigint), CAST(r ->> 3 AS bigint),
-                   CAST(r ->> 4 AS uuid), 'available', NULL
-              FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r"""),
-        {"gone": gone, "rows": rows},
-    )
+    taken: set[int] = set()
+    updates: list[tuple[int, Block]] = []
+    inserts: list[Block] = []
+    for b in new:
+        at = bisect.bisect_right(starts, _span_start(b)) - 1
+        old = gone[at] if at >= 0 else None
+        if (old is not None and old.id not in taken and old.batch_id == b.batch_id
+                and old.serial_end >= b.serial_start):  # fmt: skip
+            taken.add(old.id)
+            updates.append((old.id, b))
+        else:
+            inserts.append(b)
+    deleted = [b.id for b in gone if b.id not in taken]
+    if deleted:
+        session.execute(text("DELETE FROM holding WHERE id = ANY(:ids)"), {"ids": deleted})
+    if updates:
+        session.execute(_UPDATE_BLOCKS, {
+            "ids": [i for i, _ in updates], "starts": [b.serial_start for _, b in updates],
+            "ends": [b.serial_end for _, b in updates], "accounts": [b.account_id for _, b in updates],
+        })  # fmt: skip
+    if inserts:
+        cell = CopyText().value
+        copy_in(session, _COPY_BLOCKS, [
+            f"{b.credit_type_id}\t{cell(b.batch_id)}\t{b.serial_start}\t{b.serial_end}\t{cell(b.account_id)}\t"
+            f"{AVAILABLE}" for b in inserts
+        ])  # fmt: skip
+
+
+def _span_start(block: Block) -> tuple[int, int]:
+    return block.credit_type_id, block.serial_start
+
+
+_UPDATE_BLOCKS = text(
+    "UPDATE holding h SET serial_start = v.s, serial_end = v.e, account_id = v.a "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:starts AS bigint[]), CAST(:ends AS bigint[]), "
+    "CAST(:accounts AS uuid[])) AS v(id, s, e, a) WHERE h.id = v.id"
+)
+_COPY_BLOCKS = (
+    "COPY holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status) FROM STDIN"
+)

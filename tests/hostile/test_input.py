@@ -290,3 +290,12 @@ def test_console_search_for_a_superscript_digit_is_not_a_500(
     op = sign_in(client, "op-one")
     for q in ("²", "١٢٣", "𝟙", "12\u00b3"):
         assert op.get("/console/search", params={"q": q}).status_code == 200
+
+
+def test_the_text_rule_refuses_exactly_its_ranges_in_every_code_point() -> None:
+    """`clean` searches with one character class built from FORBIDDEN_RANGES; it refuses the same code
+    points as the ranges read one by one."""
+    ranges = text.FORBIDDEN_RANGES
+    for point in range(0x110000):
+        refused = text._FORBIDDEN_RE.search(chr(point)) is not None
+        assert refused == any(lo <= point <= hi for lo, hi in ranges), point

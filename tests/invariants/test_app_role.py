@@ -49,6 +49,7 @@ def history(live: Live, committed_engine: Engine) -> None:
     with unit_of_work(committed_engine) as s:
         bank, pledgor = f.party(s, PartyKind.BANK), f.party(s)
         account = f.account(s, pledgor)
+        other_account = f.account(s).id
         f.issue(s, account.id, 1000)
         bank_key = f.auth(f.key(s, bank, Role.BANK))
         op_key = f.auth(f.key(s, f.the_exchange(s), Role.EXCHANGE, operator="op"))
@@ -66,6 +67,24 @@ def history(live: Live, committed_engine: Engine) -> None:
         assert confirmed.status_code == 200, confirmed.text
         pdf = http.get(f"/v1/pledges/{pledge.json()['id']}/certificate", headers=bank_key)
         assert pdf.status_code == 200  # stored as the app role: the column grants allow exactly that
+        # a settlement batch, as the app role: its blocks and events go in by COPY, which needs only INSERT
+        other = str(other_account)
+        lines = [
+            {
+                "from_account_id": str(account.id),
+                "to_account_id": other,
+                "credit_type": "CCER",
+                "quantity": 5,
+            },
+            {
+                "from_account_id": other,
+                "to_account_id": str(account.id),
+                "credit_type": "CCER",
+                "quantity": 2,
+            },
+        ]
+        settled = http.post("/v1/transfers/batch", headers=op_key, json={"transfers": lines})
+        assert settled.status_code == 201, settled.text
 
 
 @pytest.mark.parametrize("statement", ATTEMPTS)

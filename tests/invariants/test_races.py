@@ -183,3 +183,59 @@ def test_a_refused_request_leaves_its_idempotency_key_free(committed_engine: Eng
     retry = httpx.post(f"{live_url}/v1/transfers", json=body, headers=headers, timeout=30)
     assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
     assert _available(committed_engine, b) == 80
+
+
+def test_batches_and_single_transfers_on_the_same_accounts_never_lose_or_duplicate_units(
+    committed_engine: Engine,
+) -> None:
+    """Settlement batches (one lock pass over all their accounts, blocks and events copied in) racing single
+    transfers and each other over the same accounts: every batch applies whole or not at all, nothing waits
+    forever, and the ledger and its trail stay whole."""
+    from registry.ledger import settlement
+
+    accounts, start = _accounts(committed_engine, 6, 6000)
+    with unit_of_work(committed_engine) as s:  # spread the units
+        for target in accounts[1:]:
+            ledger.transfer(s, f.system(), from_account_id=accounts[0], to_account_id=target,
+                            selection=Selection(credit_type="CCER", quantity=1000))  # fmt: skip
+    rng = random.Random(11)
+    jobs: list[list[tuple[uuid.UUID, uuid.UUID, Selection]]] = []
+    for n in range(120):
+        size = 40 if n % 4 == 0 else 1  # a batch, then three single transfers
+        job = []
+        for _ in range(size):
+            a, b = rng.sample(accounts, 2)
+            if size > 1 or rng.random() < 0.7:  # a batch's lines by quantity, so that most batches apply
+                job.append((a, b, Selection(credit_type="CCER", quantity=rng.randint(1, 30))))
+            else:
+                lo = start + rng.randint(0, 5900)
+                job.append((a, b, Selection(blocks=[SerialRange("CCER", lo, lo + rng.randint(0, 40))])))
+        jobs.append(job)
+
+    def events() -> int:
+        with committed_engine.connect() as conn:
+            return int(
+                conn.execute(text("SELECT count(*) FROM audit_event WHERE kind = 'transfer'")).scalar_one()
+            )
+
+    def run(job: list[tuple[uuid.UUID, uuid.UUID, Selection]]) -> str:
+        try:
+            with unit_of_work(committed_engine) as s:
+                if len(job) == 1:
+                    ((a, b, selection),) = job
+                    ledger.transfer(s, f.system(), from_account_id=a, to_account_id=b, selection=selection)
+                    return "ok"
+                moved = settlement.settle(s, f.system(), [settlement.Line(a, b, sel) for a, b, sel in job])
+                assert len(moved) == len(job)
+            return "batch"
+        except RegistryError as exc:
+            return exc.code
+
+    before = events()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(run, jobs))
+    assert set(outcomes) <= {"ok", "batch", "insufficient_units", "batch_refused"}, set(outcomes)
+    assert outcomes.count("batch") >= 5 and outcomes.count("ok") >= 30, outcomes
+    assert sum(_available(committed_engine, a) for a in accounts) == 6000
+    assert events() > before
+    _assert_whole(committed_engine)

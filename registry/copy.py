@@ -1,0 +1,77 @@
+"""Many rows into a table in one COPY, in the caller's transaction: what a settlement batch writes.
+
+COPY runs every constraint and trigger an INSERT runs (the link check of the trail over the statement's
+new rows, the deferred overlap and conservation checks), and needs only INSERT on the table. Rows go as
+COPY text built here: each cell printed once per distinct value, text escaped as COPY reads it back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from sqlmodel import Session
+
+_CHUNK_ROWS = 1_000
+# What COPY's text format reads as a delimiter, a row end or an escape, inside a cell.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+class CopyText:
+    """The COPY text of a cell: NULL as \\N, text escaped, UUIDs and times as PostgreSQL reads them."""
+
+    __slots__ = ("_printed", "_uuids")
+
+    def __init__(self) -> None:
+        self._printed: dict[Any, str] = {None: "\\N"}
+        self._uuids: dict[int, str] = {}  # by the UUID's integer: UUID's own __hash__ is Python, and slow
+
+    def value(self, value: Any) -> str:
+        kind = type(value)
+        if kind is int:
+            return str(value)
+        if kind is UUID:
+            try:
+                return self._uuids[value.int]
+            except KeyError:
+                printed = self._uuids[value.int] = str(value)
+                return printed
+        try:
+            return self._printed[value]
+        except KeyError:
+            printed = self._printed[value] = _cell(value)
+            return printed
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text cannot hold a NUL character")
+        return value.translate(_ESCAPES)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a time without its time zone")
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\\\x" + value.hex()
+    raise TypeError(f"no COPY text for {type(value).__name__}")
+
+
+def copy_in(session: Session, statement: str, rows: Iterable[str]) -> None:
+    """`statement` is `COPY table (columns) FROM STDIN`; each row its cells joined by tabs, no newline.
+    Rows are sent in chunks as the iterable makes them: PostgreSQL inserts one chunk while Python makes
+    the next (two cores, both busy)."""
+    dbapi = session.connection().connection.dbapi_connection
+    assert isinstance(dbapi, psycopg.Connection)
+    encoding = dbapi.info.encoding
+    with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+        chunk: list[str] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) == _CHUNK_ROWS:
+                copy.write(("\n".join(chunk) + "\n").encode(encoding))
+                chunk.clear()
+        if chunk:
+            copy.write(("\n".join(chunk) + "\n").encode(encoding))
