@@ -31,8 +31,8 @@ from api.console.auth import (
 from api.console.i18n import LANGUAGES, translator
 from api.console.messages import describe
 from api.deps import ClockDep, SessionDep, SettingsDep, client_of
-from api.routers.certificates import RendererDep, render_after_response
-from api.routers.pledges import instruction_read, pledge_reads
+from api.reads import instruction_read, pledge_reads
+from api.rendering import RendererDep, render_after_response
 from registry import authz, charts, text
 from registry.alert import policy as alert_policy
 from registry.alert import service as alerts

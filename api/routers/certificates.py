@@ -6,7 +6,7 @@ import hashlib
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api import problems
@@ -14,11 +14,11 @@ from api.auth import PrincipalDep
 from api.deps import ClockDep, SessionDep, client_of
 from api.pages import page, wants_html, when
 from api.pagination import Cursor, Limit, next_cursor
+from api.reads import certificate_read
+from api.rendering import RendererDep
 from api.routers.common import errors, int_cursor
-from api.schemas.certificates import CertificatePage, CertificateRead, Verification
+from api.schemas.certificates import CertificatePage, Verification
 from registry.certificate import service as certificates
-from registry.certificate.models import Certificate
-from registry.certificate.renderer import Renderer
 from registry.errors import NotFound
 from registry.ledger import repository as ledger_repo
 from registry.pledge import reads
@@ -29,43 +29,6 @@ router = APIRouter(prefix="/v1", tags=["certificates"])
 # Wrong verification codes: five per quarter hour; the fifth blocks for 2 s, each later one 4 s, 8 s ...
 # up to 15 min.
 VERIFY_LIMIT = ratelimit.Policy(scope="certificate_verify")
-
-
-async def get_renderer(request: Request) -> Renderer:
-    renderer: Renderer = request.app.state.renderer
-    return renderer
-
-
-RendererDep = Annotated[Renderer, Depends(get_renderer)]
-
-
-def render_after_response(request: Request, background: BackgroundTasks, pledge_id: UUID) -> None:
-    """After the response (and so after the commit), queue the rendering of the certificate a confirmation
-    issued, so that its first download is already stored. Only the queueing runs as the request's
-    background task: a task that rendered would hold the client's connection for the rendering."""
-    state = request.app.state
-    background.add_task(
-        state.render_queue.submit,
-        certificates.render_pending,
-        state.engine,
-        state.renderer,
-        state.clock.now,
-        pledge_id=pledge_id,
-    )
-
-
-def certificate_read(certificate: Certificate, credit_type: str) -> CertificateRead:
-    return CertificateRead(
-        number=certificate.number,
-        version=certificate.version,
-        status=certificate.status,
-        issued_at=certificate.issued_at,
-        status_changed_at=certificate.status_changed_at,
-        credit_type=credit_type,
-        quantity=certificate.quantity,
-        sha256=certificate.sha256,
-        download_url=f"/v1/pledges/{certificate.pledge_id}/certificate?version={certificate.version}",
-    )
 
 
 @router.get(

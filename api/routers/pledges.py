@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -14,181 +13,30 @@ from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep, SettingsDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, decode, encode, next_cursor
-from api.routers.certificates import certificate_read, render_after_response
+from api.reads import instruction_read, instruction_reads, pledge_reads
+from api.rendering import render_after_response
 from api.routers.common import errors, uuid_cursor
 from api.schemas.ledger import BlockRef
 from api.schemas.pledges import (
-    AssessmentRead,
     ConfirmBody,
     DeclineBody,
     ExternalRefs,
     InstructionCreate,
     InstructionPage,
     InstructionRead,
-    LoanRead,
     PledgeCreate,
-    PledgedBlock,
     PledgePage,
     PledgeRead,
     RejectBody,
-    ReviewRead,
-    TermsRead,
 )
-from api.schemas.valuation import ValuationRead
-from registry.certificate import service as certificates
 from registry.errors import InvalidInput
-from registry.ledger import repository as ledger_repo
-from registry.ledger.models import BlockStatus
 from registry.ledger.service import Selection, SerialRange
-from registry.money import money, ratio
 from registry.pledge import reads
 from registry.pledge import service as pledges
-from registry.pledge.assessment import Assessment
-from registry.pledge.models import Instruction, Pledge
+from registry.pledge.models import Instruction
 from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
-from registry.principal import Actor
-from registry.valuation import service as valuation
 
 router = APIRouter(prefix="/v1", tags=["pledges"])
-
-
-def optional_money(value: Decimal | None) -> Decimal | None:
-    """Two places, whether the value came from the request or from the database (the console reads these
-    attributes; the JSON is written by the schemas' MoneyOut either way)."""
-    return None if value is None else money(value)
-
-
-def assessment_read(a: Assessment | None) -> AssessmentRead | None:
-    if a is None:
-        return None
-    return AssessmentRead(
-        quantity=a.quantity,
-        price=optional_money(a.price),
-        price_date=a.price_date,
-        stale=a.stale,
-        collateral_value=optional_money(a.collateral_value),
-        pledge_rate=a.pledge_rate,
-        coverage_ratio=a.coverage_ratio,
-        level=a.level,
-        within_terms=a.within_terms,
-    )
-
-
-def instruction_read(i: Instruction, judged: Assessment | None = None) -> InstructionRead:
-    review = None
-    if i.reviewed_by is not None and i.reviewed_at is not None and i.review_to_account_id is not None:
-        review = ReviewRead(
-            by=i.reviewed_by,
-            at=i.reviewed_at,
-            to_account_id=i.review_to_account_id,
-            price=optional_money(i.review_price),
-            proceeds=optional_money(i.review_proceeds),
-        )
-    return InstructionRead(
-        id=i.id,
-        pledge_id=i.pledge_id,
-        type=i.type,
-        status=i.status,
-        quantity=i.quantity,
-        blocks=[BlockRef(**b) for b in i.blocks] if i.blocks else None,
-        reason=i.reason,
-        outstanding_principal=optional_money(i.outstanding_principal),
-        to_account_id=i.to_account_id,
-        price=optional_money(i.price),
-        proceeds=optional_money(i.proceeds),
-        requested_by_party_id=i.requested_by_party_id,
-        requested_by_operator=i.requested_by_operator,
-        consent_party_id=i.consent_party_id,
-        consented_by=i.consented_by,
-        consented_at=i.consented_at,
-        created_at=i.created_at,
-        hold_expires_at=i.hold_expires_at,
-        reviewed_by=i.reviewed_by,
-        reviewed_at=i.reviewed_at,
-        review=review,
-        assessment=assessment_read(judged),
-        decided_by=i.decided_by,
-        decided_at=i.decided_at,
-        decision_reason=i.decision_reason,
-        applied_quantity=i.applied_quantity,
-    )
-
-
-def instruction_reads(
-    session: Session, items: list[Instruction], actor: Actor, window_days: int
-) -> list[InstructionRead]:
-    """Instructions as read, each open registration or top-up with its valuation at today's price."""
-    found = {p.id: p for p in reads.pledges_by_id(session, {i.pledge_id for i in items})}
-    judged = reads.assessments(
-        session, [(found[i.pledge_id], i) for i in items], at=actor.at, window_days=window_days
-    )
-    return [instruction_read(i, judged.get(i.id)) for i in items]
-
-
-def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
-    blocks, instructions = reads.details(session, items)
-    valued = valuation.latest(session, [p.id for p in items])
-    issued = certificates.latest(session, [p.id for p in items])
-    codes = ledger_repo.credit_type_codes(session)
-    out = []
-    for p in items:
-        units = blocks[p.id]
-        out.append(
-            PledgeRead(
-                id=p.id,
-                status=p.status,
-                registration_no=p.registration_no,
-                pledgee_party_id=p.pledgee_party_id,
-                pledgor_account_id=p.pledgor_account_id,
-                pledgor_party_id=p.pledgor_party_id,
-                borrower_party_id=p.borrower_party_id,
-                credit_type=codes[p.credit_type_id],
-                quantity=sum(b.quantity for b in units if b.status == BlockStatus.FROZEN),
-                held_quantity=sum(b.quantity for b in units if b.status == BlockStatus.HELD),
-                loan=LoanRead(
-                    contract_no=p.contract_no,
-                    principal=money(p.principal),
-                    outstanding_principal=money(p.outstanding_principal),
-                    currency=p.currency,
-                    start_date=p.start_date,
-                    maturity_date=p.maturity_date,
-                ),
-                terms=TermsRead(
-                    max_pledge_rate=ratio(p.max_pledge_rate),
-                    warning_ratio=ratio(p.warning_ratio),
-                    disposal_ratio=ratio(p.disposal_ratio),
-                    valuation_method=p.valuation_method,
-                    haircut=ratio(p.haircut),
-                ),
-                external_refs=ExternalRefs(pboc_registration_no=p.pboc_registration_no, bank_ref=p.bank_ref),
-                blocks=[
-                    PledgedBlock(
-                        credit_type=b.credit_type,
-                        batch=b.batch_id,
-                        project_code=b.project_code,
-                        project_type=b.project_type,
-                        vintage=b.vintage,
-                        serial_start=b.serial_start,
-                        serial_end=b.serial_end,
-                        quantity=b.quantity,
-                        status=b.status,
-                    )
-                    for b in units
-                ],
-                instructions=[instruction_read(i) for i in instructions[p.id]],
-                certificate=certificate_read(issued[p.id], codes[p.credit_type_id])
-                if p.id in issued
-                else None,
-                valuation=ValuationRead.model_validate(valued[p.id], from_attributes=True)
-                if p.id in valued
-                else None,
-                created_at=p.created_at,
-                hold_expires_at=p.hold_expires_at,
-                confirmed_at=p.confirmed_at,
-                closed_at=p.closed_at,
-            )
-        )
-    return out
 
 
 def _selection(credit_type: str | None, quantity: int | None, blocks: list[BlockRef] | None) -> Selection:
