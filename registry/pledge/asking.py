@@ -1,0 +1,309 @@
+"""Asking: a registration or a top-up as a joint application (共同申请) — whichever of the pledgee bank and
+the pledgor asks, the other consents or declines — and the bank's release, disposal and cancellation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlmodel import Session
+
+from registry import authz
+from registry.audit import decisions
+from registry.audit.decisions import DecisionKind
+from registry.calendar import add_business_days, exchange_day
+from registry.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from registry.ledger import repository as ledger_repo
+from registry.ledger import service as ledger
+from registry.ledger.errors import AccountClosed, InsufficientUnits
+from registry.ledger.models import AccountStatus, BlockStatus, PartyKind
+from registry.ledger.service import ALL, Selection
+from registry.pledge import policy, rules, steps
+from registry.pledge import repository as repo
+from registry.pledge.models import Instruction, Pledge
+from registry.pledge.rules import Loan, Terms
+from registry.pledge.states import (
+    HOLDS_UNITS,
+    NEEDS_CONSENT,
+    REQUESTABLE,
+    Decision,
+    InstructionStatus,
+    InstructionType,
+    PledgeStatus,
+)
+from registry.principal import Actor, Role
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    pledge: Pledge
+    instruction: Instruction
+
+
+def register(
+    session: Session,
+    actor: Actor,
+    *,
+    pledgor_account_id: UUID,
+    borrower_party_id: UUID,
+    loan: Loan,
+    collateral: Selection,
+    terms: Terms,
+    pledgee_party_id: UUID | None = None,
+    pboc_registration_no: str | None = None,
+    bank_ref: str | None = None,
+    hold_business_days: int = 5,
+    window_days: int = 20,
+) -> Registered:
+    """A registration request. From a bank: nothing is held and nothing of the account is read until the
+    pledgor consents. From the pledgor (a holder, for its own account, naming the bank): its units are held
+    at once, and the request waits for the bank's consent."""
+    principal = actor.principal
+    authz.require_role(principal, Role.BANK, Role.HOLDER)
+    assert principal.party_id is not None
+    rules.check_loan(loan, exchange_day(actor.at))
+    rules.check_terms(terms)
+    code, quantity = rules.requested_units(collateral)
+    ct = ledger.require_credit_type(session, code, field="collateral.credit_type")
+    assert ct.id is not None
+    account = ledger_repo.get_account(session, pledgor_account_id)
+    pledgee = _pledgee(session, actor, account, pledgor_account_id, pledgee_party_id)
+    assert account is not None
+    borrower = _borrower(session, borrower_party_id)
+    rules.require_loan_free(session, principal, pledgee_party_id=pledgee, contract_no=loan.contract_no)
+    rules.check_pledge_rate(
+        session, credit_type_id=ct.id, terms=terms, outstanding=loan.principal, quantity=quantity,
+        at=actor.at, window_days=window_days,
+    )  # fmt: skip
+    expires = add_business_days(actor.at, hold_business_days)
+    pledge = _new_pledge(actor, account, pledgee, borrower.id, ct.id, loan, terms, expires,
+                         pboc_registration_no=pboc_registration_no, bank_ref=bank_ref)  # fmt: skip
+    session.add(pledge)
+    session.flush()
+    instruction = _ask(session, actor, pledge, InstructionType.REGISTER, collateral, hold_expires_at=expires)
+    return Registered(pledge, instruction)
+
+
+def _borrower(session: Session, party_id: UUID) -> Any:
+    """The borrower a registration names: a party that exists and may borrow."""
+    borrower = ledger_repo.get_party(session, party_id)
+    if borrower is None:
+        raise NotFound("party", party_id, field="borrower_party_id")
+    if borrower.kind not in (PartyKind.ENTERPRISE, PartyKind.BANK):
+        raise InvalidInput("borrower_party_id", f"a {borrower.kind} party cannot borrow")
+    return borrower
+
+
+def _new_pledge(actor: Actor, account: Any, pledgee: UUID, borrower_id: UUID, credit_type_id: int, loan: Loan,
+                terms: Terms, expires: datetime, *, pboc_registration_no: str | None, bank_ref: str | None
+                ) -> Pledge:  # fmt: skip
+    """The pending pledge a registration asks for, its loan and terms as given."""
+    return Pledge(
+        status=PledgeStatus.PENDING,
+        pledgee_party_id=pledgee,
+        pledgor_account_id=account.id,
+        pledgor_party_id=account.party_id,
+        borrower_party_id=borrower_id,
+        contract_no=loan.contract_no,
+        principal=loan.principal,
+        outstanding_principal=loan.principal,
+        currency=loan.currency,
+        start_date=loan.start_date,
+        maturity_date=loan.maturity_date,
+        credit_type_id=credit_type_id,
+        max_pledge_rate=terms.max_pledge_rate,
+        warning_ratio=terms.warning_ratio,
+        disposal_ratio=terms.disposal_ratio,
+        valuation_method=terms.valuation_method,
+        haircut=terms.haircut,
+        pboc_registration_no=pboc_registration_no,
+        bank_ref=bank_ref,
+        created_at=actor.at,
+        hold_expires_at=expires,
+    )
+
+
+def _pledgee(session: Session, actor: Actor, account: Any, account_id: UUID, named: UUID | None) -> UUID:
+    """The lending bank of a new request, checking who may ask for which account. A bank learns only that
+    an account id exists (it resolved it from the number and the credit code the borrower gave it)."""
+    principal = actor.principal
+    assert principal.party_id is not None
+    if principal.role is Role.BANK:
+        if named not in (None, principal.party_id):
+            raise InvalidInput("pledgee_party_id", "a bank asks for its own loans")
+        if account is None:
+            raise NotFound("account", account_id, field="pledgor_account_id")
+        if account.party_id == principal.party_id:
+            raise InvalidInput("pledgor_account_id", "a bank cannot take a pledge of its own units")
+        return principal.party_id
+    if account is None or account.party_id != principal.party_id:  # a holder pledges only its own units
+        raise NotFound("account", account_id, field="pledgor_account_id")
+    if account.status != AccountStatus.ACTIVE:
+        raise AccountClosed(account.id)
+    if named is None:
+        raise InvalidInput("pledgee_party_id", "name the lending bank")
+    bank = ledger_repo.get_party(session, named)
+    if bank is None or bank.kind != PartyKind.BANK:
+        raise NotFound("bank", named, field="pledgee_party_id")
+    return bank.id
+
+
+def request(
+    session: Session,
+    actor: Actor,
+    pledge_id: UUID,
+    *,
+    kind: InstructionType,
+    selection: Selection = ALL,
+    reason: str | None = None,
+    outstanding_principal: Decimal | None = None,
+    to_account_id: UUID | None = None,
+    hold_business_days: int = 5,
+) -> Instruction:
+    """A top-up (the bank or the pledgor asks, the other consents), a release or a disposal (the bank)."""
+    principal = actor.principal
+    authz.require_role(principal, Role.BANK, Role.HOLDER)
+    pledge = steps.lock_visible(session, actor, pledge_id)
+    if not policy.is_pledgee(principal, pledge) and not (
+        kind is InstructionType.TOP_UP and policy.is_pledgor(principal, pledge)
+    ):
+        raise Forbidden(
+            "only the pledgee bank asks for this (the pledgor may offer a top-up)", role=principal.role.value
+        )
+    if kind not in REQUESTABLE.get(PledgeStatus(pledge.status), frozenset()):
+        raise InvalidState(
+            f"a {pledge.status} pledge takes no {kind.value} instruction", pledge_status=pledge.status
+        )
+    waiting = repo.open_instruction(session, pledge.id)
+    if waiting is not None:
+        raise InvalidState(
+            f"instruction {waiting.id} ({waiting.type}) is still {waiting.status}",
+            pending_instruction_id=str(waiting.id),
+        )
+    code = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
+    assert code is not None
+    selection = steps.same_type(selection, code.code)
+    _check_request(session, pledge, kind, selection, outstanding_principal, to_account_id, code.code)
+    expires = add_business_days(actor.at, hold_business_days) if kind in HOLDS_UNITS else None
+    return _ask(
+        session, actor, pledge, kind, selection, hold_expires_at=expires, reason=reason,
+        outstanding_principal=outstanding_principal, to_account_id=to_account_id,
+    )  # fmt: skip
+
+
+def _check_request(
+    session: Session,
+    pledge: Pledge,
+    kind: InstructionType,
+    selection: Selection,
+    outstanding_principal: Decimal | None,
+    to_account_id: UUID | None,
+    credit_type: str,
+) -> None:
+    if outstanding_principal is not None:
+        if kind is not InstructionType.RELEASE:
+            raise InvalidInput("outstanding_principal", "only a release reports repayment")
+        if outstanding_principal > pledge.principal:
+            raise InvalidInput("outstanding_principal", "cannot exceed the loan's principal")
+    if kind is InstructionType.TOP_UP:
+        rules.requested_units(selection, field="quantity")  # its shape only: no holdings are read
+    if kind in (InstructionType.RELEASE, InstructionType.DISPOSE) and selection.quantity is not None:
+        frozen = repo.frozen_quantity(session, pledge.id)
+        if selection.quantity > frozen:
+            raise InsufficientUnits(
+                account_id=pledge.pledgor_account_id,
+                credit_type=credit_type,
+                status=BlockStatus.FROZEN,
+                requested=selection.quantity,
+                available=frozen,
+            )
+    if to_account_id is not None:
+        if kind is not InstructionType.DISPOSE:
+            raise InvalidInput("to_account_id", "only a disposal moves units to another account")
+        target = ledger_repo.get_account(session, to_account_id)
+        if target is None or target.party_id != pledge.pledgee_party_id:
+            raise NotFound("account", to_account_id, field="to_account_id")
+
+
+def _ask(
+    session: Session,
+    actor: Actor,
+    pledge: Pledge,
+    kind: InstructionType,
+    selection: Selection,
+    **fields: Any,
+) -> Instruction:
+    """Write the instruction and its `ask` event. A joint application waits for the other side; when the
+    pledgor itself asks, its units are held now (a shortfall is the pledgor's to see)."""
+    principal = actor.principal
+    assert principal.party_id is not None
+    joint = kind in NEEDS_CONSENT
+    instruction = Instruction(
+        pledge_id=pledge.id,
+        type=kind,
+        status=InstructionStatus.AWAITING_CONSENT if joint else InstructionStatus.PENDING,
+        quantity=selection.quantity,
+        blocks=[
+            {"credit_type": b.credit_type, "serial_start": b.serial_start, "serial_end": b.serial_end}
+            for b in selection.blocks
+        ]
+        or None,
+        requested_by_party_id=principal.party_id,
+        requested_by_key_id=principal.key_id,
+        requested_by_operator=principal.operator,
+        consent_party_id=policy.other_side(pledge, principal.party_id) if joint else None,
+        created_at=actor.at,
+        **fields,
+    )
+    session.add(instruction)
+    session.flush()
+    decisions.record(
+        session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.ASK,
+        reason=instruction.reason,
+    )  # fmt: skip
+    if joint and principal.party_id == pledge.pledgor_party_id:
+        steps.hold(session, actor, pledge, instruction)
+    return instruction
+
+
+def consent(
+    session: Session, actor: Actor, instruction_id: UUID, *, hold_business_days: int = 5
+) -> Instruction:
+    """The other party of a joint application agrees. When that is the pledgor, its units are held now;
+    either way the request now waits for the exchange, with a fresh lapse time."""
+    principal = actor.principal
+    authz.require_role(principal, Role.BANK, Role.HOLDER)
+    pledge, instruction = steps.lock_instruction(session, actor, instruction_id)
+    steps.require_status(instruction, InstructionStatus.AWAITING_CONSENT)
+    policy.require_consenter(principal, pledge, instruction)
+    steps.require_not_lapsed(instruction, actor.at)
+    if principal.party_id == pledge.pledgor_party_id:
+        steps.hold(session, actor, pledge, instruction)
+    instruction.consented_by = policy.decided_by(principal)
+    instruction.consented_by_key_id = principal.key_id
+    instruction.consented_at = actor.at
+    instruction.hold_expires_at = add_business_days(actor.at, hold_business_days)
+    if InstructionType(instruction.type) is InstructionType.REGISTER:
+        pledge.hold_expires_at = instruction.hold_expires_at
+    return steps.decide(session, actor, pledge, instruction, Decision.CONSENT)
+
+
+def decline(session: Session, actor: Actor, instruction_id: UUID, *, reason: str) -> Instruction:
+    """The other party of a joint application refuses; units the pledgor held for its own request go back."""
+    authz.require_role(actor.principal, Role.BANK, Role.HOLDER)
+    pledge, instruction = steps.lock_instruction(session, actor, instruction_id)
+    steps.require_status(instruction, InstructionStatus.AWAITING_CONSENT)
+    policy.require_consenter(actor.principal, pledge, instruction)
+    return steps.decide(session, actor, pledge, instruction, Decision.DECLINE, reason=reason)
+
+
+def cancel(session: Session, actor: Actor, instruction_id: UUID) -> Instruction:
+    """The party that asked withdraws its request while it waits; held units go back to the pledgor."""
+    authz.require_role(actor.principal, Role.BANK, Role.HOLDER)
+    pledge, instruction = steps.lock_instruction(session, actor, instruction_id)
+    steps.require_open(instruction)
+    policy.require_asker(actor.principal, instruction)
+    return steps.decide(session, actor, pledge, instruction, Decision.CANCEL)
