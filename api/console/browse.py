@@ -31,7 +31,7 @@ from registry.pledge import reads
 from registry.pledge.states import PledgeStatus
 from registry.valuation import service as valuation
 
-router = APIRouter()
+router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 @router.get("/pledges")

@@ -28,7 +28,7 @@ from registry.pledge.rules import MAX_PRINCIPAL
 from registry.pledge.states import InstructionStatus
 from registry.users.service import SignedIn
 
-router = APIRouter()
+router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 def _queue(session: Session, user: SignedIn, clock: Any, settings: Any) -> list[reads.QueueItem]:

@@ -8,6 +8,6 @@ from fastapi import APIRouter
 
 from api.console import browse, office, signin
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = APIRouter()  # each module's pages are under /console, outside the API's schema
 for pages in (signin, office, browse):
     router.include_router(pages.router)

@@ -27,7 +27,7 @@ from registry.principal import Role
 from registry.ratelimit import service as ratelimit
 from registry.users import service as users
 
-router = APIRouter()
+router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 @router.get("/login")
