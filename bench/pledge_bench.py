@@ -144,8 +144,11 @@ def main() -> None:
     app = start_app(url, workers=args.workers, port=port)
     results = []
     try:
-        for clients in (int(c) for c in args.clients.split(",")):
-            run = wrk_run(wrk, f"http://127.0.0.1:{port}", script, clients, args.seconds)
+        for n, clients in enumerate(int(c) for c in args.clients.split(",")):
+            loans = script.replace(
+                "B-CONTRACT", f"B{n}-CONTRACT"
+            )  # each run's loans new: one open pledge a loan
+            run = wrk_run(wrk, f"http://127.0.0.1:{port}", loans, clients, args.seconds)
             m = re.search(r"CYCLES confirms=(\d+)", run["output"])
             refused = re.search(r"^FIRST (.*)$", run["output"], re.M)
             if refused:  # what went wrong, for whoever reads a run with non-2xx answers
