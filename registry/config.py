@@ -9,6 +9,11 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Defaults that the domain's functions take too when a caller (the demo, a test) passes no settings: one
+# number each, so that a use case called without the setting behaves as the default registry does.
+HOLD_BUSINESS_DAYS = 5  # business days to agree, then to confirm, before a request lapses
+VWAP_DAYS = 20  # business days of prints in the volume-weighted average price
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore")
@@ -30,13 +35,13 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     # An unconfirmed pledge request (or top-up) lapses after this many business days; its hold is lifted.
-    hold_business_days: int = Field(default=5, ge=1, le=60)
+    hold_business_days: int = Field(default=HOLD_BUSINESS_DAYS, ge=1, le=60)
     # Background jobs inside the app processes (see registry/scheduler.py); off for tests and one-off tools.
     scheduler_enabled: bool = True
     expire_holds_every_minutes: int = Field(default=5, ge=1, le=1440)
     # Valuation: VWAP window in business days, the daily revaluation time (Asia/Shanghai, after the close),
     # and the maturity reminders (days before maturity).
-    vwap_days: int = Field(default=20, ge=1, le=250)
+    vwap_days: int = Field(default=VWAP_DAYS, ge=1, le=250)
     revalue_at: str = Field(default="15:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     maturity_alert_days: str = Field(default="30,7,1", pattern=r"^\d{1,3}(,\d{1,3})*$")
     deliver_webhooks_every_seconds: int = Field(default=30, ge=1, le=3600)

@@ -15,6 +15,7 @@ from registry import authz
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.calendar import add_business_days, exchange_day
+from registry.config import HOLD_BUSINESS_DAYS, VWAP_DAYS
 from registry.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from registry.ledger import repository as ledger_repo
 from registry.ledger import service as ledger
@@ -55,8 +56,8 @@ def register(
     pledgee_party_id: UUID | None = None,
     pboc_registration_no: str | None = None,
     bank_ref: str | None = None,
-    hold_business_days: int = 5,
-    window_days: int = 20,
+    hold_business_days: int = HOLD_BUSINESS_DAYS,
+    window_days: int = VWAP_DAYS,
 ) -> Registered:
     """A registration request. From a bank: nothing is held and nothing of the account is read until the
     pledgor consents. From the pledgor (a holder, for its own account, naming the bank): its units are held
@@ -161,7 +162,7 @@ def request(
     reason: str | None = None,
     outstanding_principal: Decimal | None = None,
     to_account_id: UUID | None = None,
-    hold_business_days: int = 5,
+    hold_business_days: int = HOLD_BUSINESS_DAYS,
 ) -> Instruction:
     """A top-up (the bank or the pledgor asks, the other consents), a release or a disposal (the bank)."""
     principal = actor.principal
@@ -270,7 +271,7 @@ def _ask(
 
 
 def consent(
-    session: Session, actor: Actor, instruction_id: UUID, *, hold_business_days: int = 5
+    session: Session, actor: Actor, instruction_id: UUID, *, hold_business_days: int = HOLD_BUSINESS_DAYS
 ) -> Instruction:
     """The other party of a joint application agrees. When that is the pledgor, its units are held now;
     either way the request now waits for the exchange, with a fresh lapse time."""

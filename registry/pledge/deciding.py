@@ -15,6 +15,7 @@ from registry.alert import service as alerts
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.calendar import EXCHANGE_TZ
+from registry.config import VWAP_DAYS
 from registry.errors import InvalidInput
 from registry.ledger import pledged
 from registry.pledge import assessment, certify, four_eyes, policy, steps
@@ -45,7 +46,7 @@ def confirm(
     buyer_account_id: UUID | None = None,
     price: Decimal | None = None,
     proceeds: Decimal | None = None,
-    window_days: int = 20,
+    window_days: int = VWAP_DAYS,
 ) -> Instruction:
     """The exchange confirms. A registration or top-up only while the loan is within its terms at today's
     price; a disposal only by a second person, on the terms the first reviewed."""

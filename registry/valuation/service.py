@@ -29,6 +29,7 @@ from registry import isolation
 from registry.alert.models import AlertKind, AlertStatus, WebhookEvent
 from registry.base import one_of
 from registry.calendar import business_days_before, exchange_day
+from registry.config import VWAP_DAYS
 from registry.ledger.models import BlockStatus
 from registry.money import money, money_sql, ratio, ratio_sql
 from registry.valuation.models import TradeKind, ValuationError, ValuationLevel, ValuationMethod
@@ -285,7 +286,7 @@ def revalue(
     session: Session,
     *,
     now: datetime,
-    window_days: int = 20,
+    window_days: int = VWAP_DAYS,
     pledge_ids: Sequence[UUID] | None = None,
     credit_type_ids: Sequence[int] | None = None,
 ) -> Revaluation:
