@@ -19,13 +19,14 @@ _CHUNK_ROWS = 1_000
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-class CopyText:
-    """The COPY text of a cell: NULL as \\N, text escaped, UUIDs and times as PostgreSQL reads them."""
+class ValuePrinter:
+    """Prints each distinct value once and reuses the text: a batch prints the same accounts, statuses and
+    references thousands of times. Subclasses say how a UUID and any other value print."""
 
     __slots__ = ("_printed", "_uuids")
 
-    def __init__(self) -> None:
-        self._printed: dict[Any, str] = {None: "\\N"}
+    def __init__(self, printed: dict[Any, str] | None = None) -> None:
+        self._printed: dict[Any, str] = dict(printed or {})
         self._uuids: dict[int, str] = {}  # by the UUID's integer: UUID's own __hash__ is Python, and slow
 
     def value(self, value: Any) -> str:
@@ -36,13 +37,34 @@ class CopyText:
             try:
                 return self._uuids[value.int]
             except KeyError:
-                printed = self._uuids[value.int] = str(value)
+                printed = self._uuids[value.int] = self._print_uuid(value)
                 return printed
         try:
             return self._printed[value]
         except KeyError:
-            printed = self._printed[value] = _cell(value)
+            printed = self._printed[value] = self._print(value)
             return printed
+
+    def _print_uuid(self, value: UUID) -> str:
+        raise NotImplementedError
+
+    def _print(self, value: Any) -> str:
+        raise NotImplementedError
+
+
+class CopyText(ValuePrinter):
+    """The COPY text of a cell: NULL as \\N, text escaped, UUIDs and times as PostgreSQL reads them."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__({None: "\\N"})
+
+    def _print_uuid(self, value: UUID) -> str:
+        return str(value)
+
+    def _print(self, value: Any) -> str:
+        return _cell(value)
 
 
 def _cell(value: Any) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
+from registry.audit.models import EventKind
 from registry.errors import Forbidden, InvalidInput, NotFound
 from registry.ledger import pledged
 from registry.ledger import service as ledger
@@ -198,13 +199,15 @@ class TestPledgePrimitives:
         assert blocks(session, a.id) == [(s, s + 399, "held"), (s + 400, s + 999, "available")]
         pledged.freeze(session, f.system(), account_id=a.id, pledge_id=pledge)
         assert blocks(session, a.id)[0] == (s, s + 399, "frozen")
-        pledged.unfreeze(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(100))
+        pledged.move_pledged(
+            session, f.system(), EventKind.UNFREEZE, account_id=a.id, pledge_id=pledge, selection=ccer(100)
+        )
         assert blocks(session, a.id) == [
             (s, s + 99, "available"),
             (s + 100, s + 399, "frozen"),
             (s + 400, s + 999, "available"),
         ]
-        pledged.unfreeze(session, f.system(), account_id=a.id, pledge_id=pledge)
+        pledged.move_pledged(session, f.system(), EventKind.UNFREEZE, account_id=a.id, pledge_id=pledge)
         assert blocks(session, a.id) == [(s, s + 999, "available")]
 
     def test_held_and_frozen_units_cannot_be_transferred_or_retired(self, session: Session) -> None:
@@ -232,7 +235,14 @@ class TestPledgePrimitives:
         pledge = f.bare_pledge(session, a.id)
         pledged.hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(50))
         with pytest.raises(InsufficientUnits):
-            pledged.release_hold(session, f.system(), account_id=a.id, pledge_id=pledge, selection=ccer(51))
+            pledged.move_pledged(
+                session,
+                f.system(),
+                EventKind.RELEASE_HOLD,
+                account_id=a.id,
+                pledge_id=pledge,
+                selection=ccer(51),
+            )
 
     def test_dispose_moves_frozen_units_to_the_lender(self, session: Session) -> None:
         a, bank = f.account(session), f.account(session)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
+from registry.audit.models import EventKind
 from registry.errors import RegistryError
 from registry.ledger import pledged
 from registry.ledger import service as ledger
@@ -114,9 +115,11 @@ def _run(session: Session, accounts: list[uuid.UUID], operation: tuple) -> None:
             selection=Selection(credit_type=args[1], quantity=args[2]),
         )
     elif kind in ("release", "unfreeze"):
-        fn = pledged.release_hold if kind == "release" else pledged.unfreeze
+        move = EventKind.RELEASE_HOLD if kind == "release" else EventKind.UNFREEZE
         sel = Selection() if args[2] is None else Selection(credit_type="CCER", quantity=args[2])
-        fn(session, actor, account_id=accounts[args[0]], pledge_id=args[1], selection=sel)
+        pledged.move_pledged(
+            session, actor, move, account_id=accounts[args[0]], pledge_id=args[1], selection=sel
+        )
     elif kind == "freeze":
         pledged.freeze(session, actor, account_id=accounts[args[0]], pledge_id=args[1])
     elif kind == "dispose":

@@ -1,4 +1,5 @@
-"""The ledger's primitives for the pledge lifecycle: a pledge's units held, frozen, released and disposed of
+"""The ledger's primitives for the pledge lifecycle (`move_pledged` for each kind of PLEDGE_MOVES; `hold`,
+`freeze` and `dispose` name the moves whose arguments differ): a pledge's units held, frozen, released and disposed of
 in the pledgor's account. The pledge service authorizes each step and calls these; the database's
 transition trigger allows exactly the moves of PLEDGE_MOVES (plus transfers and retirements)."""
 
@@ -66,48 +67,8 @@ def hold(
     )
 
 
-def release_hold(
-    session: Session,
-    actor: Actor,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    selection: Selection = ALL,
-    reason: str | None = None,
-) -> Movement:
-    return move_pledged(
-        session,
-        actor,
-        EventKind.RELEASE_HOLD,
-        account_id=account_id,
-        pledge_id=pledge_id,
-        selection=selection,
-        reason=reason,
-    )
-
-
 def freeze(session: Session, actor: Actor, *, account_id: UUID, pledge_id: UUID) -> Movement:
     return move_pledged(session, actor, EventKind.FREEZE, account_id=account_id, pledge_id=pledge_id)
-
-
-def unfreeze(
-    session: Session,
-    actor: Actor,
-    *,
-    account_id: UUID,
-    pledge_id: UUID,
-    selection: Selection = ALL,
-    reason: str | None = None,
-) -> Movement:
-    return move_pledged(
-        session,
-        actor,
-        EventKind.UNFREEZE,
-        account_id=account_id,
-        pledge_id=pledge_id,
-        selection=selection,
-        reason=reason,
-    )
 
 
 def dispose(

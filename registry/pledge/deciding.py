@@ -14,6 +14,7 @@ from registry import authz
 from registry.alert import service as alerts
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
+from registry.audit.models import EventKind
 from registry.calendar import EXCHANGE_TZ
 from registry.config import VWAP_DAYS
 from registry.errors import InvalidInput
@@ -81,9 +82,10 @@ def confirm(
             pledge.confirmed_at = actor.at
             pledge.hold_expires_at = None
     else:
-        moved = pledged.unfreeze(
-            session, steps.acting_for(actor, instruction, pledge), account_id=pledge.pledgor_account_id,
-            pledge_id=pledge.id, selection=steps.selection_of(session, pledge, instruction), reason=instruction.reason,
+        moved = pledged.move_pledged(
+            session, steps.acting_for(actor, instruction, pledge), EventKind.UNFREEZE,
+            account_id=pledge.pledgor_account_id, pledge_id=pledge.id,
+            selection=steps.selection_of(session, pledge, instruction), reason=instruction.reason,
         )  # fmt: skip
         if instruction.outstanding_principal is not None:
             pledge.outstanding_principal = instruction.outstanding_principal

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
+from registry.audit.models import EventKind
 from registry.errors import InvalidInput, InvalidState, NotFound
 from registry.ledger import pledged
 from registry.ledger import repository as ledger_repo
@@ -66,9 +67,9 @@ def decide(
     if status is None or after is None:
         raise InvalidState(f"a {instruction.status} {kind.value} instruction cannot {decision.value}")
     if status is not InstructionStatus.CONFIRMED and status not in OPEN and holds(pledge, instruction):
-        pledged.release_hold(
-            session, acting_for(actor, instruction, pledge), account_id=pledge.pledgor_account_id,
-            pledge_id=pledge.id, reason=reason or status.value,
+        pledged.move_pledged(
+            session, acting_for(actor, instruction, pledge), EventKind.RELEASE_HOLD,
+            account_id=pledge.pledgor_account_id, pledge_id=pledge.id, reason=reason or status.value,
         )  # fmt: skip
     instruction.status = status
     if status not in OPEN:
