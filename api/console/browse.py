@@ -154,9 +154,7 @@ def ack(
     refused = common.attempt(
         session, lambda: alerts.acknowledge(session, common.actor_of(request, user, clock), alert_id)
     )
-    if refused is not None:
-        return common.refused_page(request, user, refused, "/console/alerts")
-    return common.redirect("/console/alerts?done=acked")
+    return common.outcome(request, user, refused, back="/console/alerts", then="/console/alerts?done=acked")
 
 
 # --- search and unit history -------------------------------------------------------------------------

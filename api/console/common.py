@@ -75,3 +75,13 @@ def refused_page(request: Request, user: SignedIn, refused: RegistryError, back:
     response = redirect(back)
     flash(request, response, user, "err", describe(refused, translator(lang_of(request))))
     return response
+
+
+def outcome(
+    request: Request, user: SignedIn, refused: RegistryError | None, *, back: str, then: str
+) -> Response:
+    """After a form's action: the refusal shown on the page it came from (`back`), or see other `then`
+    (post/redirect/get: a refresh does not submit the form again)."""
+    if refused is not None:
+        return refused_page(request, user, refused, back)
+    return redirect(then)

@@ -127,7 +127,6 @@ def reject(
     session: SessionDep,
     user: UserDep,
     clock: ClockDep,
-    settings: SettingsDep,
     csrf: common.CsrfField = "",
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
@@ -137,9 +136,7 @@ def reject(
         session, reason, "A reason is required to reject.",
         lambda why: pledges.reject(session, actor, instruction_id, reason=why),
     )  # fmt: skip
-    if refused is not None:
-        return common.refused_page(request, user, refused, "/console/queue")
-    return common.redirect("/console/queue?done=rejected")
+    return common.outcome(request, user, refused, back="/console/queue", then="/console/queue?done=rejected")
 
 
 # --- joint application: the other party's consent ----------------------------------------------------
@@ -186,9 +183,9 @@ def consent(
             session, actor, instruction_id, hold_business_days=settings.hold_business_days
         ),
     )
-    if refused is not None:
-        return common.refused_page(request, user, refused, "/console/consents")
-    return common.redirect("/console/consents?done=consented")
+    return common.outcome(
+        request, user, refused, back="/console/consents", then="/console/consents?done=consented"
+    )
 
 
 @router.post("/instructions/{instruction_id}/decline")
@@ -207,9 +204,9 @@ def decline(
         session, reason, "A reason is required to decline.",
         lambda why: pledges.decline(session, actor, instruction_id, reason=why),
     )  # fmt: skip
-    if refused is not None:
-        return common.refused_page(request, user, refused, "/console/consents")
-    return common.redirect("/console/consents?done=declined")
+    return common.outcome(
+        request, user, refused, back="/console/consents", then="/console/consents?done=declined"
+    )
 
 
 @router.post("/instructions/{instruction_id}/cancel")
@@ -228,6 +225,4 @@ def cancel(
     refused = common.attempt(
         session, lambda: pledges.cancel(session, common.actor_of(request, user, clock), instruction_id)
     )
-    if refused is not None:
-        return common.refused_page(request, user, refused, back)
-    return common.redirect(f"{back}?done=cancelled")
+    return common.outcome(request, user, refused, back=back, then=f"{back}?done=cancelled")
