@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # number each, so that a use case called without the setting behaves as the default registry does.
 HOLD_BUSINESS_DAYS = 5  # business days to agree, then to confirm, before a request lapses
 VWAP_DAYS = 20  # business days of prints in the volume-weighted average price
+MATURITY_ALERT_DAYS = (30, 7, 1)  # days before maturity at which the bank is told
+WEBHOOK_TIMEOUT_SECONDS = 10.0  # one deadline for a whole delivery attempt
+WEBHOOK_CONCURRENCY = 4  # deliveries in flight at once, each of a different bank
+RECYCLE_AFTER = 200  # documents a rendering process makes before it is replaced
 
 
 class Settings(BaseSettings):
@@ -43,18 +47,20 @@ class Settings(BaseSettings):
     # and the maturity reminders (days before maturity).
     vwap_days: int = Field(default=VWAP_DAYS, ge=1, le=250)
     revalue_at: str = Field(default="15:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    maturity_alert_days: str = Field(default="30,7,1", pattern=r"^\d{1,3}(,\d{1,3})*$")
+    maturity_alert_days: str = Field(
+        default=",".join(map(str, MATURITY_ALERT_DAYS)), pattern=r"^\d{1,3}(,\d{1,3})*$"
+    )
     deliver_webhooks_every_seconds: int = Field(default=30, ge=1, le=3600)
     # Banks' webhooks must be public https addresses; allow loopback/private ones only for tests and demos.
     webhook_allow_private: bool = False
     # One delivery attempt in all (name lookup, connect, TLS, sending, the answer's head): a slow or
     # dripping endpoint is cut at this deadline. Deliveries in flight at once, each of a different bank.
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
-    webhook_concurrency: int = Field(default=4, ge=1, le=32)
+    webhook_timeout_seconds: float = Field(default=WEBHOOK_TIMEOUT_SECONDS, gt=0, le=60)
+    webhook_concurrency: int = Field(default=WEBHOOK_CONCURRENCY, ge=1, le=32)
     # Certificates are rendered in worker processes (0: in the request's thread); each worker is replaced
     # after this many documents, so a long run of renderings cannot grow memory.
     certificate_workers: int = Field(default=1, ge=0, le=16)
-    certificate_recycle_after: int = Field(default=200, ge=1)
+    certificate_recycle_after: int = Field(default=RECYCLE_AFTER, ge=1)
     # Request bodies: refused with 413 past this many bytes, counted while they are read (api/limits.py);
     # the price batch (`POST /v1/prices/trades`, up to 5,000 prints) may be larger.
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)

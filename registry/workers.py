@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from registry.config import RECYCLE_AFTER
 from registry.errors import Busy
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _yield_to_requests() -> None:
 
 class WorkerPool:
     def __init__(
-        self, *, workers: int, recycle_after: int = 200, timeout_s: float = 60, what: str = "task"
+        self, *, workers: int, recycle_after: int = RECYCLE_AFTER, timeout_s: float = 60, what: str = "task"
     ) -> None:
         self.workers = workers
         self._recycle_after = recycle_after

@@ -42,7 +42,7 @@ from sqlmodel import Session
 from registry import outbound
 from registry.alert.models import DeliveryStatus
 from registry.clock import Clock
-from registry.config import Settings
+from registry.config import WEBHOOK_CONCURRENCY, Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def body_of(payload: Any) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Policy:
     call: outbound.Policy = field(default_factory=outbound.Policy)  # how each attempt calls out
-    concurrency: int = 4  # deliveries in flight at once (each of a different bank)
+    concurrency: int = WEBHOOK_CONCURRENCY  # deliveries in flight at once (each of a different bank)
 
     @classmethod
     def from_settings(

@@ -18,6 +18,7 @@ from registry import isolation, outbound
 from registry.alert import policy as alert_policy
 from registry.alert.models import AlertKind, AlertStatus, DeliveryStatus, WebhookEvent
 from registry.calendar import exchange_day
+from registry.config import MATURITY_ALERT_DAYS
 from registry.errors import InvalidInput, NotFound
 from registry.principal import Actor, Principal
 
@@ -84,7 +85,7 @@ SELECT p.id FROM pledge p
 
 
 def refresh_maturity(
-    session: Session, *, now: datetime, days_before: Sequence[int] = (30, 7, 1)
+    session: Session, *, now: datetime, days_before: Sequence[int] = MATURITY_ALERT_DAYS
 ) -> tuple[int, int]:
     """Reminders 30, 7 and 1 days before maturity (the nearest one due, each once), `matured_unreleased`
     once a pledge is past maturity and still pledged; alerts of closed pledges cleared. One statement for

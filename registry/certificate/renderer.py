@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from registry.certificate.render import render_pdf
+from registry.config import RECYCLE_AFTER
 from registry.workers import WorkerPool, WorkUnavailable
 
 RENDER_TIMEOUT_SECONDS = 60
@@ -19,7 +20,7 @@ class RenderingUnavailable(WorkUnavailable):
 
 
 class Renderer:
-    def __init__(self, base_url: str, *, workers: int = 1, recycle_after: int = 200) -> None:
+    def __init__(self, base_url: str, *, workers: int = 1, recycle_after: int = RECYCLE_AFTER) -> None:
         self.base_url = base_url
         self._pool = WorkerPool(
             workers=workers, recycle_after=recycle_after, timeout_s=RENDER_TIMEOUT_SECONDS, what="certificate"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from registry.config import Settings
+from registry.config import WEBHOOK_TIMEOUT_SECONDS, Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host name, port -> the addresses it resolves to (strings as getaddrinfo gives them)
@@ -42,7 +42,7 @@ class Policy:
     """How outbound calls are made: read from the settings once (`from_settings`), passed down."""
 
     allow_private: bool = False
-    timeout_s: float = 10.0
+    timeout_s: float = WEBHOOK_TIMEOUT_SECONDS
     resolver: Resolver = system_resolver
     ssl_context: ssl.SSLContext | None = None  # None: the system's defaults with certifi's roots
 

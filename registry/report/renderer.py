@@ -23,7 +23,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session
 
-from registry.config import Settings
+from registry.config import RECYCLE_AFTER, Settings
 from registry.errors import Busy, RegistryError
 from registry.pdf import write_pdf
 from registry.workers import WorkerPool
@@ -48,7 +48,7 @@ class ReportsBusy(Busy):
 
 
 class ReportRenderer:
-    def __init__(self, *, workers: int, per_party: int, total: int, recycle_after: int = 200,
+    def __init__(self, *, workers: int, per_party: int, total: int, recycle_after: int = RECYCLE_AFTER,
                  write: Callable[[str], bytes] = write_pdf) -> None:  # fmt: skip
         self.per_party = per_party
         self._pool = WorkerPool(workers=workers, recycle_after=recycle_after, timeout_s=120, what="report")
