@@ -21,7 +21,7 @@ from api.schemas.pledges import (
 )
 from api.schemas.valuation import ValuationRead
 from registry.certificate.models import Certificate
-from registry.money import money, ratio
+from registry.money import money
 from registry.pledge import reads
 from registry.pledge.assessment import Assessment
 from registry.pledge.models import Instruction, Pledge
@@ -110,8 +110,6 @@ def pledge_reads(session: Session, items: list[Pledge]) -> list[PledgeRead]:
 
 def pledge_read(view: PledgeView) -> PledgeRead:
     p = view.pledge
-    loan = LoanRead.model_validate(view.loan, from_attributes=True)
-    terms = TermsRead.model_validate(view.terms, from_attributes=True)
     return PledgeRead(
         id=p.id,
         status=p.status,
@@ -123,17 +121,8 @@ def pledge_read(view: PledgeView) -> PledgeRead:
         credit_type=view.credit_type,
         quantity=view.quantity,
         held_quantity=view.held_quantity,
-        loan=loan.model_copy(
-            update={"principal": money(p.principal), "outstanding_principal": money(p.outstanding_principal)}
-        ),
-        terms=terms.model_copy(
-            update={
-                "max_pledge_rate": ratio(p.max_pledge_rate),
-                "warning_ratio": ratio(p.warning_ratio),
-                "disposal_ratio": ratio(p.disposal_ratio),
-                "haircut": ratio(p.haircut),
-            }
-        ),
+        loan=LoanRead.model_validate(view.loan, from_attributes=True),
+        terms=TermsRead.model_validate(view.terms, from_attributes=True),
         external_refs=ExternalRefs(pboc_registration_no=p.pboc_registration_no, bank_ref=p.bank_ref),
         blocks=[
             PledgedBlock(

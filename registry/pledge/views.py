@@ -15,6 +15,7 @@ from registry.certificate import service as certificates
 from registry.certificate.models import Certificate
 from registry.ledger import repository as ledger_repo
 from registry.ledger.models import BlockStatus
+from registry.money import money, ratio
 from registry.pledge import reads
 from registry.pledge.models import Instruction, Pledge
 from registry.valuation import service as valuation
@@ -22,6 +23,8 @@ from registry.valuation import service as valuation
 
 @dataclass(frozen=True, slots=True)
 class LoanView:
+    """Amounts to two places, as every reader shows them (a pledge just asked for carries its request's)."""
+
     contract_no: str
     principal: Decimal
     outstanding_principal: Decimal
@@ -32,6 +35,8 @@ class LoanView:
 
 @dataclass(frozen=True, slots=True)
 class TermsView:
+    """Ratios to four places."""
+
     max_pledge_rate: Decimal
     warning_ratio: Decimal
     disposal_ratio: Decimal
@@ -73,18 +78,18 @@ def _view(pledge: Pledge, credit_type: str, blocks: list[Any], instructions: lis
         held_quantity=sum(b.quantity for b in blocks if b.status == BlockStatus.HELD),
         loan=LoanView(
             pledge.contract_no,
-            pledge.principal,
-            pledge.outstanding_principal,
+            money(pledge.principal),
+            money(pledge.outstanding_principal),
             pledge.currency,
             pledge.start_date,
             pledge.maturity_date,
         ),
         terms=TermsView(
-            pledge.max_pledge_rate,
-            pledge.warning_ratio,
-            pledge.disposal_ratio,
+            ratio(pledge.max_pledge_rate),
+            ratio(pledge.warning_ratio),
+            ratio(pledge.disposal_ratio),
             pledge.valuation_method,
-            pledge.haircut,
+            ratio(pledge.haircut),
         ),
         blocks=blocks,
         instructions=instructions,
