@@ -77,6 +77,20 @@ def _state(session: Session, account_ids: list[uuid.UUID]) -> Counter[tuple[int,
     )
 
 
+def _touching_blocks(session: Session, account_ids: list[uuid.UUID]) -> list[tuple]:  # type: ignore[type-arg]
+    """Blocks of one batch, in one account and state, that touch: a movement must have joined them."""
+    return list(
+        session.execute(
+            text("""
+            SELECT a.id, b.id FROM holding a JOIN holding b
+              ON b.account_id = a.account_id AND b.batch_id = a.batch_id AND b.status = a.status
+             AND b.pledge_id IS NOT DISTINCT FROM a.pledge_id AND b.serial_start = a.serial_end + 1
+             WHERE a.account_id = ANY(:ids)"""),
+            {"ids": account_ids},
+        ).all()
+    )
+
+
 def _run(session: Session, accounts: list[uuid.UUID], operation: tuple) -> None:  # type: ignore[type-arg]
     actor = f.system()
     kind, *args = operation
@@ -155,6 +169,7 @@ def test_random_operations_keep_the_ledger_whole(session: Session, operations: l
                 # Conservation: every unit issued is somewhere, in some state, retired ones included.
                 assert sum(q for (_, c, _, _), q in after.items() if c == code) == issued[code]
             assert all(q > 0 for q in after.values())
+            assert _touching_blocks(session, accounts) == [], f"{operation} left a block unjoined"
         assert find_problems(session) == []
     finally:
         example.rollback()
