@@ -151,9 +151,11 @@ def wrk_run(wrk: str, url: str, script: str, clients: int, seconds: int) -> dict
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    answered = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     assert rps, out
-    return {"rps": float(rps.group(1)), "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99"),
+    return {"rps": float(rps.group(1)), "requests": int(answered.group(1)) if answered else 0,
+            "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99"),
             "non_2xx": int(errors.group(1)) if errors else 0, "output": out}  # fmt: skip
 
 
