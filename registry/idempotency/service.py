@@ -14,6 +14,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session
 
+from registry.db import run
 from registry.errors import RegistryError
 
 
@@ -40,13 +41,12 @@ def claim(
     session: Session, *, key_id: UUID, party_id: UUID, key: str, request_fingerprint: bytes, now: datetime
 ) -> StoredResponse | None:
     """None: the key is ours, do the work. Otherwise the first request's response, to replay."""
-    inserted = session.execute(
-        text(
-            "INSERT INTO idempotency_record (key_id, party_id, key, fingerprint, created_at) "
-            "VALUES (:i, :p, :k, :f, :now) ON CONFLICT DO NOTHING RETURNING 1"
-        ),
+    inserted = run(
+        session,
+        "INSERT INTO idempotency_record (key_id, party_id, key, fingerprint, created_at) "
+        "VALUES (%(i)s, %(p)s, %(k)s, %(f)s, %(now)s) ON CONFLICT DO NOTHING RETURNING 1",
         {"i": key_id, "p": party_id, "k": key, "f": request_fingerprint, "now": now},
-    ).first()
+    )
     if inserted:
         return None
     row = session.execute(
@@ -61,8 +61,9 @@ def claim(
 
 
 def store(session: Session, *, key_id: UUID, key: str, status_code: int, body: bytes) -> None:
-    session.execute(
-        text("UPDATE idempotency_record SET status_code = :s, response = :b WHERE key_id = :i AND key = :k"),
+    run(
+        session,
+        "UPDATE idempotency_record SET status_code = %(s)s, response = %(b)s WHERE key_id = %(i)s AND key = %(k)s",
         {"s": status_code, "b": body, "i": key_id, "k": key},
     )
 

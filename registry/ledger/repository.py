@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
+from registry.db import run
 from registry.ledger.blocks import Block, Segment
 from registry.ledger.models import (
     SERIAL_MAX,
@@ -174,11 +175,12 @@ class MoveCall:
     everything: bool = False
 
 
-_MOVE = text("""
+_MOVE = """
     SELECT credit_type, batch_id, serial_start, serial_end, refusal
-      FROM registry_move(:kind, :sa, :ss, :sp, :ta, :ts, :tp, CAST(:ct AS text), CAST(:q AS bigint),
-                         CAST(:starts AS bigint[]), CAST(:ends AS bigint[]), :every, :role, :party, :key,
-                         :operator, :behalf, :request, :instruction, :reason, :at, CAST(:active AS uuid[]))""")
+      FROM registry_move(%(kind)s, %(sa)s, %(ss)s, %(sp)s, %(ta)s, %(ts)s, %(tp)s, %(ct)s::text, %(q)s::bigint,
+                         %(starts)s::bigint[], %(ends)s::bigint[], %(every)s, %(role)s, %(party)s, %(key)s,
+                         %(operator)s, %(behalf)s, %(request)s, %(instruction)s, %(reason)s, %(at)s,
+                         %(active)s::uuid[])"""
 
 
 def move(
@@ -192,22 +194,21 @@ def move(
     reason: str | None,
     require_active: Sequence[UUID],
 ) -> list[Any]:
-    """One movement of units with its audit events, in one round trip (migration 0012)."""
+    """One movement of units with its audit events, in one round trip (migrations 0012, 0014)."""
     principal = actor.principal
-    return list(
-        session.execute(
-            _MOVE,
-            {
-                "kind": kind.value, "sa": source.account_id, "ss": source.status, "sp": source.pledge_id,
-                "ta": target.account_id, "ts": target.status, "tp": target.pledge_id,
-                "ct": call.credit_type, "q": call.quantity,
-                "starts": [r[0] for r in call.ranges], "ends": [r[1] for r in call.ranges],
-                "every": call.everything, "role": principal.role.value, "party": principal.party_id,
-                "key": principal.key_id, "operator": principal.operator, "behalf": actor.on_behalf_of,
-                "request": actor.request_id, "instruction": actor.instruction_id, "reason": reason,
-                "at": actor.at, "active": list(require_active),
-            },
-        ).all()
+    return run(
+        session,
+        _MOVE,
+        {
+            "kind": kind.value, "sa": source.account_id, "ss": source.status, "sp": source.pledge_id,
+            "ta": target.account_id, "ts": target.status, "tp": target.pledge_id,
+            "ct": call.credit_type, "q": call.quantity,
+            "starts": [r[0] for r in call.ranges], "ends": [r[1] for r in call.ranges],
+            "every": call.everything, "role": principal.role.value, "party": principal.party_id,
+            "key": principal.key_id, "operator": principal.operator, "behalf": actor.on_behalf_of,
+            "request": actor.request_id, "instruction": actor.instruction_id, "reason": reason,
+            "at": actor.at, "active": list(require_active),
+        },
     )  # fmt: skip
 
 

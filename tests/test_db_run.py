@@ -1,0 +1,42 @@
+"""`registry.db.run`, the hot paths' way to the database: the same rows and the same exceptions as
+`session.execute`, so that the problem mapping and the retries cannot tell the two apart."""
+
+from __future__ import annotations
+
+import psycopg.errors
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from registry.db import run
+from tests import factories as f
+
+
+def test_rows_come_back_by_name(session: Session) -> None:
+    rows = run(session, "SELECT %(a)s::int + 1 AS n, %(b)s::text AS word", {"a": 41, "b": "pledge"})
+    assert [(r.n, r.word) for r in rows] == [(42, "pledge")]
+    assert run(session, "SELECT 1 WHERE false", {}) == []
+
+
+def test_a_statement_without_rows_returns_none_of_them(session: Session) -> None:
+    account = f.account(session)
+    assert run(session, "UPDATE account SET status = status WHERE id = %(i)s", {"i": account.id}) == []
+
+
+def test_a_violation_is_sqlalchemys_integrity_error_naming_its_constraint(session: Session) -> None:
+    account, other = f.account(session), f.account(session)
+    savepoint = session.begin_nested()
+    with pytest.raises(IntegrityError) as refused:
+        run(
+            session,
+            "UPDATE account SET number = %(n)s WHERE id = %(i)s",
+            {"n": account.number, "i": other.id},
+        )
+    savepoint.rollback()
+    assert isinstance(refused.value.orig, psycopg.errors.UniqueViolation)
+    assert refused.value.orig.diag.constraint_name == "uq_account_number"
+    # The transaction goes on after the savepoint's rollback, as after any refused statement.
+    assert (
+        session.execute(text("SELECT count(*) FROM account WHERE id = :i"), {"i": account.id}).scalar() == 1
+    )
