@@ -396,3 +396,38 @@ def test_the_documented_state_machine_is_the_one_the_service_follows() -> None:
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
     assert table_markdown() in doc
+
+
+def test_a_registration_answers_what_reading_the_pledge_answers(
+    client: TestClient, desk: Desk, session: Session
+) -> None:
+    """The bank's request is answered without reading it back (nothing is held yet); the pledgor's own
+    request, which holds its units at once, is read back. Either way the answer is the pledge as read."""
+    by_bank = client.post(
+        "/v1/pledges", headers=desk.bank, json=f.pledge_body(desk.account, desk.borrower, 40)
+    )
+    assert by_bank.status_code == 201, by_bank.text
+    assert by_bank.json() == client.get(f"/v1/pledges/{by_bank.json()['id']}", headers=desk.bank).json()
+    bank_id = str(session.execute(text("SELECT pledgee_party_id FROM pledge")).scalar_one())
+    body = f.pledge_body(desk.account, desk.borrower, 25, pledgee_party_id=bank_id)
+    by_pledgor = client.post("/v1/pledges", headers=desk.pledgor, json=body)
+    assert by_pledgor.status_code == 201, by_pledgor.text
+    assert by_pledgor.json()["held_quantity"] == 25
+    assert (
+        by_pledgor.json() == client.get(f"/v1/pledges/{by_pledgor.json()['id']}", headers=desk.pledgor).json()
+    )
+
+
+def test_an_instruction_of_a_pledge_one_may_not_see_names_no_pledge(client: TestClient, desk: Desk) -> None:
+    pledge = register(client, desk, 30)
+    instruction_id = pledge["instructions"][0]["id"]
+    for path in ("consent", "decline", "cancel"):
+        refused = client.post(
+            f"/v1/instructions/{instruction_id}/{path}", headers=desk.other_bank, json={"reason": "not ours"}
+        )
+        assert refused.status_code == 404, refused.text
+        assert pledge["id"] not in refused.text and instruction_id in refused.text
+    read = client.get(f"/v1/instructions/{instruction_id}", headers=desk.other_bank)
+    assert read.status_code == 404 and pledge["id"] not in read.text and instruction_id in read.text
+    unknown = client.post(f"/v1/instructions/{pledge['id']}/cancel", headers=desk.other_bank)
+    assert unknown.status_code == 404 and unknown.json()["title"] == refused.json()["title"]

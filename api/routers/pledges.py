@@ -13,7 +13,7 @@ from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep, SettingsDep
 from api.idempotency import IdempotencyKey, respond
 from api.pagination import Cursor, Limit, decode, encode, next_cursor
-from api.reads import instruction_read, instruction_reads, pledge_reads
+from api.reads import instruction_read, instruction_reads, pledge_read, pledge_reads
 from api.rendering import render_after_response
 from api.routers.common import errors, uuid_cursor
 from api.schemas.ledger import BlockRef
@@ -31,7 +31,7 @@ from api.schemas.pledges import (
 )
 from registry.errors import InvalidInput
 from registry.ledger.service import Selection, SerialRange
-from registry.pledge import reads
+from registry.pledge import reads, views
 from registry.pledge import service as pledges
 from registry.pledge.models import Instruction
 from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
@@ -94,7 +94,7 @@ def create_pledge(
             hold_business_days=settings.hold_business_days,
             window_days=settings.vwap_days,
         )
-        return pledge_reads(session, [made.pledge])[0]
+        return pledge_read(views.registered_view(session, made))
 
     return respond(request, session, actor, idempotency_key, body, work)
 

@@ -75,9 +75,12 @@ def record(
     kind: DecisionKind,
     reason: str | None = None,
     terms: Mapping[str, Any] | None = None,
+    first: bool = False,
 ) -> None:
-    """Append one decision to the pledge's chain, in the caller's transaction."""
-    head = session.execute(_HEAD, {"p": pledge_id}).first()
+    """Append one decision to the pledge's chain, in the caller's transaction. `first`: the pledge was
+    created in this transaction, so its chain is empty (no head to read; were it not, the chain's unique
+    sequence would refuse the event)."""
+    head = None if first else session.execute(_HEAD, {"p": pledge_id}).first()
     prev = bytes(head.head) if head else GENESIS
     principal = actor.principal
     event: dict[str, Any] = {

@@ -42,6 +42,7 @@ from registry.principal import Actor, Role
 class Registered:
     pledge: Pledge
     instruction: Instruction
+    credit_type: str  # the pledge's credit type code
 
 
 def register(
@@ -85,7 +86,7 @@ def register(
     session.add(pledge)
     session.flush()
     instruction = _ask(session, actor, pledge, InstructionType.REGISTER, collateral, hold_expires_at=expires)
-    return Registered(pledge, instruction)
+    return Registered(pledge, instruction, code)
 
 
 def _borrower(session: Session, party_id: UUID) -> Any:
@@ -263,7 +264,7 @@ def _ask(
     session.flush()
     decisions.record(
         session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.ASK,
-        reason=instruction.reason,
+        reason=instruction.reason, first=kind is InstructionType.REGISTER,
     )  # fmt: skip
     if joint and principal.party_id == pledge.pledgor_party_id:
         steps.hold(session, actor, pledge, instruction)

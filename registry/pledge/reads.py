@@ -26,10 +26,12 @@ def require_pledge(session: Session, principal: Principal, pledge_id: UUID) -> P
 
 
 def require_instruction(session: Session, principal: Principal, instruction_id: UUID) -> Instruction:
+    """An instruction the caller may see; one of a pledge it may not see is not found, as one that does not
+    exist (the answer names no pledge)."""
     instruction = repo.get_instruction(session, instruction_id)
-    if instruction is None:
+    pledge = None if instruction is None else repo.get_pledge(session, instruction.pledge_id)
+    if instruction is None or pledge is None or not policy.can_see(principal, pledge):
         raise NotFound("instruction", instruction_id)
-    require_pledge(session, principal, instruction.pledge_id)
     return instruction
 
 

@@ -23,6 +23,15 @@ def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pled
     return session.get(Pledge, pledge_id, with_for_update=lock, populate_existing=lock)
 
 
+def lock_pledge_of(session: Session, instruction_id: UUID) -> Pledge | None:
+    """The instruction's pledge, row-locked, in one statement (the instruction's pledge never changes)."""
+    owner = select(Instruction.pledge_id).where(Instruction.id == instruction_id).scalar_subquery()
+    query = (
+        select(Pledge).where(Pledge.id == owner).with_for_update().execution_options(populate_existing=True)
+    )
+    return session.exec(query).first()
+
+
 def get_instruction(session: Session, instruction_id: UUID, *, lock: bool = False) -> Instruction | None:
     return session.get(Instruction, instruction_id, with_for_update=lock, populate_existing=lock)
 

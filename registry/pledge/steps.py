@@ -17,8 +17,6 @@ from registry.audit.models import EventKind
 from registry.errors import InvalidInput, InvalidState, NotFound
 from registry.ledger import pledged
 from registry.ledger import repository as ledger_repo
-from registry.ledger.errors import AccountClosed
-from registry.ledger.models import AccountStatus
 from registry.ledger.service import Selection, SerialRange
 from registry.pledge import policy
 from registry.pledge import repository as repo
@@ -102,11 +100,8 @@ def holds(pledge: Pledge, instruction: Instruction) -> bool:
 
 
 def hold(session: Session, actor: Actor, pledge: Pledge, instruction: Instruction) -> None:
-    """Hold the units a joint application asks for, in the pledgor's account, on the pledgor's say."""
-    account = ledger_repo.get_account(session, pledge.pledgor_account_id)
-    assert account is not None
-    if account.status != AccountStatus.ACTIVE:
-        raise AccountClosed(account.id)
+    """Hold the units a joint application asks for, in the pledgor's account, on the pledgor's say (a
+    closed account is refused by the move itself: a hold requires its account active)."""
     code = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
     assert code is not None
     pledged.hold(
@@ -120,13 +115,14 @@ def lock_visible(session: Session, actor: Actor, pledge_id: UUID) -> Pledge:
 
 
 def lock_instruction(session: Session, actor: Actor, instruction_id: UUID) -> tuple[Pledge, Instruction]:
-    """Pledge first, then the instruction: the one lock order of every pledge operation."""
-    found = repo.get_instruction(session, instruction_id)
-    if found is None:
+    """Pledge first (found from the instruction in the same statement), then the instruction: the one lock
+    order of every pledge operation. An instruction of a pledge the caller may not see is not found, as
+    one that does not exist: the answer names no pledge."""
+    pledge = repo.lock_pledge_of(session, instruction_id)
+    if pledge is None or not policy.can_see(actor.principal, pledge):
         raise NotFound("instruction", instruction_id)
-    pledge = lock_visible(session, actor, found.pledge_id)
     instruction = repo.get_instruction(session, instruction_id, lock=True)
-    assert instruction is not None
+    assert instruction is not None  # instructions are never deleted (instruction_no_delete)
     return pledge, instruction
 
 
