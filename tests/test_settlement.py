@@ -127,6 +127,26 @@ def test_a_batch_with_failing_lines_changes_nothing_and_names_each(session: Sess
     assert snapshot(session) == before
 
 
+def test_a_line_refused_after_thousands_of_events_were_sent_drops_them_all(session: Session) -> None:
+    """The events go to the database while the lines are played: a line refused late drops every event
+    already sent (more than one chunk of them), and the session goes on as if the batch had not come."""
+    ids = world(session)
+    before = snapshot(session)
+    good = [settlement.Line(ids[n % 3], ids[3 + n % 3], Selection(credit_type="CCER", quantity=1), f"T-{n}")
+            for n in range(2_500)]  # fmt: skip
+    late = settlement.Line(ids[3], ids[0], Selection(credit_type="CCER", quantity=10**6), "T-late")
+    with pytest.raises(settlement.BatchRefused) as refused:
+        settlement.settle(session, f.system(), [*good, late])
+    assert [(e.line, e.ref, e.code) for e in refused.value.errors] == [
+        (2_501, "T-late", "insufficient_units")
+    ]
+    assert snapshot(session) == before
+    moved = settlement.settle(session, f.system(), good)
+    assert sum(m.quantity for m in moved) == 2_500
+    events = session.execute(text("SELECT count(*) FROM audit_event WHERE kind = 'transfer'")).scalar_one()
+    assert events >= 2_500
+
+
 def test_the_trail_keeps_each_lines_reference(session: Session) -> None:
     a, b = f.account(session).id, f.account(session).id
     f.issue(session, a, 10)
