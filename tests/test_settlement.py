@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session
 
+from api.routers.ledger import batch_json, moved
+from api.schemas.ledger import TransferBatchRead, TransferResult
 from registry.ledger import service as ledger
 from registry.ledger import settlement
 from registry.ledger.models import PartyKind
@@ -158,6 +160,27 @@ def test_the_trail_keeps_each_lines_reference(session: Session) -> None:
 
 
 # --- through the API ---------------------------------------------------------------------------------
+
+
+def test_the_batch_answer_is_written_as_its_model_writes_it(session: Session) -> None:
+    """The API writes a batch's answer straight as JSON: byte for byte what TransferBatchRead would."""
+    ids = world(session)
+    refs = [None, "T-1", "碳汇 交易 №7", 'quote " and \\ backslash', "é" * 40]
+    # out of the issued accounts, and some back again (blocks split, joined, of two batches)
+    lines = [settlement.Line(ids[n % 3], ids[3 + n % 3], Selection(credit_type="CCER", quantity=1 + n % 7),
+                             refs[n % len(refs)]) for n in range(40)]  # fmt: skip
+    lines += [settlement.Line(ids[3 + n % 3], ids[n % 3], Selection(credit_type="CCER", quantity=1 + n % 3),
+                              refs[n % len(refs)]) for n in range(20)]  # fmt: skip
+    movements = settlement.settle(session, f.system(), lines)
+    results = [
+        TransferResult(line=n, ref=line.ref, from_account_id=line.from_account_id,
+                       to_account_id=line.to_account_id, quantity=m.quantity, blocks=moved(m))
+        for n, (line, m) in enumerate(zip(lines, movements, strict=True), start=1)
+    ]  # fmt: skip
+    model = TransferBatchRead(
+        transfers=len(results), quantity=sum(r.quantity for r in results), results=results
+    )
+    assert batch_json(lines, movements) == model.model_dump_json()
 
 
 def test_the_api_settles_a_batch_or_lists_its_failing_lines(client: TestClient, session: Session) -> None:
