@@ -201,6 +201,8 @@ class EventStream:
         self._at_canonical, self._at_cell = self._canonical(actor.at), cell(actor.at)
         self.heads: dict[UUID, tuple[int, bytes]] = {}
         self._copy: CopyIn | None = None
+        self._last_key: tuple[Any, ...] = (object(),) * 8
+        self._last_printed: tuple[str, ...] = ()
 
     def add(self, chain: ChainHead, c: Change, reason: str | None) -> None:
         if self._copy is None:
@@ -208,21 +210,33 @@ class EventStream:
         heads = self.heads
         seq, prev = heads.get(chain.id) or (chain.audit_seq, chain.audit_head or GENESIS)
         seq += 1
-        canonical, cell = self._canonical, self._cell
-        body = ",".join((
-            canonical(chain.id), str(seq), self._kind_canonical, str(c.credit_type_id), canonical(c.batch_id),
-            str(c.serial_start), str(c.serial_end), canonical(c.from_account_id), canonical(c.from_status),
-            canonical(c.from_pledge_id), canonical(c.to_account_id), canonical(c.to_status),
-            canonical(c.to_pledge_id), self._actor_canonical, canonical(reason), self._at_canonical,
-        ))  # fmt: skip
-        digest = sha256(prev + ("[" + body + "]").encode()).digest()
+        # The parts an event shares with the one before it (the pieces of one transfer: the same chain,
+        # accounts, states and reason), printed once for both.
+        key = (chain.id, c.from_account_id, c.from_status, c.from_pledge_id, c.to_account_id, c.to_status,
+               c.to_pledge_id, reason)  # fmt: skip
+        last = self._last_key
+        if not (last[0] is key[0] and last[1] is key[1] and last[2] is key[2] and last[3] is key[3]
+                and last[4] is key[4] and last[5] is key[5] and last[6] is key[6] and last[7] is key[7]):  # fmt: skip
+            canonical, cell = self._canonical, self._cell
+            self._last_key = key
+            self._last_printed = (
+                canonical(chain.id), cell(chain.id),
+                ",".join(map(canonical, key[1:7])), "\t".join(map(cell, key[1:7])),
+                f"{self._actor_canonical},{canonical(reason)},{self._at_canonical}",
+                f"{self._actor_cells}\t{cell(reason)}\t{self._at_cell}",
+            )  # fmt: skip
+        chain_canonical, chain_cell, parties_canonical, parties_cell, tail_canonical, tail_cell = (
+            self._last_printed
+        )
+        ct, start, end = c.credit_type_id, c.serial_start, c.serial_end
+        body = (f"[{chain_canonical},{seq},{self._kind_canonical},{ct},{self._canonical(c.batch_id)},{start},{end},"
+                f"{parties_canonical},{tail_canonical}]")  # fmt: skip
+        digest = sha256(prev + body.encode()).digest()
         heads[chain.id] = (seq, digest)
-        self._copy.write("\t".join((
-            cell(chain.id), str(seq), self._kind_cell, str(c.credit_type_id), cell(c.batch_id), str(c.serial_start),
-            str(c.serial_end), cell(c.from_account_id), cell(c.from_status), cell(c.from_pledge_id),
-            cell(c.to_account_id), cell(c.to_status), cell(c.to_pledge_id), self._actor_cells, cell(reason),
-            self._at_cell, "\\\\x" + prev.hex(), "\\\\x" + digest.hex(),
-        )))  # fmt: skip
+        self._copy.write(
+            f"{chain_cell}\t{seq}\t{self._kind_cell}\t{ct}\t{self._cell(c.batch_id)}\t{start}\t{end}\t"
+            f"{parties_cell}\t{tail_cell}\t\\\\x{prev.hex()}\t\\\\x{digest.hex()}"
+        )
 
     def close(self) -> None:
         if self._copy is None:
