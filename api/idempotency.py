@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Header, Request
 from fastapi.responses import Response
@@ -26,13 +26,31 @@ IdempotencyKey = Annotated[
 ]
 
 
+class Body(Protocol):
+    """What a response is made of: a model, or its JSON already written (a settlement batch's answer)."""
+
+    def model_dump_json(self) -> str: ...
+
+
+class Written:
+    """A response body already written as the response model would write it."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: str) -> None:
+        self.json = json
+
+    def model_dump_json(self) -> str:
+        return self.json
+
+
 def respond(
     request: Request,
     session: Session,
     actor: Actor,
     key: str | None,
     body: BaseModel,
-    work: Callable[[], BaseModel],
+    work: Callable[[], Body],
     *,
     status_code: int = 201,
 ) -> Response:

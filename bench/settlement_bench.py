@@ -3,22 +3,34 @@
     .venv/bin/python -m bench.settlement_bench [--transfers 10000] [--accounts 1000] [--batches 3]
 
 Each batch is one `POST /v1/transfers/batch` of `--transfers` lines (1 to 10 units each, between random
-pairs of `--accounts` accounts that each hold one issuance), timed from the request to the answer: the
-JSON in and out, the locks, the blocks, the audit trail and the commit with its deferred checks. The
-first batch moves units out of whole issuances; later ones play on the fragments the earlier ones left,
-as later settlement days do. After the run: the ledger checks and every chain verified. Results go to
+pairs of `--accounts` accounts that each hold one issuance), timed from the request to the answer, with
+the CPU it cost the app's process and PostgreSQL's (steadier than the time on a shared machine): the JSON
+in and out, the locks, the blocks, the audit trail and the commit with its deferred checks. The first
+batch moves units out of whole issuances; later ones play on the fragments the earlier ones left, as
+later settlement days do. After the run: the ledger checks and every chain verified. Results go to
 bench/results/settlement.json."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
+from pathlib import Path
 
 import httpx
 
-from bench.common import ROOT, check_after, create_database, free_port, fresh_server, pgbench_tps, start_app
+from bench.common import (
+    DATA,
+    ROOT,
+    check_after,
+    create_database,
+    free_port,
+    fresh_server,
+    pgbench_tps,
+    start_app,
+)
 from registry.access import service as access
 from registry.clock import SystemClock
 from registry.db import make_engine, unit_of_work
@@ -57,6 +69,23 @@ def batch(ids: list[str], transfers: int, rng: random.Random) -> dict[str, objec
     return {"transfers": lines}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc): steadier than wall time on a shared machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """The CPU of every process of the bench's PostgreSQL (the postmaster's children: the backends, the
+    WAL writer, the checkpointer, autovacuum), so far."""
+    postmaster = int((DATA / "postmaster.pid").read_text().split()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return sum(cpu_seconds(int(c)) for c in children)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=10_000)
@@ -77,11 +106,14 @@ def main() -> None:
                           headers={"Authorization": f"Bearer {key}"}) as http:  # fmt: skip
             for n in range(args.batches):
                 body = batch(ids, args.transfers, rng)
+                app_cpu, db_cpu = cpu_seconds(app.pid), postgres_cpu()
                 began = time.perf_counter()
                 answer = http.post("/v1/transfers/batch", json=body)
                 seconds = time.perf_counter() - began
+                app_cpu, db_cpu = cpu_seconds(app.pid) - app_cpu, postgres_cpu() - db_cpu
                 assert answer.status_code == 201, answer.text[:2000]
-                runs.append({"batch": n + 1, "seconds": seconds, "transfers_per_s": args.transfers / seconds})
+                runs.append({"batch": n + 1, "seconds": seconds, "transfers_per_s": args.transfers / seconds,
+                             "app_cpu_s": app_cpu, "postgres_cpu_s": db_cpu})  # fmt: skip
     finally:
         app.terminate()
         app.wait(timeout=30)
@@ -92,9 +124,10 @@ def main() -> None:
     print(
         f"\nsettlement_bench: {args.transfers} transfers a batch among {args.accounts} accounts, one app worker"
     )
-    print(f"{'batch':>6} {'seconds':>9} {'transfers/s':>12}")
+    print(f"{'batch':>6} {'seconds':>9} {'transfers/s':>12} {'app CPU s':>10} {'PostgreSQL CPU s':>17}")
     for r in runs:
-        print(f"{r['batch']:>6} {r['seconds']:>9.2f} {r['transfers_per_s']:>12.0f}")
+        print(f"{r['batch']:>6} {r['seconds']:>9.2f} {r['transfers_per_s']:>12.0f} {r['app_cpu_s']:>10.2f} "
+              f"{r['postgres_cpu_s']:>17.2f}")  # fmt: skip
     best = max(r["transfers_per_s"] for r in runs)
     print(f"pgbench tpcb-like, 8 clients, same server: {pgbench:.0f} TPS (ratio best batch rate / pgbench: "
           f"{best / pgbench:.2f})")  # fmt: skip

@@ -7,6 +7,7 @@ COPY text built here: each cell printed once per distinct value, text escaped as
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import ExitStack, suppress
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -85,15 +86,59 @@ def copy_in(session: Session, statement: str, rows: Iterable[str]) -> None:
     """`statement` is `COPY table (columns) FROM STDIN`; each row its cells joined by tabs, no newline.
     Rows are sent in chunks as the iterable makes them: PostgreSQL inserts one chunk while Python makes
     the next (two cores, both busy)."""
-    dbapi = session.connection().connection.dbapi_connection
-    assert isinstance(dbapi, psycopg.Connection)
-    encoding = dbapi.info.encoding
-    with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
-        chunk: list[str] = []
+    copy = CopyIn(session, statement)
+    try:
         for row in rows:
-            chunk.append(row)
-            if len(chunk) == _CHUNK_ROWS:
-                copy.write(("\n".join(chunk) + "\n").encode(encoding))
-                chunk.clear()
-        if chunk:
-            copy.write(("\n".join(chunk) + "\n").encode(encoding))
+            copy.write(row)
+    except BaseException:
+        copy.abort()
+        raise
+    copy.close()
+
+
+class CopyIn:
+    """One `COPY table (columns) FROM STDIN` held open while the caller makes its rows (each its cells joined
+    by tabs, no newline), sent in chunks: PostgreSQL inserts one chunk while Python makes the next. Nothing
+    else may use the connection until `close` (the statement completes, its triggers run) or `abort` (the
+    statement fails: the caller rolls back, to a savepoint or the whole transaction)."""
+
+    __slots__ = ("_chunk", "_copy", "_encoding", "_stack")
+
+    def __init__(self, session: Session, statement: str) -> None:
+        dbapi = session.connection().connection.dbapi_connection
+        assert isinstance(dbapi, psycopg.Connection)
+        self._encoding: str = dbapi.info.encoding
+        self._stack: ExitStack = ExitStack()
+        try:
+            cursor = self._stack.enter_context(dbapi.cursor())
+            self._copy: psycopg.Copy = self._stack.enter_context(cursor.copy(statement))
+        except BaseException:
+            self._stack.close()
+            raise
+        self._chunk: list[str] = []
+
+    def write(self, row: str) -> None:
+        chunk = self._chunk
+        chunk.append(row)
+        if len(chunk) == _CHUNK_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._chunk:
+            self._copy.write(("\n".join(self._chunk) + "\n").encode(self._encoding))
+            self._chunk.clear()
+
+    def close(self) -> None:
+        self._flush()
+        self._stack.close()
+
+    def abort(self) -> None:
+        """End the COPY as failed (PostgreSQL discards its rows; the transaction is then in error)."""
+        self._chunk.clear()
+        abandoned = _Abandoned()
+        with suppress(_Abandoned):
+            self._stack.__exit__(type(abandoned), abandoned, None)
+
+
+class _Abandoned(Exception):
+    """Why a COPY was ended without its rows."""

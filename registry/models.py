@@ -5,7 +5,15 @@ from registry.alert.models import Alert, Webhook, WebhookDelivery
 from registry.audit.models import AuditEvent
 from registry.certificate.models import Certificate, CertificateRendering
 from registry.idempotency.models import IdempotencyRecord
-from registry.ledger.models import Account, CreditType, Holding, Issuance, Party, ProjectType
+from registry.ledger.models import (
+    Account,
+    CreditType,
+    Holding,
+    HoldingPendingCheck,
+    Issuance,
+    Party,
+    ProjectType,
+)
 from registry.pledge.models import Instruction, Pledge, PledgeChain, PledgeEvent
 from registry.ratelimit.models import RateLimit
 from registry.scheduling.models import JobRun
@@ -23,6 +31,7 @@ __all__ = [
     "ConsoleUser",
     "CreditType",
     "Holding",
+    "HoldingPendingCheck",
     "IdempotencyRecord",
     "Instruction",
     "Issuance",

@@ -316,6 +316,49 @@ class TestDatabaseRefuses:
             )
             session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
 
+    def test_destroying_units_among_many_in_one_statement(self, session: Session) -> None:
+        """The check is one query over the whole statement's blocks: one unit short among many is named."""
+        a, b, _ = self._setup(session)
+        for _ in range(3):
+            f.issue(session, a, 100)
+        session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+        session.execute(text("SET CONSTRAINTS ALL DEFERRED"))
+        last = session.execute(
+            text("SELECT max(id) FROM holding WHERE account_id = :a"), {"a": a}
+        ).scalar_one()
+        with pytest.raises(IntegrityError, match="would be destroyed") as refused, session.begin_nested():
+            # every block moves to b; the last one also loses its last unit
+            session.execute(
+                text(
+                    "UPDATE holding SET account_id = :b, "
+                    "serial_end = serial_end - CASE WHEN id = :last THEN 1 ELSE 0 END WHERE account_id = :a"
+                ),
+                {"a": a, "b": b, "last": last},
+            )
+            session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+        assert refused.value.orig.diag.constraint_name == "holding_conserved"  # type: ignore[union-attr]
+        end = session.execute(text("SELECT serial_end FROM holding WHERE id = :i"), {"i": last}).scalar_one()
+        assert f"to {end} of credit type 1 would be destroyed (99 of 100 still held)" in str(refused.value)
+
+    def test_a_block_rewritten_whole_over_two_statements_is_conserved(self, session: Session) -> None:
+        """Deleted in one statement, written again (in two pieces) in the next: checked at commit, passes;
+        and nothing is left pending."""
+        a, _, s = self._setup(session)
+        batch = session.execute(
+            text("SELECT batch_id FROM holding WHERE account_id = :a"), {"a": a}
+        ).scalar_one()
+        session.execute(text("DELETE FROM holding WHERE account_id = :a"), {"a": a})
+        session.execute(
+            text(
+                "INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status) "
+                "VALUES (1, :batch, :s, :s + 59, :a, 'available'), (1, :batch, :s + 60, :s + 99, :a, 'available')"
+            ),
+            {"batch": batch, "s": s, "a": a},
+        )
+        session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+        assert blocks(session, a) == [(s, s + 59, "available"), (s + 60, s + 99, "available")]
+        assert session.execute(text("SELECT count(*) FROM holding_pending_check")).scalar_one() == 0
+
     def test_creating_units_outside_a_batch(self, session: Session) -> None:
         a, _, s = self._setup(session)
         batch = session.execute(

@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session
 
+from api.routers.ledger import batch_json, moved
+from api.schemas.ledger import TransferBatchRead, TransferResult
 from registry.ledger import service as ledger
 from registry.ledger import settlement
 from registry.ledger.models import PartyKind
@@ -127,6 +129,26 @@ def test_a_batch_with_failing_lines_changes_nothing_and_names_each(session: Sess
     assert snapshot(session) == before
 
 
+def test_a_line_refused_after_thousands_of_events_were_sent_drops_them_all(session: Session) -> None:
+    """The events go to the database while the lines are played: a line refused late drops every event
+    already sent (more than one chunk of them), and the session goes on as if the batch had not come."""
+    ids = world(session)
+    before = snapshot(session)
+    good = [settlement.Line(ids[n % 3], ids[3 + n % 3], Selection(credit_type="CCER", quantity=1), f"T-{n}")
+            for n in range(2_500)]  # fmt: skip
+    late = settlement.Line(ids[3], ids[0], Selection(credit_type="CCER", quantity=10**6), "T-late")
+    with pytest.raises(settlement.BatchRefused) as refused:
+        settlement.settle(session, f.system(), [*good, late])
+    assert [(e.line, e.ref, e.code) for e in refused.value.errors] == [
+        (2_501, "T-late", "insufficient_units")
+    ]
+    assert snapshot(session) == before
+    moved = settlement.settle(session, f.system(), good)
+    assert sum(m.quantity for m in moved) == 2_500
+    events = session.execute(text("SELECT count(*) FROM audit_event WHERE kind = 'transfer'")).scalar_one()
+    assert events >= 2_500
+
+
 def test_the_trail_keeps_each_lines_reference(session: Session) -> None:
     a, b = f.account(session).id, f.account(session).id
     f.issue(session, a, 10)
@@ -138,6 +160,27 @@ def test_the_trail_keeps_each_lines_reference(session: Session) -> None:
 
 
 # --- through the API ---------------------------------------------------------------------------------
+
+
+def test_the_batch_answer_is_written_as_its_model_writes_it(session: Session) -> None:
+    """The API writes a batch's answer straight as JSON: byte for byte what TransferBatchRead would."""
+    ids = world(session)
+    refs = [None, "T-1", "碳汇 交易 №7", 'quote " and \\ backslash', "é" * 40]
+    # out of the issued accounts, and some back again (blocks split, joined, of two batches)
+    lines = [settlement.Line(ids[n % 3], ids[3 + n % 3], Selection(credit_type="CCER", quantity=1 + n % 7),
+                             refs[n % len(refs)]) for n in range(40)]  # fmt: skip
+    lines += [settlement.Line(ids[3 + n % 3], ids[n % 3], Selection(credit_type="CCER", quantity=1 + n % 3),
+                              refs[n % len(refs)]) for n in range(20)]  # fmt: skip
+    movements = settlement.settle(session, f.system(), lines)
+    results = [
+        TransferResult(line=n, ref=line.ref, from_account_id=line.from_account_id,
+                       to_account_id=line.to_account_id, quantity=m.quantity, blocks=moved(m))
+        for n, (line, m) in enumerate(zip(lines, movements, strict=True), start=1)
+    ]  # fmt: skip
+    model = TransferBatchRead(
+        transfers=len(results), quantity=sum(r.quantity for r in results), results=results
+    )
+    assert batch_json(lines, movements) == model.model_dump_json()
 
 
 def test_the_api_settles_a_batch_or_lists_its_failing_lines(client: TestClient, session: Session) -> None:

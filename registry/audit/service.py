@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -22,7 +23,7 @@ from registry.audit.chain import (
     link,
 )
 from registry.audit.models import EventKind
-from registry.copy import CopyText, copy_in
+from registry.copy import CopyIn, CopyText
 from registry.errors import NotFound
 from registry.principal import Actor, Principal
 
@@ -166,37 +167,90 @@ def record_many(
 def _record_across_chains(
     session: Session, actor: Actor, kind: EventKind, events: Sequence[tuple[ChainHead, Change, str | None]]
 ) -> None:
-    """record_many's rows for many chains: the same fields and hashes (Canonical prints what canonical()
-    prints), each row written once as COPY text."""
-    principal = actor.principal
-    actor_fields = (principal.role.value, principal.party_id, principal.key_id, principal.operator,
-                    actor.on_behalf_of, actor.request_id, actor.instruction_id)  # fmt: skip
-    at, kind_value = actor.at, kind.value
-    printer, field = Canonical(), CopyText()
-    cell = field.value
-    constant = "\t".join(map(cell, actor_fields))
-    kind_cell, at_cell = cell(kind_value), cell(at)
-    heads: dict[UUID, tuple[int, bytes]] = {}
+    """record_many's rows for many chains, in one COPY."""
+    stream = EventStream(session, actor, kind)
+    try:
+        for chain, change, reason in events:
+            stream.add(chain, change, reason)
+    except BaseException:
+        stream.abort()
+        raise
+    stream.close()
 
-    def rows() -> Iterator[str]:
-        for chain, c, reason in events:
-            seq, prev = heads.get(chain.id) or (chain.audit_seq, chain.audit_head or GENESIS)
-            seq += 1
-            values = (chain.id, seq, kind_value, c.credit_type_id, c.batch_id, c.serial_start, c.serial_end,
-                      c.from_account_id, c.from_status, c.from_pledge_id, c.to_account_id, c.to_status,
-                      c.to_pledge_id, *actor_fields, reason, at)  # fmt: skip
-            digest = printer.link(prev, values)
-            heads[chain.id] = (seq, digest)
-            yield "\t".join((
-                cell(chain.id), str(seq), kind_cell, str(c.credit_type_id), cell(c.batch_id), str(c.serial_start),
-                str(c.serial_end), cell(c.from_account_id), cell(c.from_status), cell(c.from_pledge_id),
-                cell(c.to_account_id), cell(c.to_status), cell(c.to_pledge_id), constant, cell(reason), at_cell,
-                "\\\\x" + prev.hex(), "\\\\x" + digest.hex(),
-            ))  # fmt: skip
 
-    copy_in(session, _COPY_EVENTS, rows())
-    session.execute(_HEADS, {"ids": list(heads), "seqs": [h[0] for h in heads.values()],
-                             "heads": [h[1] for h in heads.values()]})  # fmt: skip
+class EventStream:
+    """record_many for many chains, fed one event at a time as the caller makes them: each row hashed
+    (Canonical prints what canonical() prints, byte for byte) and printed once as COPY text, and sent in
+    chunks, so that PostgreSQL inserts the events while the caller works out the next ones. `close` ends
+    the COPY (the link check runs over all of its rows) and moves every chain's head; `abort` drops the
+    events (the COPY fails: the caller rolls back to a savepoint, or the whole transaction). Nothing else
+    may use the session's connection in between."""
+
+    def __init__(self, session: Session, actor: Actor, kind: EventKind) -> None:
+        principal = actor.principal
+        actor_fields = (principal.role.value, principal.party_id, principal.key_id, principal.operator,
+                        actor.on_behalf_of, actor.request_id, actor.instruction_id)  # fmt: skip
+        self._session = session
+        self._canonical = Canonical().value
+        self._cell = cell = CopyText().value
+        # what every event of the stream shares, printed once (the hashed form and the COPY cells)
+        self._kind = kind.value
+        self._kind_canonical, self._kind_cell = self._canonical(kind.value), cell(kind.value)
+        self._actor_canonical = ",".join(map(self._canonical, actor_fields))
+        self._actor_cells = "\t".join(map(cell, actor_fields))
+        self._at_canonical, self._at_cell = self._canonical(actor.at), cell(actor.at)
+        self.heads: dict[UUID, tuple[int, bytes]] = {}
+        self._copy: CopyIn | None = None
+        self._last_key: tuple[Any, ...] = (object(),) * 8
+        self._last_printed: tuple[str, ...] = ()
+
+    def add(self, chain: ChainHead, c: Change, reason: str | None) -> None:
+        if self._copy is None:
+            self._copy = CopyIn(self._session, _COPY_EVENTS)
+        heads = self.heads
+        seq, prev = heads.get(chain.id) or (chain.audit_seq, chain.audit_head or GENESIS)
+        seq += 1
+        # The parts an event shares with the one before it (the pieces of one transfer: the same chain,
+        # accounts, states and reason), printed once for both.
+        key = (chain.id, c.from_account_id, c.from_status, c.from_pledge_id, c.to_account_id, c.to_status,
+               c.to_pledge_id, reason)  # fmt: skip
+        last = self._last_key
+        if not (last[0] is key[0] and last[1] is key[1] and last[2] is key[2] and last[3] is key[3]
+                and last[4] is key[4] and last[5] is key[5] and last[6] is key[6] and last[7] is key[7]):  # fmt: skip
+            canonical, cell = self._canonical, self._cell
+            self._last_key = key
+            self._last_printed = (
+                canonical(chain.id), cell(chain.id),
+                ",".join(map(canonical, key[1:7])), "\t".join(map(cell, key[1:7])),
+                f"{self._actor_canonical},{canonical(reason)},{self._at_canonical}",
+                f"{self._actor_cells}\t{cell(reason)}\t{self._at_cell}",
+            )  # fmt: skip
+        chain_canonical, chain_cell, parties_canonical, parties_cell, tail_canonical, tail_cell = (
+            self._last_printed
+        )
+        ct, start, end = c.credit_type_id, c.serial_start, c.serial_end
+        body = (f"[{chain_canonical},{seq},{self._kind_canonical},{ct},{self._canonical(c.batch_id)},{start},{end},"
+                f"{parties_canonical},{tail_canonical}]")  # fmt: skip
+        digest = sha256(prev + body.encode()).digest()
+        heads[chain.id] = (seq, digest)
+        self._copy.write(
+            f"{chain_cell}\t{seq}\t{self._kind_cell}\t{ct}\t{self._cell(c.batch_id)}\t{start}\t{end}\t"
+            f"{parties_cell}\t{tail_cell}\t\\\\x{prev.hex()}\t\\\\x{digest.hex()}"
+        )
+
+    def close(self) -> None:
+        if self._copy is None:
+            return
+        self._copy.close()
+        self._copy = None
+        heads = self.heads
+        self._session.execute(_HEADS, {"ids": list(heads), "seqs": [h[0] for h in heads.values()],
+                                       "heads": [h[1] for h in heads.values()]})  # fmt: skip
+
+    def abort(self) -> None:
+        if self._copy is not None:
+            self._copy.abort()
+            self._copy = None
 
 
 def unit_history(

@@ -1,4 +1,4 @@
-"""Ledger tables, equal to what migrations 0001-0002 and 0010 create (tests/test_schema.py holds them
+"""Ledger tables, equal to what migrations 0001-0002, 0010 and 0015 create (tests/test_schema.py holds them
 equal). The triggers that enforce conservation and the block transitions live only in the migration;
 docs/architecture.md lists them."""
 
@@ -20,16 +20,18 @@ from sqlalchemy import (
     Sequence,
     SmallInteger,
     Text,
+    Uuid,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import INT8RANGE, ExcludeConstraint, Range
+from sqlalchemy.dialects.postgresql import ARRAY, INT8RANGE, ExcludeConstraint, Range
 from sqlmodel import Field, SQLModel
 
 from registry.base import TextEnum, one_of, timestamptz
 
 # Serials are kept per credit type; a block's `span` packs (credit type, serial) into one bigint range
-# so that a plain GiST exclusion constraint (no btree_gist needed) forbids overlaps within a type.
+# so that a plain exclusion constraint on one range (SP-GiST since migration 0015; no btree_gist needed)
+# forbids overlaps within a type.
 SERIAL_BITS = 40
 SERIAL_MAX = (1 << SERIAL_BITS) - 1
 # A credit type's code, and the years an issuance's vintage may name (the API's schemas check the same).
@@ -154,7 +156,11 @@ class Holding(SQLModel, table=True):
         ),
         # Checked at commit, like the migration says: one statement may shrink a block and insert its rest.
         ExcludeConstraint(
-            ("span", "&&"), name="ex_holding_no_overlap", using="gist", deferrable=True, initially="DEFERRED"
+            ("span", "&&"),
+            name="ex_holding_no_overlap",
+            using="spgist",
+            deferrable=True,
+            initially="DEFERRED",
         ),
         Index("ix_holding_account", "account_id", "credit_type_id", "status", "serial_start"),
         Index(
@@ -183,6 +189,22 @@ class Holding(SQLModel, table=True):
     span: Range[int] | None = Field(
         default=None, sa_column=Column(INT8RANGE, Computed(_SPAN, persisted=True))
     )
+
+
+class HoldingPendingCheck(SQLModel, table=True):
+    """What a statement on `holding` left to check at commit (migration 0015): the spans it replaced, to be
+    still covered, and the blocks it wrote, to lie inside their batches. Written and removed only by the
+    triggers (`holding_conserved`); empty outside the transaction that wrote it; the app's role has no
+    privilege on it."""
+
+    __tablename__ = "holding_pending_check"
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    old_spans: list[Range[int]] = Field(sa_column=Column(ARRAY(INT8RANGE), nullable=False))
+    new_batches: list[UUID] = Field(sa_column=Column(ARRAY(Uuid), nullable=False))
+    new_spans: list[Range[int]] = Field(sa_column=Column(ARRAY(INT8RANGE), nullable=False))
 
 
 class ProjectType(SQLModel, table=True):

@@ -38,6 +38,12 @@ ATTEMPTS = [
     "TRUNCATE pledge_event",
     "DELETE FROM pledge_chain",
     "UPDATE alembic_version SET version_num = '0001_ledger_core'",
+    # the conservation checks a transaction left for its commit: the app can neither drop nor forge them
+    "DELETE FROM holding_pending_check",
+    "TRUNCATE holding_pending_check",
+    "UPDATE holding_pending_check SET old_spans = '{}'",
+    "INSERT INTO holding_pending_check (old_spans, new_batches, new_spans) VALUES ('{}', '{}', '{}')",
+    "SELECT * FROM holding_pending_check",
     # what an injected string would try: a harmless statement, then the damage
     "SELECT 1; DELETE FROM audit_event",
 ]
@@ -94,3 +100,32 @@ def test_the_app_role_cannot_change_history(history: None, app_engine: Engine, s
         with pytest.raises(DBAPIError) as refused:
             conn.exec_driver_sql(statement)
         assert isinstance(refused.value.orig, errors.InsufficientPrivilege), refused.value
+
+
+DESTRUCTIONS = [
+    # a block shrunk, its rest not put back
+    ["UPDATE holding SET serial_end = serial_end - 1 WHERE id = (SELECT max(id) FROM holding)"],
+    # a block removed
+    ["DELETE FROM holding WHERE id = (SELECT max(id) FROM holding)"],
+    # a settlement's shape (a delete, then the blocks written again), one unit short
+    [
+        "CREATE TEMP TABLE gone AS SELECT * FROM holding WHERE id = (SELECT max(id) FROM holding)",
+        "DELETE FROM holding WHERE id = (SELECT id FROM gone)",
+        "INSERT INTO holding (credit_type_id, batch_id, serial_start, serial_end, account_id, status) "
+        "SELECT credit_type_id, batch_id, serial_start + 1, serial_end, account_id, status FROM gone",
+    ],
+]
+
+
+@pytest.mark.parametrize("statements", DESTRUCTIONS)
+def test_the_app_role_cannot_destroy_units(history: None, app_engine: Engine, statements: list[str]) -> None:
+    """The conservation check runs as its owner at commit whoever wrote the blocks, and the app role's
+    attempt to destroy units is refused with the constraint's name; nothing is left pending."""
+    with app_engine.connect() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        with pytest.raises(DBAPIError) as refused:
+            conn.commit()
+        assert isinstance(refused.value.orig, errors.CheckViolation), refused.value
+        assert refused.value.orig.diag.constraint_name == "holding_conserved"
+        assert "would be destroyed" in str(refused.value)
