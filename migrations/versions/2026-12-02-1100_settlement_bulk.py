@@ -1,7 +1,7 @@
 """Settlement in bulk: conservation checked per statement's set of blocks, and the span indexes as SP-GiST.
 
 Revision ID: 0015_settlement_bulk
-Revises: 0013_metrics_indexes
+Revises: 0014_fewer_block_writes
 Create Date: 2026-12-02 11:00
 
 `holding_conserved` was a deferred trigger per row of `holding`: at commit, one query (a GiST search) for
@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0015_settlement_bulk"
-down_revision: str | None = "0013_metrics_indexes"
+down_revision: str | None = "0014_fewer_block_writes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
