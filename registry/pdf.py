@@ -10,13 +10,18 @@ With the glyph ids of Noto Sans CJK (a Chinese name's glyphs sit near the end of
 pass keeps almost every glyph of the first and costs twice as much; asking the first pass to drop the
 hints too gives the same font, byte for byte, for a third of the work (~0.1 s a certificate). And the
 font file each document copies out of HarfBuzz whole (20 MB for a CJK collection, before subsetting it)
-is copied once per process. Only for the WeasyPrint this was checked against (`_CHECKED_WEASYPRINT`); any other
-version does both as it always did."""
+is copied once per process. Only for the WeasyPrint this was checked against (`_CHECKED_WEASYPRINT`);
+any other version does both as it always did.
+
+Streams compressed at zlib's level 1, not pydyf's 9: the font subsets are mostly glyph ids kept in place,
+on which level 9 searches long for little (a certificate 2.5% larger, ~25 ms less). Only for the pydyf
+this was checked against (`_CHECKED_PYDYF`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +32,10 @@ logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # a line per
 
 _fonts: Any = None
 _lock = threading.Lock()  # WeasyPrint's font machinery is not known to be thread-safe
+_init_lock = threading.Lock()
 _CHECKED_WEASYPRINT = "70.0"
+_CHECKED_PYDYF = "0.13.0"
+FLATE_LEVEL = 1
 
 
 def write_pdf(html: str, stylesheet: CSS | None = None) -> bytes:
@@ -41,13 +49,15 @@ def write_pdf(html: str, stylesheet: CSS | None = None) -> bytes:
 
 
 def font_config() -> Any:
-    """The process's one font configuration (and, the first time, the one-pass subsetting)."""
+    """The process's one font configuration (and, the first time, the changes to WeasyPrint above)."""
     from weasyprint.text.fonts import FontConfiguration
 
     global _fonts  # noqa: PLW0603 (a per-process cache, see above)
-    if _fonts is None:
-        _subset_in_one_pass()
-        _fonts = FontConfiguration()
+    with _init_lock:
+        if _fonts is None:
+            _subset_in_one_pass()
+            _compress_faster()
+            _fonts = FontConfiguration()
     return _fonts
 
 
@@ -131,6 +141,23 @@ def _subset_in_one_pass() -> None:
     fonts.get_hb_object_data = font_file
     fonts.Font._harfbuzz_subset = harfbuzz_subset_once
     fonts.Font._one_pass = True
+
+
+class _FasterZlib:
+    """pydyf's `zlib`, compressing streams at FLATE_LEVEL whatever level it asks for."""
+
+    compress = staticmethod(zlib.compress)
+
+    @staticmethod
+    def compressobj(level: int = -1) -> Any:
+        return zlib.compressobj(FLATE_LEVEL)
+
+
+def _compress_faster() -> None:
+    import pydyf  # type: ignore[import-untyped]
+
+    if pydyf.__version__ == _CHECKED_PYDYF:
+        pydyf.zlib = _FasterZlib
 
 
 # How figures print on documents and pages.

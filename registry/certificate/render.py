@@ -71,9 +71,13 @@ def qr_png(data: str) -> bytes:
     )
 
 
+def stylesheet_css() -> str:
+    return files("registry.certificate").joinpath("templates/certificate.css").read_text("utf-8")
+
+
 @cache
 def _stylesheet() -> CSS:
-    return stylesheet(files("registry.certificate").joinpath("templates/certificate.css").read_text("utf-8"))
+    return stylesheet(stylesheet_css())
 
 
 def render_html(content: dict[str, Any], base_url: str) -> str:
