@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import zxingcpp
 from fastapi.testclient import TestClient
+from fontTools.pens.boundsPen import BoundsPen  # type: ignore[import-untyped]
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import Engine, text
@@ -414,6 +416,43 @@ def test_worker_processes_render_the_same_bytes(client: TestClient, desk: Desk, 
     finally:
         renderer.close()
     assert outputs == [render_pdf(found.content, BASE_URL)] * 3
+
+
+def drawn_characters(pdf: bytes) -> dict[str, set[str]]:
+    """For each embedded font, the characters it has a visible outline for (its subset as embedded)."""
+    drawn: dict[str, set[str]] = {}
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        resources: Any = page["/Resources"]
+        for ref in resources["/Font"].values():
+            for part in ref.get_object()["/DescendantFonts"]:
+                described = part.get_object()["/FontDescriptor"].get_object()
+                font = TTFont(io.BytesIO(described["/FontFile3"].get_object().get_data()))
+                glyphs = font.getGlyphSet()
+                for code, glyph in font.getBestCmap().items():
+                    pen = BoundsPen(glyphs)
+                    glyphs[glyph].draw(pen)
+                    if pen.bounds is not None:
+                        drawn.setdefault(str(part.get_object()["/BaseFont"]), set()).add(chr(code))
+    return drawn
+
+
+def test_any_chinese_name_prints_in_the_embedded_font(
+    client: TestClient, desk: Desk, session: Session
+) -> None:
+    """Names come from data: rare characters (and one outside the Basic Multilingual Plane) are set in the
+    embedded Noto Sans CJK SC with their outlines, and read back as text; the QR code still scans."""
+    pledge = active_pledge(client, desk)
+    found = certificates.by_number(session, f"{pledge['registration_no']}-01")
+    assert found is not None
+    rare = "龘靐齉爨鱻麤𠀋有限公司"
+    content = {**found.content, "pledgor": {**found.content["pledgor"], "name": rare}}
+    pdf = render_pdf(content, BASE_URL)
+    assert rare in pdf_text(pdf)
+    [regular] = [chars for name, chars in drawn_characters(pdf).items() if name.endswith("Noto-Sans-CJK-SC")]
+    assert set(rare) <= regular
+    assert set("质押登记证明") <= regular  # and the certificate's own words
+    [url] = qr_codes(pdf)
+    assert url.startswith(f"{BASE_URL}/v1/certificates/{pledge['registration_no']}-01/verify?code=")
 
 
 def test_the_sweep_renders_what_a_crash_left_unrendered(committed_engine: Engine) -> None:

@@ -1,4 +1,4 @@
-"""Where certificates are rendered: worker processes (registry/workers.py), so that a 0.1 s CPU-bound
+"""Where certificates are rendered: worker processes (registry/workers.py), so that a ~0.4 s CPU-bound
 rendering neither holds the API's event loop nor competes with request handling for the interpreter
 lock, and so that a long run of renderings cannot grow the API's memory (workers are replaced after
 `recycle_after` documents). `workers=0` renders in the calling thread: tests and one-off tools."""
