@@ -49,7 +49,7 @@ class AuditEvent(SQLModel, table=True):
         CheckConstraint("seq >= 1", name="seq"),
         CheckConstraint("length(prev_hash) = 32", name="prev_hash"),
         CheckConstraint("length(hash) = 32", name="hash"),
-        Index("ix_audit_event_span", "span", postgresql_using="spgist"),
+        Index("ix_audit_event_span", "span", postgresql_using="gist"),
         # The reports read a pledge's events (migration 0007).
         Index(
             "ix_audit_event_to_pledge",
