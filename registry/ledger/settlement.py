@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-import psycopg
 from sqlalchemy import text
 from sqlmodel import Session
 
@@ -31,6 +30,7 @@ from registry import authz
 from registry.audit import service as audit
 from registry.audit.models import EventKind
 from registry.copy import CopyText, copy_in
+from registry.db import run
 from registry.errors import RegistryError
 from registry.ledger import repository as repo
 from registry.ledger.blocks import Block, Piece, normalize_ranges, take_lowest, take_ranges
@@ -319,23 +319,21 @@ def _write(session: Session, book: _Book) -> None:
 
 
 def _available_blocks(session: Session, pairs: Sequence[tuple[UUID, int]]) -> list[Block]:
-    """repo.available_blocks, read straight from the driver's cursor: the same blocks, in the same order
-    (tens of thousands of rows a batch; the ORM's rows cost more than the blocks themselves)."""
+    """repo.available_blocks, read straight through the driver (`db.run`): the same blocks, in the same
+    order (tens of thousands of rows a batch; the ORM's rows cost more than the blocks themselves)."""
     if not pairs:
         return []
-    dbapi = session.connection().connection.dbapi_connection
-    assert isinstance(dbapi, psycopg.Connection)
-    with dbapi.cursor() as cursor:
-        accounts, types = _array(str(a) for a, _ in pairs), _array(str(ct) for _, ct in pairs)
-        cursor.execute(_AVAILABLE_BLOCKS, (accounts, types, AVAILABLE))
-        return [Block(*row) for row in cursor]
+    accounts, types = _array(str(a) for a, _ in pairs), _array(str(ct) for _, ct in pairs)
+    rows = run(session, _AVAILABLE_BLOCKS, {"accounts": accounts, "types": types, "status": AVAILABLE})
+    return [Block(*row) for row in rows]
 
 
 _AVAILABLE_BLOCKS = """
     SELECT id, credit_type_id, batch_id, serial_start, serial_end, account_id, status, pledge_id FROM holding
      WHERE (account_id, credit_type_id) IN (
-               SELECT * FROM unnest(CAST(CAST(%s AS text) AS uuid[]), CAST(CAST(%s AS text) AS smallint[])))
-       AND status = %s
+               SELECT * FROM unnest(CAST(CAST(%(accounts)s AS text) AS uuid[]),
+                                    CAST(CAST(%(types)s AS text) AS smallint[])))
+       AND status = %(status)s
      ORDER BY account_id, credit_type_id, serial_start"""
 
 
