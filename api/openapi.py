@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 
+from api.auth import BEARER, BEARER_SCHEME, needs_key
 from api.problems import PROBLEM_JSON
 from api.schemas.common import Problem
 from api.schemas.valuation import AlertEvent
@@ -164,13 +166,30 @@ def _untitled(response: dict[str, Any]) -> None:
             del schema["title"]
 
 
+def _secure(document: dict[str, Any], app: FastAPI) -> dict[str, Any]:
+    """The bearer key on every operation that takes one (api/auth.py: the key is no dependency of its own),
+    named where FastAPI would put it: after the operation id."""
+    keyed = {(context.path_format, method.lower()) for context in iter_route_contexts(app.routes)
+             if isinstance(route := context.original_route, APIRoute) and needs_key(route)
+             for method in route.methods}  # fmt: skip
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in list(operations.items()):
+            if (path, method) in keyed:
+                items = list(operation.items())
+                at = next((i + 1 for i, (k, _) in enumerate(items) if k == "operationId"), len(items))
+                operations[method] = dict([*items[:at], ("security", [{BEARER_SCHEME: []}]), *items[at:]])
+    if keyed:
+        document.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = BEARER
+    return document
+
+
 def install(app: FastAPI) -> None:
     """Serve the finished document at the app's `openapi_url` (and to /docs)."""
     write = app.openapi
 
     def openapi() -> dict[str, Any]:
         if not getattr(app.state, "openapi_finished", False):
-            app.openapi_schema = finish(write())
+            app.openapi_schema = _secure(finish(write()), app)
             app.state.openapi_finished = True
         assert app.openapi_schema is not None
         return app.openapi_schema

@@ -218,3 +218,20 @@ def test_the_webhook_payload_is_documented(document: dict[str, Any]) -> None:
         "X-Registry-Signature", "X-Registry-Delivery", "X-Registry-Event"}  # fmt: skip
     details = document["components"]["schemas"]["AlertEvent"]["properties"]["details"]
     assert details == {"$ref": "#/components/schemas/AlertDetails"}
+
+
+def test_every_operation_that_takes_a_key_says_so(document: dict[str, Any]) -> None:
+    """Generated clients send the key where the document asks for it. The key is read by ApiKeyMiddleware,
+    not by a dependency FastAPI would document by itself: api/openapi.py declares it, from the same rule
+    that decides which routes take one (`needs_key`)."""
+    assert document["components"]["securitySchemes"] == {
+        "HTTPBearer": {
+            "type": "http",
+            "description": "An API key made by `registry keys create`.",
+            "scheme": "bearer",
+        }
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            public = not path.startswith("/v1/") or path == "/v1/certificates/{number}/verify"
+            assert operation.get("security") == (None if public else [{"HTTPBearer": []}]), f"{method} {path}"
