@@ -171,7 +171,7 @@ def _secure(document: dict[str, Any], app: FastAPI) -> dict[str, Any]:
     named where FastAPI would put it: after the operation id."""
     keyed = {(context.path_format, method.lower()) for context in iter_route_contexts(app.routes)
              if isinstance(route := context.original_route, APIRoute) and needs_key(route)
-             for method in route.methods}  # fmt: skip
+             for method in route.methods or ()}  # fmt: skip
     for path, operations in document.get("paths", {}).items():
         for method, operation in list(operations.items()):
             if (path, method) in keyed:
