@@ -18,7 +18,7 @@ from registry.ledger.consistency import CHECKS
 
 TITLE = "the blocks differ from a replay of the audit trail"
 
-# The check as it was until migration 0017's time (stop 20): each piece between block and event boundaries
+# The check as it was before it was set-based (stop 20): each piece between block and event boundaries
 # looked up through the GiST indexes. Slow, but plainly right: the oracle for the set-based query.
 REFERENCE = """
     WITH cut AS (
