@@ -360,13 +360,18 @@ _TRAILS = (
 
 
 def _verify_trail(conn: Any, trail: _Trail) -> tuple[list[BadEvent], list[tuple[UUID, int, bytes]], int]:
+    # Each hash is recomputed as the table is scanned, in table order (`OFFSET 0` keeps it there), and
+    # only what the links need is then sorted into chain order. Hashed in the window instead, after
+    # walking the (chain, seq) index, the same 2,000,000 events of bench.check_bench took ~30 s, not ~9.
     rows = conn.execute(
         text(f"""
             WITH linked AS (
-                SELECT id, {trail.chain} AS chain_id, seq, prev_hash, hash,
-                       lag(seq) OVER w AS prior_seq, lag(hash) OVER w AS prior_hash,
-                       {trail.hash_sql} AS recomputed
-                  FROM {trail.table} WINDOW w AS (PARTITION BY {trail.chain} ORDER BY seq)
+                SELECT id, chain_id, seq, prev_hash, hash, altered,
+                       lag(seq) OVER w AS prior_seq, lag(hash) OVER w AS prior_hash
+                  FROM (SELECT id, {trail.chain} AS chain_id, seq, prev_hash, hash,
+                               {trail.hash_sql} <> hash AS altered
+                          FROM {trail.table} OFFSET 0) e
+                WINDOW w AS (PARTITION BY chain_id ORDER BY seq)
             ), judged AS (
                 SELECT id, chain_id, seq,
                        CASE WHEN seq <> coalesce(prior_seq, 0) + 1
@@ -374,7 +379,7 @@ def _verify_trail(conn: Any, trail: _Trail) -> tuple[list[BadEvent], list[tuple[
                                      || ', found ' || seq
                             WHEN prev_hash <> coalesce(prior_hash, :genesis)
                                 THEN 'prev_hash does not match the previous event''s hash'
-                            WHEN recomputed <> hash THEN 'content does not match its hash'
+                            WHEN altered THEN 'content does not match its hash'
                        END AS problem
                   FROM linked
             )
@@ -414,6 +419,7 @@ def verify_chains(engine: Engine) -> Verification:
         conn = plain.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             conn.execute(text("SET LOCAL statement_timeout = 0"))
+            conn.execute(text("SET LOCAL work_mem = '256MB'"))  # the sort into chain order, in memory
             for trail in _TRAILS:
                 trail_bad, trail_heads, trail_events = _verify_trail(conn, trail)
                 bad += trail_bad
