@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -10,10 +10,12 @@ from sqlalchemy import text
 from sqlmodel import Session, col, or_, select
 
 from registry.base import one_of
-from registry.ledger.models import AccountStatus, BlockStatus
+from registry.db import run
+from registry.ledger.models import AccountStatus, BlockStatus, CreditType
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.policy import PledgeScope
 from registry.pledge.states import OPEN, InstructionStatus, PledgeStatus
+from registry.valuation import service as valuation
 
 OPEN_INSTRUCTION = tuple(sorted(OPEN))  # a sequence for IN (...), in a stable order
 B = BlockStatus
@@ -26,10 +28,16 @@ def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pled
 def lock_pledge_of(session: Session, instruction_id: UUID) -> Pledge | None:
     """The instruction's pledge, row-locked, in one statement (the instruction's pledge never changes)."""
     owner = select(Instruction.pledge_id).where(Instruction.id == instruction_id).scalar_subquery()
+    # Its credit type comes along (unlocked) into the session, where a hold finds its code without a query.
     query = (
-        select(Pledge).where(Pledge.id == owner).with_for_update().execution_options(populate_existing=True)
+        select(Pledge, CreditType)
+        .join(CreditType, col(CreditType.id) == col(Pledge.credit_type_id))
+        .where(Pledge.id == owner)
+        .with_for_update(of=Pledge)
+        .execution_options(populate_existing=True)
     )
-    return session.exec(query).first()
+    found = session.exec(query).first()
+    return None if found is None else found[0]
 
 
 def get_instruction(session: Session, instruction_id: UUID, *, lock: bool = False) -> Instruction | None:
@@ -73,6 +81,64 @@ def units_of(session: Session, pledge_ids: list[UUID]) -> list[Any]:
             {"ids": pledge_ids},
         ).all()
     )
+
+
+# Everything a certificate prints that is not on the pledge row, in one round trip: the issuer (the first
+# exchange party registered), the three parties, the pledgor's account number, the credit type, the frozen
+# blocks by serial (each with its project type's names, when the registry has them) and the pledge's
+# first and latest valuations.
+_FACTS = f"""
+    SELECT ex.name AS issuer_name, ex.credit_code AS issuer_code,
+           pe.name AS pledgee_name, pe.credit_code AS pledgee_code,
+           po.name AS pledgor_name, po.credit_code AS pledgor_code,
+           bo.name AS borrower_name, bo.credit_code AS borrower_code,
+           a.number AS account_number, ct.code AS credit_type, ct.name AS credit_type_name, ct.unit,
+           b.project_codes, b.project_types, b.names_zh, b.names_en, b.vintages, b.starts, b.ends, b.quantities,
+           {
+    ", ".join(
+        f"{w}.{c} AS {w}_{c}"
+        for w in ("f", "l")
+        for c in (
+            "as_of",
+            "method",
+            "price",
+            "price_date",
+            "stale",
+            "quantity",
+            "collateral_value",
+            "coverage_ratio",
+        )
+    )
+}
+      FROM party pe, party po, party bo, account a, credit_type ct
+      LEFT JOIN LATERAL (SELECT name, credit_code FROM party WHERE kind = 'exchange'
+                          ORDER BY created_at, id LIMIT 1) ex ON true
+      LEFT JOIN LATERAL (
+            SELECT array_agg(i.project_code ORDER BY h.serial_start) AS project_codes,
+                   array_agg(i.project_type ORDER BY h.serial_start) AS project_types,
+                   array_agg(coalesce(pt.name_zh, i.project_type) ORDER BY h.serial_start) AS names_zh,
+                   array_agg(coalesce(pt.name_en, i.project_type) ORDER BY h.serial_start) AS names_en,
+                   array_agg(i.vintage ORDER BY h.serial_start) AS vintages,
+                   array_agg(h.serial_start ORDER BY h.serial_start) AS starts,
+                   array_agg(h.serial_end ORDER BY h.serial_start) AS ends,
+                   array_agg(h.quantity ORDER BY h.serial_start) AS quantities
+              FROM holding h JOIN issuance i ON i.id = h.batch_id LEFT JOIN project_type pt ON pt.code = i.project_type
+             WHERE h.pledge_id = %(pledge)s AND h.status = '{B.FROZEN}') b ON true
+      LEFT JOIN LATERAL (SELECT * FROM valuation WHERE pledge_id = %(pledge)s ORDER BY id LIMIT 1) f ON true
+      LEFT JOIN LATERAL (SELECT * FROM valuation WHERE pledge_id = %(pledge)s ORDER BY id DESC LIMIT 1) l ON true
+     WHERE pe.id = %(pledgee)s AND po.id = %(pledgor)s AND bo.id = %(borrower)s AND a.id = %(account)s
+       AND ct.id = %(credit_type)s"""
+
+
+def certificate_facts(session: Session, pledge: Pledge) -> Any:
+    """The row of _FACTS for the pledge (None only if one of its parties, its account or its credit type
+    were missing, which their foreign keys forbid)."""
+    rows = run(session, _FACTS, {
+        "pledge": pledge.id, "pledgee": pledge.pledgee_party_id, "pledgor": pledge.pledgor_party_id,
+        "borrower": pledge.borrower_party_id, "account": pledge.pledgor_account_id,
+        "credit_type": pledge.credit_type_id,
+    })  # fmt: skip
+    return rows[0] if rows else None
 
 
 def next_registration_no(session: Session, year: int) -> str:
@@ -158,6 +224,52 @@ def units_of_pledge(session: Session, pledge_id: UUID) -> tuple[int, int]:
         {"p": pledge_id},
     ).one()
     return int(row.held), int(row.frozen)
+
+
+def registration_facts(
+    session: Session,
+    *,
+    code: str,
+    account_id: UUID,
+    borrower_id: UUID,
+    named_id: UUID | None,
+    as_of: date,
+    window_days: int,
+) -> Any:
+    """What a registration request is checked against, in one round trip: the credit type by code, the
+    pledgor's account, the borrower and the bank a pledgor names (each column None when absent), and the
+    credit type's reference prices as of a day."""
+    rows = run(
+        session,
+        f"""SELECT t.id AS credit_type_id, a.id AS account_id, a.party_id AS account_party_id,
+                   a.status AS account_status, b.id AS borrower_id, b.kind AS borrower_kind,
+                   n.id AS named_id, n.kind AS named_kind, r.vwap, r.vwap_date, r.last_close, r.last_date
+              FROM (SELECT 1) one
+              LEFT JOIN credit_type t ON t.code = %(code)s
+              LEFT JOIN account a ON a.id = %(account)s
+              LEFT JOIN party b ON b.id = %(borrower)s
+              LEFT JOIN party n ON n.id = %(named)s::uuid
+              LEFT JOIN LATERAL ({valuation.REFERENCE_SQL} WHERE ct.id = t.id) r ON true""",
+        {"code": code, "account": account_id, "borrower": borrower_id, "named": named_id,
+         **valuation.reference_params(as_of, window_days)},
+    )  # fmt: skip
+    return rows[0]
+
+
+def units_and_reference(
+    session: Session, pledge_id: UUID, credit_type_id: int, as_of: date, window_days: int
+) -> tuple[int, int, valuation.Reference]:
+    """(held, frozen) units of the pledge and its credit type's reference prices as of a day, in one round
+    trip: what a confirmation judges the request on."""
+    rows = run(
+        session,
+        f"""SELECT u.held, u.frozen, r.* FROM ({valuation.REFERENCE_SQL} WHERE ct.id = %(ct)s) r,
+                   (SELECT coalesce(sum(quantity) FILTER (WHERE status = '{B.HELD}'), 0) AS held,
+                           coalesce(sum(quantity) FILTER (WHERE status = '{B.FROZEN}'), 0) AS frozen
+                      FROM holding WHERE pledge_id = %(p)s) u""",
+        {"p": pledge_id, "ct": credit_type_id, **valuation.reference_params(as_of, window_days)},
+    )
+    return int(rows[0].held), int(rows[0].frozen), valuation.reference_of(rows[0])
 
 
 def queue(session: Session, limit: int) -> list[Any]:

@@ -7,14 +7,13 @@ exactly what it sent (registration is a joint application; see service.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlmodel import Session
 
-from registry.calendar import exchange_day
 from registry.errors import InvalidInput
 from registry.ledger.blocks import normalize_ranges
 from registry.ledger.models import SERIAL_MAX
@@ -110,18 +109,12 @@ def requested_units(selection: Selection, *, field: str = "collateral") -> tuple
 
 
 def check_pledge_rate(
-    session: Session,
-    *,
-    credit_type_id: int,
-    terms: Terms,
-    outstanding: Decimal,
-    quantity: int,
-    at: datetime,
-    window_days: int,
+    reference: valuation.Reference, *, terms: Terms, outstanding: Decimal, quantity: int
 ) -> None:
-    """Principal / value of the requested units at today's reference price, against the lender's cap. No
-    print at all for the credit type (a new local credit) leaves nothing to check."""
-    ref = valuation.reference(session, credit_type_id, exchange_day(at), window_days)
+    """Principal / value of the requested units at today's reference price (`reference`, as of the
+    exchange day of the request), against the lender's cap. No print at all for the credit type (a new
+    local credit) leaves nothing to check."""
+    ref = reference
     judged = assessment.assess(
         ref,
         method=terms.valuation_method,

@@ -30,6 +30,7 @@ from registry.alert.models import AlertKind, AlertStatus, WebhookEvent
 from registry.base import one_of
 from registry.calendar import business_days_before, exchange_day
 from registry.config import VWAP_DAYS
+from registry.db import run
 from registry.ledger.models import BlockStatus
 from registry.money import money, money_sql, ratio, ratio_sql
 from registry.valuation.models import TradeKind, ValuationError, ValuationLevel, ValuationMethod
@@ -124,29 +125,46 @@ LEVEL_SQL = f"""CASE WHEN value IS NULL THEN NULL
                 ELSE '{L.OK}' END"""
 
 
-_REFERENCE = f"""
+_REFERENCE_OF = """
     SELECT ct.id AS credit_type_id, w.vwap, w.vwap_date, lc.price AS last_close, lc.trade_date AS last_date
       FROM credit_type ct
       LEFT JOIN LATERAL (
             SELECT round(sum(price * volume) / sum(volume), 2) AS vwap, max(trade_date) AS vwap_date
               FROM trade_price
-             WHERE credit_type_id = ct.id AND kind = '{TradeKind.LISTED}'
-               AND trade_date > :window_start AND trade_date <= :as_of
+             WHERE credit_type_id = ct.id AND kind = '{listed}'
+               AND trade_date > {window_start} AND trade_date <= {as_of}
            ) w ON true
       LEFT JOIN LATERAL (
             SELECT price, trade_date FROM trade_price
-             WHERE credit_type_id = ct.id AND kind = '{TradeKind.LISTED}' AND trade_date <= :as_of
+             WHERE credit_type_id = ct.id AND kind = '{listed}' AND trade_date <= {as_of}
              ORDER BY trade_date DESC LIMIT 1
            ) lc ON true
 """
+# The reference prices of credit types as of a day, with SQLAlchemy's parameters (the revaluation's
+# statement) and with psycopg's, for registry.db.run (`as_of`, `window_start`): one query, two spellings.
+_REFERENCE = _REFERENCE_OF.format(listed=TradeKind.LISTED, window_start=":window_start", as_of=":as_of")
+REFERENCE_SQL = _REFERENCE_OF.format(
+    listed=TradeKind.LISTED, window_start="%(window_start)s::date", as_of="%(as_of)s::date"
+)
+
+
+def reference_params(as_of: date, window_days: int) -> dict[str, Any]:
+    """The parameters of REFERENCE_SQL."""
+    return {"as_of": as_of, "window_start": business_days_before(as_of, window_days)}
+
+
+def reference_of(row: Any) -> Reference:
+    """A Reference from a row with REFERENCE_SQL's columns."""
+    return Reference(row.credit_type_id, row.vwap, row.vwap_date, row.last_close, row.last_date)
 
 
 def reference(session: Session, credit_type_id: int, as_of: date, window_days: int) -> Reference:
-    row = session.execute(
-        text(_REFERENCE + " WHERE ct.id = :ct"),
-        {"ct": credit_type_id, "as_of": as_of, "window_start": business_days_before(as_of, window_days)},
-    ).one()
-    return Reference(row.credit_type_id, row.vwap, row.vwap_date, row.last_close, row.last_date)
+    rows = run(
+        session,
+        REFERENCE_SQL + " WHERE ct.id = %(ct)s",
+        {"ct": credit_type_id, **reference_params(as_of, window_days)},
+    )
+    return reference_of(rows[0])
 
 
 @dataclass(frozen=True, slots=True)
