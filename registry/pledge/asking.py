@@ -88,8 +88,6 @@ def register(
     expires = add_business_days(actor.at, hold_business_days)
     pledge = _new_pledge(actor, account, pledgee, borrower, known.credit_type_id, loan, terms, expires,
                          pboc_registration_no=pboc_registration_no, bank_ref=bank_ref)  # fmt: skip
-    session.add(pledge)
-    session.flush()
     instruction = _ask(session, actor, pledge, InstructionType.REGISTER, collateral, hold_expires_at=expires)
     return Registered(pledge, instruction, code)
 
@@ -274,8 +272,8 @@ def _ask(
         created_at=actor.at,
         **fields,
     )
-    session.add(instruction)
-    session.flush()
+    # A registration's pledge is new too: both rows in one statement.
+    repo.insert_new(session, *(() if kind is not InstructionType.REGISTER else (pledge,)), instruction)
     decisions.record(
         session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.ASK,
         reason=instruction.reason,

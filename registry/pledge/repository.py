@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import text
-from sqlmodel import Session, col, or_, select
+from sqlalchemy.orm import make_transient_to_detached
+from sqlmodel import Session, SQLModel, col, or_, select
 
 from registry.base import one_of
 from registry.db import run
@@ -28,16 +31,65 @@ def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pled
 def lock_pledge_of(session: Session, instruction_id: UUID) -> Pledge | None:
     """The instruction's pledge, row-locked, in one statement (the instruction's pledge never changes)."""
     owner = select(Instruction.pledge_id).where(Instruction.id == instruction_id).scalar_subquery()
-    # Its credit type comes along (unlocked) into the session, where a hold finds its code without a query.
     query = (
-        select(Pledge, CreditType)
+        select(Pledge, CreditType.code)
         .join(CreditType, col(CreditType.id) == col(Pledge.credit_type_id))
         .where(Pledge.id == owner)
         .with_for_update(of=Pledge)
         .execution_options(populate_existing=True)
     )
     found = session.exec(query).first()
-    return None if found is None else found[0]
+    if found is None:
+        return None
+    # The code comes along, so that a hold needs no query for it (credit types never change their code).
+    session.info.setdefault(_CODES, {})[found[0].credit_type_id] = found[1]
+    return found[0]
+
+
+_CODES = "registry.pledge.credit_type_codes"  # Session.info: credit type id -> code, read with a pledge
+
+
+def credit_type_code(session: Session, credit_type_id: int) -> str:
+    """The code of a credit type: as read with a pledge in this session, else from the database."""
+    known = session.info.get(_CODES, {}).get(credit_type_id)
+    if known is not None:
+        return str(known)
+    found = session.get(CreditType, credit_type_id)
+    assert found is not None
+    return found.code
+
+
+def insert_new(session: Session, *rows: SQLModel) -> None:
+    """New rows (a pledge and its first instruction, or an instruction) written in one statement, in the
+    order given, then taken into the session as if loaded from it: the ORM's flush of the same inserts costs
+    several times the statement's client CPU, and a round trip per row. Identity columns are read back."""
+    ctes, generated, params = [], [], {}
+    for n, row in enumerate(rows):
+        table = row.__table__  # type: ignore[attr-defined]
+        given = [c.name for c in table.columns if c.identity is None]
+        made = [c.name for c in table.columns if c.identity is not None]
+        for name in given:
+            params[f"r{n}_{name}"] = _param(getattr(row, name))
+        placeholders = ", ".join(f"%(r{n}_{name})s" for name in given)
+        ctes.append(f"r{n} AS (INSERT INTO {table.name} ({', '.join(given)}) VALUES ({placeholders}) "
+                    f"RETURNING {', '.join(made) or '1'})")  # fmt: skip
+        generated += [(row, name, f"(SELECT {name} FROM r{n}) AS r{n}_{name}") for name in made]
+    found = run(
+        session, f"WITH {', '.join(ctes)} SELECT {', '.join(g[2] for g in generated) or '1'}", params
+    )[0]
+    for n, row in enumerate(rows):
+        for name in (g[1] for g in generated if g[0] is row):
+            setattr(row, name, getattr(found, f"r{n}_{name}"))
+        make_transient_to_detached(row)
+        session.add(row)  # persistent, with nothing to flush
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict | list):
+        return Jsonb(value)
+    return value
 
 
 def get_instruction(session: Session, instruction_id: UUID, *, lock: bool = False) -> Instruction | None:

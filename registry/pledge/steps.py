@@ -16,7 +16,6 @@ from registry.audit.decisions import DecisionKind
 from registry.audit.models import EventKind
 from registry.errors import InvalidInput, InvalidState, NotFound
 from registry.ledger import pledged
-from registry.ledger import repository as ledger_repo
 from registry.ledger.service import Selection, SerialRange
 from registry.pledge import policy
 from registry.pledge import repository as repo
@@ -102,11 +101,10 @@ def holds(pledge: Pledge, instruction: Instruction) -> bool:
 def hold(session: Session, actor: Actor, pledge: Pledge, instruction: Instruction) -> None:
     """Hold the units a joint application asks for, in the pledgor's account, on the pledgor's say (a
     closed account is refused by the move itself: a hold requires its account active)."""
-    code = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
-    assert code is not None
+    code = repo.credit_type_code(session, pledge.credit_type_id)
     pledged.hold(
         session, acting_for(actor, instruction, pledge), account_id=pledge.pledgor_account_id, pledge_id=pledge.id,
-        selection=selection_of(session, pledge, instruction, code.code),
+        selection=selection_of(session, pledge, instruction, code),
     )  # fmt: skip
 
 
@@ -155,9 +153,7 @@ def selection_of(
         return Selection(blocks=blocks)
     if instruction.quantity is not None:
         if credit_type is None:
-            found = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
-            assert found is not None
-            credit_type = found.code
+            credit_type = repo.credit_type_code(session, pledge.credit_type_id)
         return Selection(credit_type=credit_type, quantity=instruction.quantity)
     return Selection()
 
