@@ -8,8 +8,9 @@ from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, or_, select
 
 from registry.base import one_of
@@ -82,6 +83,29 @@ def insert_new(session: Session, *rows: SQLModel) -> None:
             setattr(row, name, getattr(found, f"r{n}_{name}"))
         make_transient_to_detached(row)
         session.add(row)  # persistent, with nothing to flush
+
+
+def save_changes(session: Session, *rows: SQLModel) -> None:
+    """What changed on loaded rows (a pledge and its instruction, both locked by the caller) written in one
+    statement, then marked saved: the ORM's flush writes one UPDATE a row, at several times the client CPU
+    of the statement. Their triggers see only their own row, so one statement checks what two would."""
+    ctes, params, saved = [], {}, []
+    for n, row in enumerate(rows):
+        state = inspect(row)
+        changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
+        if not changed:
+            continue
+        sets = ", ".join(f"{name} = %(u{n}_{name})s" for name in changed)
+        params.update({f"u{n}_{name}": _param(value) for name, value in changed.items()})
+        params[f"u{n}_id"] = row.id  # type: ignore[attr-defined]
+        ctes.append(f"u{n} AS (UPDATE {row.__tablename__} SET {sets} WHERE id = %(u{n}_id)s RETURNING 1)")
+        saved.append((row, changed))
+    if not ctes:
+        return
+    run(session, f"WITH {', '.join(ctes)} SELECT 1", params)
+    for row, changed in saved:
+        for name, value in changed.items():
+            set_committed_value(row, name, value)
 
 
 def _param(value: Any) -> Any:

@@ -79,7 +79,8 @@ def decide(
         if after not in (PledgeStatus.PENDING, PledgeStatus.ACTIVE):
             pledge.closed_at = actor.at
             pledge.hold_expires_at = None
-    session.flush()  # the pledge's new state (e.g. its registration number) and its status move together
+    # The pledge's new state (e.g. its registration number) and its status move together, in one statement.
+    repo.save_changes(session, pledge, instruction)
     decisions.record(
         session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=TRAIL_KIND[decision],
         reason=reason, terms=terms,
