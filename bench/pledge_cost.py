@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,8 +80,14 @@ def counted() -> Iterator[Callable[[], list[str]]]:
     original_command = psycopg.Connection._exec_command  # type: ignore[attr-defined]
 
     def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(" ".join(str(query if isinstance(query, str) else query.as_string(self)).split()))
-        return original_execute(self, query, *args, **kwargs)
+        started = time.perf_counter()
+        try:
+            return original_execute(self, query, *args, **kwargs)
+        finally:
+            took = f"{1000 * (time.perf_counter() - started):6.2f} ms  "
+            seen.append(
+                took + " ".join(str(query if isinstance(query, str) else query.as_string(self)).split())
+            )
 
     def command(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
         text = command.decode() if isinstance(command, bytes) else str(command)
@@ -149,8 +156,10 @@ def statements(url: str, bank_key: str, exchange_key: str, bodies: list[str], ke
 def _spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
     out.parent.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).parent / "py-spy"
-    return subprocess.Popen([str(spy), "record", "--gil", "--nonblocking", "-r", "200", "-p", str(pid), "-d", str(seconds),
-                             "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    command = [str(spy), "record", "--gil", "--nonblocking", "-r", "200", "-p", str(pid), "-d", str(seconds)]
+    return subprocess.Popen(
+        [*command, "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def main() -> None:
@@ -161,7 +170,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="app processes")
     parser.add_argument("--pledgors", type=int, default=64)
     parser.add_argument("--show", action="store_true", help="print one cycle's statements")
-    parser.add_argument("--profile", type=Path, help="py-spy (--gil) each worker over the load, raw stacks here")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy (--gil) each worker over the load, raw stacks here"
+    )
     args = parser.parse_args()
     wrk = require_wrk()
     server = fresh_server()

@@ -128,13 +128,16 @@ def open_instruction(session: Session, pledge_id: UUID) -> Instruction | None:
     return session.exec(query).first()
 
 
-def open_pledge_for_loan(session: Session, pledgee_party_id: UUID, contract_no: str) -> Pledge | None:
-    query = select(Pledge).where(
-        Pledge.pledgee_party_id == pledgee_party_id,
-        Pledge.contract_no == contract_no,
-        col(Pledge.status).in_((PledgeStatus.PENDING, PledgeStatus.ACTIVE)),
+def open_pledge_for_loan(session: Session, pledgee_party_id: UUID, contract_no: str) -> Any:
+    """The loan's pending or active pledge (its id and parties: whom it may be named to), if any."""
+    rows = run(
+        session,
+        "SELECT id, pledgee_party_id, pledgor_party_id, borrower_party_id FROM pledge "
+        "WHERE pledgee_party_id = %(bank)s AND contract_no = %(loan)s AND "
+        + one_of("status", (PledgeStatus.PENDING, PledgeStatus.ACTIVE)),
+        {"bank": pledgee_party_id, "loan": contract_no},
     )
-    return session.exec(query).first()
+    return rows[0] if rows else None
 
 
 def instructions_of(session: Session, pledge_ids: list[UUID]) -> list[Instruction]:

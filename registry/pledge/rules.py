@@ -11,9 +11,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlmodel import Session
 
+from registry.db import run
 from registry.errors import InvalidInput
 from registry.ledger.blocks import normalize_ranges
 from registry.ledger.models import SERIAL_MAX
@@ -142,8 +142,9 @@ def require_loan_free(
     """One open pledge per loan. Requests for the same loan queue on a transaction lock, so two racing
     requests cannot both pass; the unique index uq_pledge_open_loan is the last word. The existing pledge
     is named only to a caller who may see it."""
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:loan, 727200002))"),
+    run(
+        session,
+        "SELECT pg_advisory_xact_lock(hashtextextended(%(loan)s, 727200002))",
         {"loan": f"{pledgee_party_id}/{contract_no}"},
     )
     existing = repo.open_pledge_for_loan(session, pledgee_party_id, contract_no)
