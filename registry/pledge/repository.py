@@ -13,7 +13,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, or_, select
 
-from registry.base import one_of
+from registry.base import TextEnum, one_of
 from registry.db import run
 from registry.ledger.models import AccountStatus, BlockStatus, CreditType
 from registry.pledge.models import Instruction, Pledge
@@ -29,22 +29,56 @@ def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pled
     return session.get(Pledge, pledge_id, with_for_update=lock, populate_existing=lock)
 
 
-def lock_pledge_of(session: Session, instruction_id: UUID) -> Pledge | None:
-    """The instruction's pledge, row-locked, in one statement (the instruction's pledge never changes)."""
-    owner = select(Instruction.pledge_id).where(Instruction.id == instruction_id).scalar_subquery()
-    query = (
-        select(Pledge, CreditType.code)
-        .join(CreditType, col(CreditType.id) == col(Pledge.credit_type_id))
-        .where(Pledge.id == owner)
-        .with_for_update(of=Pledge)
-        .execution_options(populate_existing=True)
-    )
-    found = session.exec(query).first()
-    if found is None:
+def _columns(model: Any) -> list[str]:
+    return [c.name for c in model.__table__.columns]
+
+
+# The pledge locked first (in the CTE, whose rows are locked as the join reads them), then the instruction
+# (locked as the joined row comes out): the one lock order of every pledge operation, in one round trip.
+# Each row as it is after any concurrent change it waited for (FOR UPDATE re-reads a row it waited on).
+_LOCK = f"""
+    WITH p AS (SELECT pledge.*, ct.code AS credit_type_code
+                 FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
+                WHERE pledge.id = (SELECT pledge_id FROM instruction WHERE id = %(i)s)
+                  FOR UPDATE OF pledge)
+    SELECT p.credit_type_code, {", ".join(f"p.{c} AS p_{c}" for c in _columns(Pledge))},
+           {", ".join(f"i.{c} AS i_{c}" for c in _columns(Instruction))}
+      FROM p JOIN instruction i ON i.id = %(i)s
+       FOR UPDATE OF i"""
+
+
+def lock_with_instruction(session: Session, instruction_id: UUID) -> tuple[Pledge, Instruction] | None:
+    """The instruction's pledge and the instruction, row-locked in that order (the instruction's pledge
+    never changes), as the session's objects: loaded afresh, as a locking read must be."""
+    rows = run(session, _LOCK, {"i": instruction_id})
+    if not rows:
         return None
+    row = rows[0]
+    pledge = _loaded(session, Pledge, row, "p_")
+    instruction = _loaded(session, Instruction, row, "i_")
     # The code comes along, so that a hold needs no query for it (credit types never change their code).
-    session.info.setdefault(_CODES, {})[found[0].credit_type_id] = found[1]
-    return found[0]
+    session.info.setdefault(_CODES, {})[pledge.credit_type_id] = row.credit_type_code
+    return pledge, instruction
+
+
+def _loaded(session: Session, model: Any, row: Any, prefix: str) -> Any:
+    """The session's object for a row read by a plain statement: the one it has (refreshed, as
+    `populate_existing` does), else a new one, taken into the session as if the ORM had loaded it."""
+    values = {}
+    for column in model.__table__.columns:
+        value = getattr(row, prefix + column.name)
+        if value is not None and isinstance(column.type, TextEnum):
+            value = column.type.enum(value)  # members, as the ORM's column type makes them
+        values[column.name] = value
+    existing = session.identity_map.get(session.identity_key(model, values["id"]))
+    if existing is not None:
+        for name, value in values.items():
+            set_committed_value(existing, name, value)
+        return existing
+    made = model(**values)
+    make_transient_to_detached(made)
+    session.add(made)
+    return made
 
 
 _CODES = "registry.pledge.credit_type_codes"  # Session.info: credit type id -> code, read with a pledge

@@ -114,15 +114,13 @@ def lock_visible(session: Session, actor: Actor, pledge_id: UUID) -> Pledge:
 
 
 def lock_instruction(session: Session, actor: Actor, instruction_id: UUID) -> tuple[Pledge, Instruction]:
-    """Pledge first (found from the instruction in the same statement), then the instruction: the one lock
+    """Pledge first (found from the instruction), then the instruction, in one statement: the one lock
     order of every pledge operation. An instruction of a pledge the caller may not see is not found, as
     one that does not exist: the answer names no pledge."""
-    pledge = repo.lock_pledge_of(session, instruction_id)
-    if pledge is None or not policy.can_see(actor.principal, pledge):
+    found = repo.lock_with_instruction(session, instruction_id)
+    if found is None or not policy.can_see(actor.principal, found[0]):
         raise NotFound("instruction", instruction_id)
-    instruction = repo.get_instruction(session, instruction_id, lock=True)
-    assert instruction is not None  # instructions are never deleted (instruction_no_delete)
-    return pledge, instruction
+    return found
 
 
 def require_status(instruction: Instruction, wanted: InstructionStatus) -> None:
