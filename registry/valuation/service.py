@@ -13,11 +13,12 @@ the warning line, else ok."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 from uuid import UUID
 
@@ -327,13 +328,16 @@ def revalue(
         pledge_filter = "AND p.credit_type_id = ANY(:ct_ids)"
         params["ct_ids"] = list(credit_type_ids)
 
-    def run(statement_filter: str, extra: dict[str, Any]) -> Revaluation:
-        row = session.execute(
-            text(_REVALUE.format(pledge_filter=statement_filter)), {**params, **extra}
-        ).one()
+    def value(statement_filter: str, extra: dict[str, Any]) -> Revaluation:
+        if pledge_ids is not None:  # a few pledges, at a confirmation: the prepared path
+            row = run(session, _prepared(statement_filter), {**params, **extra})[0]
+        else:
+            row = session.execute(
+                text(_REVALUE.format(pledge_filter=statement_filter)), {**params, **extra}
+            ).one()
         return Revaluation(row.valued, row.raised, row.cleared)
 
-    whole = isolation.attempt(session, lambda: run(pledge_filter, {}))
+    whole = isolation.attempt(session, lambda: value(pledge_filter, {}))
     if not isinstance(whole, DBAPIError):
         return whole
     log.warning("revaluation in one pass refused (SQLSTATE %s): valuing in parts", isolation.sqlstate(whole))
@@ -341,7 +345,7 @@ def revalue(
         text(f"SELECT p.id FROM pledge p WHERE p.status = '{ACTIVE_PLEDGE}' {pledge_filter} ORDER BY p.id"), params
     ).scalars())  # fmt: skip
     parts = isolation.each_part(
-        session, ids, lambda some: run("AND p.id = ANY(:part)", {"part": list(some)}), what="revaluation"
+        session, ids, lambda some: value("AND p.id = ANY(:part)", {"part": list(some)}), what="revaluation"
     )
     for pledge_id, exc in parts.failed:
         out_of_range = isolation.sqlstate(exc) == NUMERIC_VALUE_OUT_OF_RANGE
@@ -355,6 +359,14 @@ def revalue(
                 isolation.sqlstate(marked),
             )
     return sum(parts.done, Revaluation(0, 0, 0, unvalued=len(parts.failed)))
+
+
+@lru_cache(maxsize=8)
+def _prepared(pledge_filter: str) -> str:
+    """_REVALUE for registry.db.run: its `:name` parameters as psycopg's `%(name)s` (`::` casts kept). Only
+    for a few named pledges: a prepared statement may be planned once for all parameters, which suits one
+    pledge, not a whole credit type."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", _REVALUE.format(pledge_filter=pledge_filter))
 
 
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
