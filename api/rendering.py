@@ -25,11 +25,12 @@ def render_after_response(request: Request, background: BackgroundTasks, pledge_
     issued, so that its first download is already stored. Only the queueing runs as the request's
     background task: a task that rendered would hold the client's connection for the rendering."""
     state = request.app.state
-    background.add_task(
-        state.render_queue.submit,
-        certificates.render_pending,
-        state.engine,
-        state.renderer,
-        state.clock.now,
-        pledge_id=pledge_id,
-    )
+
+    async def queue() -> None:
+        # Coroutine, not a plain function: Starlette runs a plain background function in a worker thread,
+        # a hop of its own for a call that only puts the work in the queue and returns.
+        state.render_queue.submit(
+            certificates.render_pending, state.engine, state.renderer, state.clock.now, pledge_id=pledge_id
+        )
+
+    background.add_task(queue)

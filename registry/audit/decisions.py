@@ -17,7 +17,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session
 
-from registry.audit.chain import DECISION_FIELDS, GENESIS, link
+from registry.audit.chain import DECISION_FIELDS, GENESIS, hash_sql
+from registry.db import run
 from registry.principal import Actor
 
 
@@ -39,17 +40,22 @@ _TYPES = {
     "actor_party_id": "uuid",
     "actor_key_id": "uuid",
     "occurred_at": "timestamptz",
-    "prev_hash": "bytea",
-    "hash": "bytea",
-    "seq": "bigint",
 }
-_HEAD = text("SELECT seq, head FROM pledge_chain WHERE pledge_id = :p")
-_APPEND = text(
-    "WITH head AS (INSERT INTO pledge_chain (pledge_id, seq, head) VALUES (:pledge_id, :seq, :hash) "
+_GIVEN = tuple(name for name in DECISION_FIELDS if name != "seq")
+# One round trip: the chain's head read, the event hashed by the same SQL expression the verifier
+# recomputes it with (registry/audit/service.py), the head moved and the event written. The caller holds
+# the pledge's row lock, so nobody else moves the head meanwhile; the trigger pledge_event_links still
+# checks that the event extends its chain.
+_APPEND = (
+    "WITH head AS (SELECT seq, head FROM pledge_chain WHERE pledge_id = %(pledge_id)s::uuid), "
+    "event AS (SELECT "
+    + ", ".join(f"%({c})s::{_TYPES.get(c, 'text')} AS {c}" for c in _GIVEN)
+    + ", coalesce((SELECT seq FROM head), 0) + 1 AS seq"
+    + ", coalesce((SELECT head FROM head), %(genesis)s::bytea) AS prev_hash), "
+    f"hashed AS (SELECT *, {hash_sql(DECISION_FIELDS)} AS hash FROM event), "
+    "moved AS (INSERT INTO pledge_chain (pledge_id, seq, head) SELECT pledge_id, seq, hash FROM hashed "
     "ON CONFLICT (pledge_id) DO UPDATE SET seq = EXCLUDED.seq, head = EXCLUDED.head) "
-    f"INSERT INTO pledge_event ({', '.join(_COLUMNS)}) VALUES ("
-    + ", ".join(f"CAST(:{c} AS {_TYPES.get(c, 'text')})" for c in _COLUMNS)
-    + ")"
+    f"INSERT INTO pledge_event ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM hashed"
 )
 
 
@@ -75,31 +81,28 @@ def record(
     kind: DecisionKind,
     reason: str | None = None,
     terms: Mapping[str, Any] | None = None,
-    first: bool = False,
 ) -> None:
-    """Append one decision to the pledge's chain, in the caller's transaction. `first`: the pledge was
-    created in this transaction, so its chain is empty (no head to read; were it not, the chain's unique
-    sequence would refuse the event)."""
-    head = None if first else session.execute(_HEAD, {"p": pledge_id}).first()
-    prev = bytes(head.head) if head else GENESIS
+    """Append one decision to the pledge's chain, in the caller's transaction (which holds the pledge's
+    row lock)."""
     principal = actor.principal
-    event: dict[str, Any] = {
-        "pledge_id": pledge_id,
-        "seq": (head.seq if head else 0) + 1,
-        "kind": kind.value,
-        "instruction_id": instruction_id,
-        "actor_role": principal.role.value,
-        "actor_party_id": principal.party_id,
-        "actor_key_id": principal.key_id,
-        "operator": principal.operator,
-        "request_id": actor.request_id,
-        "reason": reason,
-        "terms": terms_text(terms),
-        "occurred_at": actor.at,
-        "prev_hash": prev,
-    }
-    event["hash"] = link(prev, event, DECISION_FIELDS)
-    session.execute(_APPEND, event)
+    run(
+        session,
+        _APPEND,
+        {
+            "pledge_id": pledge_id,
+            "kind": kind.value,
+            "instruction_id": instruction_id,
+            "actor_role": principal.role.value,
+            "actor_party_id": principal.party_id,
+            "actor_key_id": principal.key_id,
+            "operator": principal.operator,
+            "request_id": actor.request_id,
+            "reason": reason,
+            "terms": terms_text(terms),
+            "occurred_at": actor.at,
+            "genesis": GENESIS,
+        },
+    )
 
 
 def of_pledge(session: Session, pledge_id: UUID) -> list[Any]:

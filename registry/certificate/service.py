@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from registry.calendar import exchange_day
 from registry.certificate.models import Certificate, CertificateStatus
-from registry.db import unit_of_work
+from registry.db import run, unit_of_work
 from registry.errors import NotFound
 from registry.principal import Actor
 
@@ -64,7 +64,16 @@ class Issue:
 
 
 def current(session: Session, pledge_id: UUID, *, lock: bool = False) -> Certificate | None:
-    return _current(session, pledge_id, lock=lock)
+    if not lock:
+        return _current(session, pledge_id)
+    # Locked by a plain statement: a registration's pledge has no certificate yet, and then the ORM has
+    # nothing to load.
+    found = run(
+        session,
+        "SELECT id FROM certificate WHERE pledge_id = %(p)s ORDER BY version DESC LIMIT 1 FOR UPDATE",
+        {"p": pledge_id},
+    )
+    return session.get(Certificate, found[0].id, options=[defer(Certificate.pdf)]) if found else None  # type: ignore[arg-type]
 
 
 def issue(session: Session, actor: Actor, new: Issue, previous: Certificate | None) -> Certificate:

@@ -18,7 +18,6 @@ from registry.calendar import add_business_days, exchange_day
 from registry.config import HOLD_BUSINESS_DAYS, VWAP_DAYS
 from registry.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from registry.ledger import repository as ledger_repo
-from registry.ledger import service as ledger
 from registry.ledger.errors import AccountClosed, InsufficientUnits
 from registry.ledger.models import AccountStatus, BlockStatus, PartyKind
 from registry.ledger.service import ALL, Selection
@@ -36,6 +35,7 @@ from registry.pledge.states import (
     PledgeStatus,
 )
 from registry.principal import Actor, Role
+from registry.valuation import service as valuation
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,37 +69,48 @@ def register(
     rules.check_loan(loan, exchange_day(actor.at))
     rules.check_terms(terms)
     code, quantity = rules.requested_units(collateral)
-    ct = ledger.require_credit_type(session, code, field="collateral.credit_type")
-    assert ct.id is not None
-    account = ledger_repo.get_account(session, pledgor_account_id)
-    pledgee = _pledgee(session, actor, account, pledgor_account_id, pledgee_party_id)
+    known = repo.registration_facts(
+        session, code=code, account_id=pledgor_account_id, borrower_id=borrower_party_id,
+        named_id=pledgee_party_id, as_of=exchange_day(actor.at), window_days=window_days,
+    )  # fmt: skip
+    if known.credit_type_id is None:
+        raise NotFound("credit type", code, field="collateral.credit_type")
+    account = (
+        _Account(known.account_id, known.account_party_id, known.account_status) if known.account_id else None
+    )
+    pledgee = _pledgee(actor, account, pledgor_account_id, pledgee_party_id, known)
     assert account is not None
-    borrower = _borrower(session, borrower_party_id)
+    borrower = _borrower(known, borrower_party_id)
     rules.require_loan_free(session, principal, pledgee_party_id=pledgee, contract_no=loan.contract_no)
     rules.check_pledge_rate(
-        session, credit_type_id=ct.id, terms=terms, outstanding=loan.principal, quantity=quantity,
-        at=actor.at, window_days=window_days,
+        valuation.reference_of(known), terms=terms, outstanding=loan.principal, quantity=quantity,
     )  # fmt: skip
     expires = add_business_days(actor.at, hold_business_days)
-    pledge = _new_pledge(actor, account, pledgee, borrower.id, ct.id, loan, terms, expires,
+    pledge = _new_pledge(actor, account, pledgee, borrower, known.credit_type_id, loan, terms, expires,
                          pboc_registration_no=pboc_registration_no, bank_ref=bank_ref)  # fmt: skip
-    session.add(pledge)
-    session.flush()
     instruction = _ask(session, actor, pledge, InstructionType.REGISTER, collateral, hold_expires_at=expires)
     return Registered(pledge, instruction, code)
 
 
-def _borrower(session: Session, party_id: UUID) -> Any:
+@dataclass(frozen=True, slots=True)
+class _Account:
+    """The pledgor's account as a registration reads it."""
+
+    id: UUID
+    party_id: UUID
+    status: str
+
+
+def _borrower(known: Any, party_id: UUID) -> UUID:
     """The borrower a registration names: a party that exists and may borrow."""
-    borrower = ledger_repo.get_party(session, party_id)
-    if borrower is None:
+    if known.borrower_id is None:
         raise NotFound("party", party_id, field="borrower_party_id")
-    if borrower.kind not in (PartyKind.ENTERPRISE, PartyKind.BANK):
-        raise InvalidInput("borrower_party_id", f"a {borrower.kind} party cannot borrow")
-    return borrower
+    if known.borrower_kind not in (PartyKind.ENTERPRISE, PartyKind.BANK):
+        raise InvalidInput("borrower_party_id", f"a {known.borrower_kind} party cannot borrow")
+    return known.borrower_id  # type: ignore[no-any-return]
 
 
-def _new_pledge(actor: Actor, account: Any, pledgee: UUID, borrower_id: UUID, credit_type_id: int, loan: Loan,
+def _new_pledge(actor: Actor, account: _Account, pledgee: UUID, borrower_id: UUID, credit_type_id: int, loan: Loan,
                 terms: Terms, expires: datetime, *, pboc_registration_no: str | None, bank_ref: str | None
                 ) -> Pledge:  # fmt: skip
     """The pending pledge a registration asks for, its loan and terms as given."""
@@ -128,7 +139,9 @@ def _new_pledge(actor: Actor, account: Any, pledgee: UUID, borrower_id: UUID, cr
     )
 
 
-def _pledgee(session: Session, actor: Actor, account: Any, account_id: UUID, named: UUID | None) -> UUID:
+def _pledgee(
+    actor: Actor, account: _Account | None, account_id: UUID, named: UUID | None, known: Any
+) -> UUID:
     """The lending bank of a new request, checking who may ask for which account. A bank learns only that
     an account id exists (it resolved it from the number and the credit code the borrower gave it)."""
     principal = actor.principal
@@ -147,10 +160,9 @@ def _pledgee(session: Session, actor: Actor, account: Any, account_id: UUID, nam
         raise AccountClosed(account.id)
     if named is None:
         raise InvalidInput("pledgee_party_id", "name the lending bank")
-    bank = ledger_repo.get_party(session, named)
-    if bank is None or bank.kind != PartyKind.BANK:
+    if known.named_id is None or known.named_kind != PartyKind.BANK:
         raise NotFound("bank", named, field="pledgee_party_id")
-    return bank.id
+    return known.named_id  # type: ignore[no-any-return]
 
 
 def request(
@@ -260,11 +272,11 @@ def _ask(
         created_at=actor.at,
         **fields,
     )
-    session.add(instruction)
-    session.flush()
+    # A registration's pledge is new too: both rows in one statement.
+    repo.insert_new(session, *(() if kind is not InstructionType.REGISTER else (pledge,)), instruction)
     decisions.record(
         session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.ASK,
-        reason=instruction.reason, first=kind is InstructionType.REGISTER,
+        reason=instruction.reason,
     )  # fmt: skip
     if joint and principal.party_id == pledge.pledgor_party_id:
         steps.hold(session, actor, pledge, instruction)

@@ -7,16 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
-from uuid import UUID
 
-from sqlalchemy import text
 from sqlmodel import Session
 
 from registry.certificate import service as certificates
 from registry.certificate.models import Certificate, CertificateStatus
 from registry.errors import InvalidState
-from registry.ledger import repository as ledger_repo
-from registry.ledger.models import BlockStatus
 from registry.pledge import repository as pledge_repo
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.states import InstructionType, PledgeStatus
@@ -52,46 +48,44 @@ def on_confirmed(
     return None
 
 
-def _party(party: Any) -> dict[str, Any]:
-    return {"name": party.name, "credit_code": party.credit_code}
+def _party(name: str, credit_code: str | None) -> dict[str, Any]:
+    return {"name": name, "credit_code": credit_code}
 
 
-def _block(b: Any, names: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """A frozen block as the certificate lists it, its project type in both languages."""
-    return {
-        "project_code": b.project_code,
-        "project_type": b.project_type,
-        "project_type_names": list(names.get(b.project_type, (b.project_type, b.project_type))),
-        "vintage": b.vintage,
-        "serial_start": b.serial_start,
-        "serial_end": b.serial_end,
-        "quantity": b.quantity,
-    }
+def _blocks(row: Any) -> list[dict[str, Any]]:
+    """The frozen blocks as the certificate lists them, each project type in both languages."""
+    return [
+        {
+            "project_code": code,
+            "project_type": kind,
+            "project_type_names": [zh, en],
+            "vintage": vintage,
+            "serial_start": start,
+            "serial_end": end,
+            "quantity": quantity,
+        }
+        for code, kind, zh, en, vintage, start, end, quantity in zip(
+            row.project_codes or [], row.project_types or [], row.names_zh or [], row.names_en or [],
+            row.vintages or [], row.starts or [], row.ends or [], row.quantities or [], strict=True,
+        )
+    ]  # fmt: skip
 
 
 def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
     """Everything the certificate prints about the pledge, as it stands now. Decimals become strings."""
-    roles = {"pledgee": pledge.pledgee_party_id, "pledgor": pledge.pledgor_party_id,
-             "borrower": pledge.borrower_party_id}  # fmt: skip
-    found, issuer = ledger_repo.parties_with_issuer(session, roles.values())
-    if issuer is None:
+    row = pledge_repo.certificate_facts(session, pledge)
+    assert row is not None
+    if row.issuer_name is None:
         raise InvalidState("no exchange is registered to issue certificates: create the exchange party first")
-    parties = {role: found[party_id] for role, party_id in roles.items()}
-    place = ledger_repo.account_number_and_credit_type(
-        session, pledge.pledgor_account_id, pledge.credit_type_id
-    )
-    names = ledger_repo.project_type_names(session)
-    assert place is not None
-    blocks = [b for b in pledge_repo.units_of(session, [pledge.id]) if b.status == BlockStatus.FROZEN]
-    quantity = sum(b.quantity for b in blocks)
-    valued = _valuations(session, pledge.id)
+    blocks = _blocks(row)
+    quantity = sum(b["quantity"] for b in blocks)
     usable = Decimal(quantity) * (1 - pledge.haircut)
     return {
         "registration_no": pledge.registration_no,
-        "issuer": _party(issuer),
-        "pledgee": _party(parties["pledgee"]),
-        "pledgor": {**_party(parties["pledgor"]), "account_number": place.number},
-        "borrower": _party(parties["borrower"]),
+        "issuer": _party(row.issuer_name, row.issuer_code),
+        "pledgee": _party(row.pledgee_name, row.pledgee_code),
+        "pledgor": {**_party(row.pledgor_name, row.pledgor_code), "account_number": row.account_number},
+        "borrower": _party(row.borrower_name, row.borrower_code),
         "loan": {
             "contract_no": pledge.contract_no,
             "principal": str(pledge.principal),
@@ -101,9 +95,9 @@ def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
             "maturity_date": pledge.maturity_date.isoformat(),
         },
         "pboc_registration_no": pledge.pboc_registration_no,
-        "credit_type": {"code": place.code, "name": place.name, "unit": place.unit},
+        "credit_type": {"code": row.credit_type, "name": row.credit_type_name, "unit": row.unit},
         "quantity": quantity,
-        "blocks": [_block(b, names) for b in blocks],
+        "blocks": blocks,
         "terms": {
             "max_pledge_rate": str(pledge.max_pledge_rate),
             "warning_ratio": str(pledge.warning_ratio),
@@ -114,8 +108,8 @@ def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
         # The reference price at which coverage would touch each line, for the current collateral.
         "warning_price": _line_price(pledge.warning_ratio, pledge.outstanding_principal, usable),
         "disposal_price": _line_price(pledge.disposal_ratio, pledge.outstanding_principal, usable),
-        "registration_valuation": valued[0],
-        "valuation": valued[1],
+        "registration_valuation": _valuation(row, "f"),
+        "valuation": _valuation(row, "l"),
         "confirmed_at": pledge.confirmed_at.isoformat() if pledge.confirmed_at else at.isoformat(),
     }
 
@@ -126,30 +120,22 @@ def _line_price(ratio: Decimal, outstanding: Decimal, usable_units: Decimal) -> 
     return str((ratio * outstanding / usable_units).quantize(Decimal("0.01"), rounding=ROUND_CEILING))
 
 
-def _valuations(session: Session, pledge_id: UUID) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The pledge's first valuation (made when its registration was confirmed) and its latest one."""
-    rows = session.execute(
-        text("""
-            (SELECT id, as_of, method, price, price_date, stale, quantity, collateral_value, coverage_ratio
-               FROM valuation WHERE pledge_id = :p ORDER BY id LIMIT 1)
-            UNION ALL
-            (SELECT id, as_of, method, price, price_date, stale, quantity, collateral_value, coverage_ratio
-               FROM valuation WHERE pledge_id = :p ORDER BY id DESC LIMIT 1)"""),
-        {"p": pledge_id},
-    ).all()
-    if not rows:
-        return None, None
-    as_dicts = [
-        {
-            "as_of": r.as_of.isoformat(),
-            "method": r.method,
-            "price": None if r.price is None else str(r.price),
-            "price_date": None if r.price_date is None else r.price_date.isoformat(),
-            "stale": r.stale,
-            "quantity": r.quantity,
-            "collateral_value": None if r.collateral_value is None else str(r.collateral_value),
-            "coverage_ratio": None if r.coverage_ratio is None else str(r.coverage_ratio),
-        }
-        for r in rows
-    ]
-    return as_dicts[0], as_dicts[-1]
+def _valuation(row: Any, which: str) -> dict[str, Any] | None:
+    """The pledge's first valuation (`f`, made when its registration was confirmed) or its latest (`l`)."""
+    as_of = getattr(row, f"{which}_as_of")
+    if as_of is None:  # as_of is NOT NULL: no such valuation
+        return None
+
+    def get(name: str) -> Any:
+        return getattr(row, f"{which}_{name}")
+
+    return {
+        "as_of": as_of.isoformat(),
+        "method": get("method"),
+        "price": None if get("price") is None else str(get("price")),
+        "price_date": None if get("price_date") is None else get("price_date").isoformat(),
+        "stale": get("stale"),
+        "quantity": get("quantity"),
+        "collateral_value": None if get("collateral_value") is None else str(get("collateral_value")),
+        "coverage_ratio": None if get("coverage_ratio") is None else str(get("coverage_ratio")),
+    }

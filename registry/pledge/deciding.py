@@ -15,7 +15,7 @@ from registry.alert import service as alerts
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.audit.models import EventKind
-from registry.calendar import EXCHANGE_TZ
+from registry.calendar import EXCHANGE_TZ, exchange_day
 from registry.config import VWAP_DAYS
 from registry.errors import InvalidInput
 from registry.ledger import pledged
@@ -65,9 +65,11 @@ def confirm(
             return instruction  # reviewed: still pending, waiting for another person
         return _apply_disposal(session, actor, pledge, instruction, terms, window_days)
     if kind in HOLDS_UNITS:
-        held, frozen = repo.units_of_pledge(session, pledge.id)
+        held, frozen, ref = repo.units_and_reference(
+            session, pledge.id, pledge.credit_type_id, exchange_day(actor.at), window_days
+        )
         judged = assessment.of_pledge(
-            session, pledge, quantity=held + frozen, at=actor.at, window_days=window_days
+            session, pledge, quantity=held + frozen, at=actor.at, window_days=window_days, reference=ref
         )
         if not judged.within_terms:
             raise CollateralShort(judged)

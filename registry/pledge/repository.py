@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
-from sqlmodel import Session, col, or_, select
+from psycopg.types.json import Jsonb
+from sqlalchemy import inspect, text
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, SQLModel, col, or_, select
 
-from registry.base import one_of
-from registry.ledger.models import AccountStatus, BlockStatus
+from registry.base import TextEnum, one_of
+from registry.db import run
+from registry.ledger.models import AccountStatus, BlockStatus, CreditType
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.policy import PledgeScope
 from registry.pledge.states import OPEN, InstructionStatus, PledgeStatus
+from registry.valuation import service as valuation
 
 OPEN_INSTRUCTION = tuple(sorted(OPEN))  # a sequence for IN (...), in a stable order
 B = BlockStatus
@@ -23,13 +29,125 @@ def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pled
     return session.get(Pledge, pledge_id, with_for_update=lock, populate_existing=lock)
 
 
-def lock_pledge_of(session: Session, instruction_id: UUID) -> Pledge | None:
-    """The instruction's pledge, row-locked, in one statement (the instruction's pledge never changes)."""
-    owner = select(Instruction.pledge_id).where(Instruction.id == instruction_id).scalar_subquery()
-    query = (
-        select(Pledge).where(Pledge.id == owner).with_for_update().execution_options(populate_existing=True)
-    )
-    return session.exec(query).first()
+def _columns(model: Any) -> list[str]:
+    return [c.name for c in model.__table__.columns]
+
+
+# The pledge locked first (in the CTE, whose rows are locked as the join reads them), then the instruction
+# (locked as the joined row comes out): the one lock order of every pledge operation, in one round trip.
+# Each row as it is after any concurrent change it waited for (FOR UPDATE re-reads a row it waited on).
+_LOCK = f"""
+    WITH p AS (SELECT pledge.*, ct.code AS credit_type_code
+                 FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
+                WHERE pledge.id = (SELECT pledge_id FROM instruction WHERE id = %(i)s)
+                  FOR UPDATE OF pledge)
+    SELECT p.credit_type_code, {", ".join(f"p.{c} AS p_{c}" for c in _columns(Pledge))},
+           {", ".join(f"i.{c} AS i_{c}" for c in _columns(Instruction))}
+      FROM p JOIN instruction i ON i.id = %(i)s
+       FOR UPDATE OF i"""
+
+
+def lock_with_instruction(session: Session, instruction_id: UUID) -> tuple[Pledge, Instruction] | None:
+    """The instruction's pledge and the instruction, row-locked in that order (the instruction's pledge
+    never changes), as the session's objects: loaded afresh, as a locking read must be."""
+    rows = run(session, _LOCK, {"i": instruction_id})
+    if not rows:
+        return None
+    row = rows[0]
+    pledge = _loaded(session, Pledge, row, "p_")
+    instruction = _loaded(session, Instruction, row, "i_")
+    # The code comes along, so that a hold needs no query for it (credit types never change their code).
+    session.info.setdefault(_CODES, {})[pledge.credit_type_id] = row.credit_type_code
+    return pledge, instruction
+
+
+def _loaded(session: Session, model: Any, row: Any, prefix: str) -> Any:
+    """The session's object for a row read by a plain statement: the one it has (refreshed, as
+    `populate_existing` does), else a new one, taken into the session as if the ORM had loaded it."""
+    values = {}
+    for column in model.__table__.columns:
+        value = getattr(row, prefix + column.name)
+        if value is not None and isinstance(column.type, TextEnum):
+            value = column.type.enum(value)  # members, as the ORM's column type makes them
+        values[column.name] = value
+    existing = session.identity_map.get(session.identity_key(model, values["id"]))
+    if existing is not None:
+        for name, value in values.items():
+            set_committed_value(existing, name, value)
+        return existing
+    made = model(**values)
+    make_transient_to_detached(made)
+    session.add(made)
+    return made
+
+
+_CODES = "registry.pledge.credit_type_codes"  # Session.info: credit type id -> code, read with a pledge
+
+
+def credit_type_code(session: Session, credit_type_id: int) -> str:
+    """The code of a credit type: as read with a pledge in this session, else from the database."""
+    known = session.info.get(_CODES, {}).get(credit_type_id)
+    if known is not None:
+        return str(known)
+    found = session.get(CreditType, credit_type_id)
+    assert found is not None
+    return found.code
+
+
+def insert_new(session: Session, *rows: SQLModel) -> None:
+    """New rows (a pledge and its first instruction, or an instruction) written in one statement, in the
+    order given, then taken into the session as if loaded from it: the ORM's flush of the same inserts costs
+    several times the statement's client CPU, and a round trip per row. Identity columns are read back."""
+    ctes, generated, params = [], [], {}
+    for n, row in enumerate(rows):
+        table = row.__table__  # type: ignore[attr-defined]
+        given = [c.name for c in table.columns if c.identity is None]
+        made = [c.name for c in table.columns if c.identity is not None]
+        for name in given:
+            params[f"r{n}_{name}"] = _param(getattr(row, name))
+        placeholders = ", ".join(f"%(r{n}_{name})s" for name in given)
+        ctes.append(f"r{n} AS (INSERT INTO {table.name} ({', '.join(given)}) VALUES ({placeholders}) "
+                    f"RETURNING {', '.join(made) or '1'})")  # fmt: skip
+        generated += [(row, name, f"(SELECT {name} FROM r{n}) AS r{n}_{name}") for name in made]
+    found = run(
+        session, f"WITH {', '.join(ctes)} SELECT {', '.join(g[2] for g in generated) or '1'}", params
+    )[0]
+    for n, row in enumerate(rows):
+        for name in (g[1] for g in generated if g[0] is row):
+            setattr(row, name, getattr(found, f"r{n}_{name}"))
+        make_transient_to_detached(row)
+        session.add(row)  # persistent, with nothing to flush
+
+
+def save_changes(session: Session, *rows: SQLModel) -> None:
+    """What changed on loaded rows (a pledge and its instruction, both locked by the caller) written in one
+    statement, then marked saved: the ORM's flush writes one UPDATE a row, at several times the client CPU
+    of the statement. Their triggers see only their own row, so one statement checks what two would."""
+    ctes, params, saved = [], {}, []
+    for n, row in enumerate(rows):
+        state = inspect(row)
+        changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
+        if not changed:
+            continue
+        sets = ", ".join(f"{name} = %(u{n}_{name})s" for name in changed)
+        params.update({f"u{n}_{name}": _param(value) for name, value in changed.items()})
+        params[f"u{n}_id"] = row.id  # type: ignore[attr-defined]
+        ctes.append(f"u{n} AS (UPDATE {row.__tablename__} SET {sets} WHERE id = %(u{n}_id)s RETURNING 1)")
+        saved.append((row, changed))
+    if not ctes:
+        return
+    run(session, f"WITH {', '.join(ctes)} SELECT 1", params)
+    for row, changed in saved:
+        for name, value in changed.items():
+            set_committed_value(row, name, value)
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict | list):
+        return Jsonb(value)
+    return value
 
 
 def get_instruction(session: Session, instruction_id: UUID, *, lock: bool = False) -> Instruction | None:
@@ -44,13 +162,16 @@ def open_instruction(session: Session, pledge_id: UUID) -> Instruction | None:
     return session.exec(query).first()
 
 
-def open_pledge_for_loan(session: Session, pledgee_party_id: UUID, contract_no: str) -> Pledge | None:
-    query = select(Pledge).where(
-        Pledge.pledgee_party_id == pledgee_party_id,
-        Pledge.contract_no == contract_no,
-        col(Pledge.status).in_((PledgeStatus.PENDING, PledgeStatus.ACTIVE)),
+def open_pledge_for_loan(session: Session, pledgee_party_id: UUID, contract_no: str) -> Any:
+    """The loan's pending or active pledge (its id and parties: whom it may be named to), if any."""
+    rows = run(
+        session,
+        "SELECT id, pledgee_party_id, pledgor_party_id, borrower_party_id FROM pledge "
+        "WHERE pledgee_party_id = %(bank)s AND contract_no = %(loan)s AND "
+        + one_of("status", (PledgeStatus.PENDING, PledgeStatus.ACTIVE)),
+        {"bank": pledgee_party_id, "loan": contract_no},
     )
-    return session.exec(query).first()
+    return rows[0] if rows else None
 
 
 def instructions_of(session: Session, pledge_ids: list[UUID]) -> list[Instruction]:
@@ -73,6 +194,64 @@ def units_of(session: Session, pledge_ids: list[UUID]) -> list[Any]:
             {"ids": pledge_ids},
         ).all()
     )
+
+
+# Everything a certificate prints that is not on the pledge row, in one round trip: the issuer (the first
+# exchange party registered), the three parties, the pledgor's account number, the credit type, the frozen
+# blocks by serial (each with its project type's names, when the registry has them) and the pledge's
+# first and latest valuations.
+_FACTS = f"""
+    SELECT ex.name AS issuer_name, ex.credit_code AS issuer_code,
+           pe.name AS pledgee_name, pe.credit_code AS pledgee_code,
+           po.name AS pledgor_name, po.credit_code AS pledgor_code,
+           bo.name AS borrower_name, bo.credit_code AS borrower_code,
+           a.number AS account_number, ct.code AS credit_type, ct.name AS credit_type_name, ct.unit,
+           b.project_codes, b.project_types, b.names_zh, b.names_en, b.vintages, b.starts, b.ends, b.quantities,
+           {
+    ", ".join(
+        f"{w}.{c} AS {w}_{c}"
+        for w in ("f", "l")
+        for c in (
+            "as_of",
+            "method",
+            "price",
+            "price_date",
+            "stale",
+            "quantity",
+            "collateral_value",
+            "coverage_ratio",
+        )
+    )
+}
+      FROM party pe, party po, party bo, account a, credit_type ct
+      LEFT JOIN LATERAL (SELECT name, credit_code FROM party WHERE kind = 'exchange'
+                          ORDER BY created_at, id LIMIT 1) ex ON true
+      LEFT JOIN LATERAL (
+            SELECT array_agg(i.project_code ORDER BY h.serial_start) AS project_codes,
+                   array_agg(i.project_type ORDER BY h.serial_start) AS project_types,
+                   array_agg(coalesce(pt.name_zh, i.project_type) ORDER BY h.serial_start) AS names_zh,
+                   array_agg(coalesce(pt.name_en, i.project_type) ORDER BY h.serial_start) AS names_en,
+                   array_agg(i.vintage ORDER BY h.serial_start) AS vintages,
+                   array_agg(h.serial_start ORDER BY h.serial_start) AS starts,
+                   array_agg(h.serial_end ORDER BY h.serial_start) AS ends,
+                   array_agg(h.quantity ORDER BY h.serial_start) AS quantities
+              FROM holding h JOIN issuance i ON i.id = h.batch_id LEFT JOIN project_type pt ON pt.code = i.project_type
+             WHERE h.pledge_id = %(pledge)s AND h.status = '{B.FROZEN}') b ON true
+      LEFT JOIN LATERAL (SELECT * FROM valuation WHERE pledge_id = %(pledge)s ORDER BY id LIMIT 1) f ON true
+      LEFT JOIN LATERAL (SELECT * FROM valuation WHERE pledge_id = %(pledge)s ORDER BY id DESC LIMIT 1) l ON true
+     WHERE pe.id = %(pledgee)s AND po.id = %(pledgor)s AND bo.id = %(borrower)s AND a.id = %(account)s
+       AND ct.id = %(credit_type)s"""
+
+
+def certificate_facts(session: Session, pledge: Pledge) -> Any:
+    """The row of _FACTS for the pledge (None only if one of its parties, its account or its credit type
+    were missing, which their foreign keys forbid)."""
+    rows = run(session, _FACTS, {
+        "pledge": pledge.id, "pledgee": pledge.pledgee_party_id, "pledgor": pledge.pledgor_party_id,
+        "borrower": pledge.borrower_party_id, "account": pledge.pledgor_account_id,
+        "credit_type": pledge.credit_type_id,
+    })  # fmt: skip
+    return rows[0] if rows else None
 
 
 def next_registration_no(session: Session, year: int) -> str:
@@ -158,6 +337,52 @@ def units_of_pledge(session: Session, pledge_id: UUID) -> tuple[int, int]:
         {"p": pledge_id},
     ).one()
     return int(row.held), int(row.frozen)
+
+
+def registration_facts(
+    session: Session,
+    *,
+    code: str,
+    account_id: UUID,
+    borrower_id: UUID,
+    named_id: UUID | None,
+    as_of: date,
+    window_days: int,
+) -> Any:
+    """What a registration request is checked against, in one round trip: the credit type by code, the
+    pledgor's account, the borrower and the bank a pledgor names (each column None when absent), and the
+    credit type's reference prices as of a day."""
+    rows = run(
+        session,
+        f"""SELECT t.id AS credit_type_id, a.id AS account_id, a.party_id AS account_party_id,
+                   a.status AS account_status, b.id AS borrower_id, b.kind AS borrower_kind,
+                   n.id AS named_id, n.kind AS named_kind, r.vwap, r.vwap_date, r.last_close, r.last_date
+              FROM (SELECT 1) one
+              LEFT JOIN credit_type t ON t.code = %(code)s
+              LEFT JOIN account a ON a.id = %(account)s
+              LEFT JOIN party b ON b.id = %(borrower)s
+              LEFT JOIN party n ON n.id = %(named)s::uuid
+              LEFT JOIN LATERAL ({valuation.REFERENCE_SQL} WHERE ct.id = t.id) r ON true""",
+        {"code": code, "account": account_id, "borrower": borrower_id, "named": named_id,
+         **valuation.reference_params(as_of, window_days)},
+    )  # fmt: skip
+    return rows[0]
+
+
+def units_and_reference(
+    session: Session, pledge_id: UUID, credit_type_id: int, as_of: date, window_days: int
+) -> tuple[int, int, valuation.Reference]:
+    """(held, frozen) units of the pledge and its credit type's reference prices as of a day, in one round
+    trip: what a confirmation judges the request on."""
+    rows = run(
+        session,
+        f"""SELECT u.held, u.frozen, r.* FROM ({valuation.REFERENCE_SQL} WHERE ct.id = %(ct)s) r,
+                   (SELECT coalesce(sum(quantity) FILTER (WHERE status = '{B.HELD}'), 0) AS held,
+                           coalesce(sum(quantity) FILTER (WHERE status = '{B.FROZEN}'), 0) AS frozen
+                      FROM holding WHERE pledge_id = %(p)s) u""",
+        {"p": pledge_id, "ct": credit_type_id, **valuation.reference_params(as_of, window_days)},
+    )
+    return int(rows[0].held), int(rows[0].frozen), valuation.reference_of(rows[0])
 
 
 def queue(session: Session, limit: int) -> list[Any]:

@@ -7,14 +7,13 @@ exactly what it sent (registration is a joint application; see service.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlmodel import Session
 
-from registry.calendar import exchange_day
+from registry.db import run
 from registry.errors import InvalidInput
 from registry.ledger.blocks import normalize_ranges
 from registry.ledger.models import SERIAL_MAX
@@ -110,18 +109,12 @@ def requested_units(selection: Selection, *, field: str = "collateral") -> tuple
 
 
 def check_pledge_rate(
-    session: Session,
-    *,
-    credit_type_id: int,
-    terms: Terms,
-    outstanding: Decimal,
-    quantity: int,
-    at: datetime,
-    window_days: int,
+    reference: valuation.Reference, *, terms: Terms, outstanding: Decimal, quantity: int
 ) -> None:
-    """Principal / value of the requested units at today's reference price, against the lender's cap. No
-    print at all for the credit type (a new local credit) leaves nothing to check."""
-    ref = valuation.reference(session, credit_type_id, exchange_day(at), window_days)
+    """Principal / value of the requested units at today's reference price (`reference`, as of the
+    exchange day of the request), against the lender's cap. No print at all for the credit type (a new
+    local credit) leaves nothing to check."""
+    ref = reference
     judged = assessment.assess(
         ref,
         method=terms.valuation_method,
@@ -149,8 +142,9 @@ def require_loan_free(
     """One open pledge per loan. Requests for the same loan queue on a transaction lock, so two racing
     requests cannot both pass; the unique index uq_pledge_open_loan is the last word. The existing pledge
     is named only to a caller who may see it."""
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:loan, 727200002))"),
+    run(
+        session,
+        "SELECT pg_advisory_xact_lock(hashtextextended(%(loan)s, 727200002))",
         {"loan": f"{pledgee_party_id}/{contract_no}"},
     )
     existing = repo.open_pledge_for_loan(session, pledgee_party_id, contract_no)

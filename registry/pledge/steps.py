@@ -16,7 +16,6 @@ from registry.audit.decisions import DecisionKind
 from registry.audit.models import EventKind
 from registry.errors import InvalidInput, InvalidState, NotFound
 from registry.ledger import pledged
-from registry.ledger import repository as ledger_repo
 from registry.ledger.service import Selection, SerialRange
 from registry.pledge import policy
 from registry.pledge import repository as repo
@@ -80,7 +79,8 @@ def decide(
         if after not in (PledgeStatus.PENDING, PledgeStatus.ACTIVE):
             pledge.closed_at = actor.at
             pledge.hold_expires_at = None
-    session.flush()  # the pledge's new state (e.g. its registration number) and its status move together
+    # The pledge's new state (e.g. its registration number) and its status move together, in one statement.
+    repo.save_changes(session, pledge, instruction)
     decisions.record(
         session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=TRAIL_KIND[decision],
         reason=reason, terms=terms,
@@ -102,11 +102,10 @@ def holds(pledge: Pledge, instruction: Instruction) -> bool:
 def hold(session: Session, actor: Actor, pledge: Pledge, instruction: Instruction) -> None:
     """Hold the units a joint application asks for, in the pledgor's account, on the pledgor's say (a
     closed account is refused by the move itself: a hold requires its account active)."""
-    code = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
-    assert code is not None
+    code = repo.credit_type_code(session, pledge.credit_type_id)
     pledged.hold(
         session, acting_for(actor, instruction, pledge), account_id=pledge.pledgor_account_id, pledge_id=pledge.id,
-        selection=selection_of(session, pledge, instruction, code.code),
+        selection=selection_of(session, pledge, instruction, code),
     )  # fmt: skip
 
 
@@ -115,15 +114,13 @@ def lock_visible(session: Session, actor: Actor, pledge_id: UUID) -> Pledge:
 
 
 def lock_instruction(session: Session, actor: Actor, instruction_id: UUID) -> tuple[Pledge, Instruction]:
-    """Pledge first (found from the instruction in the same statement), then the instruction: the one lock
+    """Pledge first (found from the instruction), then the instruction, in one statement: the one lock
     order of every pledge operation. An instruction of a pledge the caller may not see is not found, as
     one that does not exist: the answer names no pledge."""
-    pledge = repo.lock_pledge_of(session, instruction_id)
-    if pledge is None or not policy.can_see(actor.principal, pledge):
+    found = repo.lock_with_instruction(session, instruction_id)
+    if found is None or not policy.can_see(actor.principal, found[0]):
         raise NotFound("instruction", instruction_id)
-    instruction = repo.get_instruction(session, instruction_id, lock=True)
-    assert instruction is not None  # instructions are never deleted (instruction_no_delete)
-    return pledge, instruction
+    return found
 
 
 def require_status(instruction: Instruction, wanted: InstructionStatus) -> None:
@@ -155,9 +152,7 @@ def selection_of(
         return Selection(blocks=blocks)
     if instruction.quantity is not None:
         if credit_type is None:
-            found = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
-            assert found is not None
-            credit_type = found.code
+            credit_type = repo.credit_type_code(session, pledge.credit_type_id)
         return Selection(credit_type=credit_type, quantity=instruction.quantity)
     return Selection()
 

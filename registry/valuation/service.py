@@ -13,11 +13,12 @@ the warning line, else ok."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +31,7 @@ from registry.alert.models import AlertKind, AlertStatus, WebhookEvent
 from registry.base import one_of
 from registry.calendar import business_days_before, exchange_day
 from registry.config import VWAP_DAYS
+from registry.db import run
 from registry.ledger.models import BlockStatus
 from registry.money import money, money_sql, ratio, ratio_sql
 from registry.valuation.models import TradeKind, ValuationError, ValuationLevel, ValuationMethod
@@ -124,29 +126,46 @@ LEVEL_SQL = f"""CASE WHEN value IS NULL THEN NULL
                 ELSE '{L.OK}' END"""
 
 
-_REFERENCE = f"""
+_REFERENCE_OF = """
     SELECT ct.id AS credit_type_id, w.vwap, w.vwap_date, lc.price AS last_close, lc.trade_date AS last_date
       FROM credit_type ct
       LEFT JOIN LATERAL (
             SELECT round(sum(price * volume) / sum(volume), 2) AS vwap, max(trade_date) AS vwap_date
               FROM trade_price
-             WHERE credit_type_id = ct.id AND kind = '{TradeKind.LISTED}'
-               AND trade_date > :window_start AND trade_date <= :as_of
+             WHERE credit_type_id = ct.id AND kind = '{listed}'
+               AND trade_date > {window_start} AND trade_date <= {as_of}
            ) w ON true
       LEFT JOIN LATERAL (
             SELECT price, trade_date FROM trade_price
-             WHERE credit_type_id = ct.id AND kind = '{TradeKind.LISTED}' AND trade_date <= :as_of
+             WHERE credit_type_id = ct.id AND kind = '{listed}' AND trade_date <= {as_of}
              ORDER BY trade_date DESC LIMIT 1
            ) lc ON true
 """
+# The reference prices of credit types as of a day, with SQLAlchemy's parameters (the revaluation's
+# statement) and with psycopg's, for registry.db.run (`as_of`, `window_start`): one query, two spellings.
+_REFERENCE = _REFERENCE_OF.format(listed=TradeKind.LISTED, window_start=":window_start", as_of=":as_of")
+REFERENCE_SQL = _REFERENCE_OF.format(
+    listed=TradeKind.LISTED, window_start="%(window_start)s::date", as_of="%(as_of)s::date"
+)
+
+
+def reference_params(as_of: date, window_days: int) -> dict[str, Any]:
+    """The parameters of REFERENCE_SQL."""
+    return {"as_of": as_of, "window_start": business_days_before(as_of, window_days)}
+
+
+def reference_of(row: Any) -> Reference:
+    """A Reference from a row with REFERENCE_SQL's columns."""
+    return Reference(row.credit_type_id, row.vwap, row.vwap_date, row.last_close, row.last_date)
 
 
 def reference(session: Session, credit_type_id: int, as_of: date, window_days: int) -> Reference:
-    row = session.execute(
-        text(_REFERENCE + " WHERE ct.id = :ct"),
-        {"ct": credit_type_id, "as_of": as_of, "window_start": business_days_before(as_of, window_days)},
-    ).one()
-    return Reference(row.credit_type_id, row.vwap, row.vwap_date, row.last_close, row.last_date)
+    rows = run(
+        session,
+        REFERENCE_SQL + " WHERE ct.id = %(ct)s",
+        {"ct": credit_type_id, **reference_params(as_of, window_days)},
+    )
+    return reference_of(rows[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,13 +328,16 @@ def revalue(
         pledge_filter = "AND p.credit_type_id = ANY(:ct_ids)"
         params["ct_ids"] = list(credit_type_ids)
 
-    def run(statement_filter: str, extra: dict[str, Any]) -> Revaluation:
-        row = session.execute(
-            text(_REVALUE.format(pledge_filter=statement_filter)), {**params, **extra}
-        ).one()
+    def value(statement_filter: str, extra: dict[str, Any]) -> Revaluation:
+        if pledge_ids is not None:  # a few pledges, at a confirmation: the prepared path
+            row = run(session, _prepared(statement_filter), {**params, **extra})[0]
+        else:
+            row = session.execute(
+                text(_REVALUE.format(pledge_filter=statement_filter)), {**params, **extra}
+            ).one()
         return Revaluation(row.valued, row.raised, row.cleared)
 
-    whole = isolation.attempt(session, lambda: run(pledge_filter, {}))
+    whole = isolation.attempt(session, lambda: value(pledge_filter, {}))
     if not isinstance(whole, DBAPIError):
         return whole
     log.warning("revaluation in one pass refused (SQLSTATE %s): valuing in parts", isolation.sqlstate(whole))
@@ -323,7 +345,7 @@ def revalue(
         text(f"SELECT p.id FROM pledge p WHERE p.status = '{ACTIVE_PLEDGE}' {pledge_filter} ORDER BY p.id"), params
     ).scalars())  # fmt: skip
     parts = isolation.each_part(
-        session, ids, lambda some: run("AND p.id = ANY(:part)", {"part": list(some)}), what="revaluation"
+        session, ids, lambda some: value("AND p.id = ANY(:part)", {"part": list(some)}), what="revaluation"
     )
     for pledge_id, exc in parts.failed:
         out_of_range = isolation.sqlstate(exc) == NUMERIC_VALUE_OUT_OF_RANGE
@@ -337,6 +359,14 @@ def revalue(
                 isolation.sqlstate(marked),
             )
     return sum(parts.done, Revaluation(0, 0, 0, unvalued=len(parts.failed)))
+
+
+@lru_cache(maxsize=8)
+def _prepared(pledge_filter: str) -> str:
+    """_REVALUE for registry.db.run: its `:name` parameters as psycopg's `%(name)s` (`::` casts kept). Only
+    for a few named pledges: a prepared statement may be planned once for all parameters, which suits one
+    pledge, not a whole credit type."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", _REVALUE.format(pledge_filter=pledge_filter))
 
 
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"

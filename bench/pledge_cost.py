@@ -1,0 +1,217 @@
+"""Where a registration cycle's cost goes: statements per request, and CPU per cycle of the app and of
+PostgreSQL under load.
+
+    .venv/bin/python -m bench.pledge_cost [--cycles 50] [--seconds 15] [--clients 8] [--show]
+
+First the three requests of a cycle (the bank's ask, the pledgor's consent, the exchange's confirmation)
+run in this process against a fresh database, every round trip to PostgreSQL counted per request (each
+statement, and the BEGIN and COMMIT psycopg sends); `--show` prints one cycle's statements. Then the
+bench's load (bench/pledge_bench.py's wrk script) for `--seconds` at `--clients`, and the CPU the
+uvicorn workers (their own, not the certificate renderers') and every PostgreSQL process spent over it
+(/proc/PID/stat), divided by the cycles confirmed. Other work on the machine changes the wall clock, not
+these CPU figures (much)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.common import DATA, create_database, free_port, fresh_server, require_wrk, start_app, wrk_run
+from bench.pledge_bench import LUA, setup
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """utime + stime (and the waited-for children's, if asked) of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    used = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of proc(5))
+    if children:
+        used += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return used / TICK
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def postgres_cpu(postmaster: int) -> float:
+    """The server's CPU: the postmaster with its exited children, and every running backend and helper."""
+    total = cpu_seconds(postmaster, children=True)
+    for pid in children_of(postmaster):
+        try:
+            total += cpu_seconds(pid)
+        except OSError:  # exited meanwhile: its time moved to the postmaster's children
+            continue
+    return total
+
+
+_counting = threading.local()
+
+
+@contextmanager
+def counted() -> Iterator[Callable[[], list[str]]]:
+    """Every statement psycopg sends from this thread or the request's worker threads while the block
+    runs, in order (BEGIN and COMMIT included, as the round trips they are)."""
+    seen: list[str] = []
+    original_execute = psycopg.Cursor.execute
+    original_commit = psycopg.Connection.commit
+    original_command = psycopg.Connection._exec_command  # type: ignore[attr-defined]
+
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original_execute(self, query, *args, **kwargs)
+        finally:
+            took = f"{1000 * (time.perf_counter() - started):6.2f} ms  "
+            seen.append(
+                took + " ".join(str(query if isinstance(query, str) else query.as_string(self)).split())
+            )
+
+    def command(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        text = command.decode() if isinstance(command, bytes) else str(command)
+        if text.startswith(("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK")):
+            seen.append(text)
+        return original_command(self, command, *args, **kwargs)
+
+    def commit(self: Any) -> Any:
+        seen.append("COMMIT")
+        return original_commit(self)
+
+    psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+    psycopg.Connection.commit = commit  # type: ignore[method-assign]
+    psycopg.Connection._exec_command = command  # type: ignore[attr-defined]
+    try:
+        yield lambda: seen
+    finally:
+        psycopg.Cursor.execute = original_execute  # type: ignore[method-assign]
+        psycopg.Connection.commit = original_commit  # type: ignore[method-assign]
+        psycopg.Connection._exec_command = original_command  # type: ignore[attr-defined]
+
+
+def statements(url: str, bank_key: str, exchange_key: str, bodies: list[str], keys: dict[str, str],
+               cycles: int, show: bool) -> dict[str, float]:  # fmt: skip
+    """Round trips per request kind, averaged over `cycles` cycles after a few to warm up."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from registry.config import Settings
+
+    settings = Settings(database_url=url, scheduler_enabled=False, key_cache_seconds=300)
+    app = create_app(settings)
+    app.state.render_queue.submit = lambda *a, **k: None  # rendering is not the request's cost
+    client = TestClient(app)
+    per: Counter[str] = Counter()
+    shown = False
+    warm = len(bodies)  # a cycle per pledgor first, so that every key is cached (as under load)
+    for n in range(cycles + warm):
+        body = bodies[n % len(bodies)].replace("CONTRACT", f"count-{n}")
+        account = re.search(r'"pledgor_account_id":"([^"]+)"', body)
+        assert account
+        steps = [
+            ("register", "/v1/pledges", bank_key, body),
+            ("consent", "/v1/instructions/{id}/consent", keys[account.group(1)], None),
+            ("confirm", "/v1/instructions/{id}/confirm", exchange_key, None),
+        ]
+        instruction = ""
+        for kind, path, key, content in steps:
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            with counted() as seen:
+                answer = client.post(path.format(id=instruction), headers=headers, content=content)
+            assert answer.status_code in (200, 201), answer.text
+            if kind == "register":
+                instruction = answer.json()["instructions"][0]["id"]
+            if n >= warm:
+                per[kind] += len(seen())
+                if show and not shown:
+                    print(f"--- {kind}: {len(seen())} round trips")
+                    for s in seen():
+                        print("   ", s[:220])
+        shown = shown or n >= warm
+    app.state.engine.dispose()
+    return {kind: per[kind] / cycles for kind in ("register", "consent", "confirm")}
+
+
+def _spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    command = [str(spy), "record", "--gil", "--nonblocking", "-r", "200", "-p", str(pid), "-d", str(seconds)]
+    return subprocess.Popen(
+        [*command, "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=50, help="cycles counted in process")
+    parser.add_argument("--seconds", type=int, default=15, help="of load")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="app processes")
+    parser.add_argument("--pledgors", type=int, default=64)
+    parser.add_argument("--show", action="store_true", help="print one cycle's statements")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy (--gil) each worker over the load, raw stacks here"
+    )
+    args = parser.parse_args()
+    wrk = require_wrk()
+    server = fresh_server()
+    url = create_database(server, "registry_bench")
+    bank_key, exchange_key, bodies, keys = setup(url, args.pledgors)
+    counts = statements(url, bank_key, exchange_key, bodies, keys, args.cycles, args.show)
+
+    pledgor_keys = ",".join(f'["{account}"] = "Bearer {key}"' for account, key in keys.items())
+    script = LUA % (",".join(f"'{b}'" for b in bodies), pledgor_keys, bank_key, exchange_key)
+    port = free_port()
+    app = start_app(url, workers=args.workers, port=port)
+    postmaster = int((DATA / "postmaster.pid").read_text().split()[0])
+    try:
+        workers = children_of(app.pid)  # uvicorn's workers (their renderers are their children)
+        wrk_run(wrk, f"http://127.0.0.1:{port}", script.replace("B-CONTRACT", "W-CONTRACT"), args.clients, 3)
+        app_before = sum(cpu_seconds(p) for p in workers)
+        db_before = postgres_cpu(postmaster)
+        spies = [_spy(pid, args.profile / f"worker-{n}.txt", args.seconds) for n, pid in enumerate(workers)
+                 ] if args.profile else []  # fmt: skip
+        run = wrk_run(wrk, f"http://127.0.0.1:{port}", script, args.clients, args.seconds)
+        app_used = sum(cpu_seconds(p) for p in workers) - app_before
+        db_used = postgres_cpu(postmaster) - db_before
+        for spy in spies:
+            spy.wait(timeout=60)
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    found = re.search(r"CYCLES confirms=(\d+) consents=(\d+) registers=(\d+)", run["output"])
+    assert found, run["output"]
+    cycles = int(found.group(1))
+    print(f"\npledge_cost: round trips a request (statements with BEGIN and COMMIT), {args.cycles} cycles")
+    for kind, n in counts.items():
+        print(f"  {kind:<9} {n:5.1f}")
+    print(f"  {'cycle':<9} {sum(counts.values()):5.1f}")
+    print(f"load: {args.clients} clients, {args.seconds} s, {args.workers} workers: {cycles / args.seconds:.1f} "
+          f"cycles/s ({run['rps']:.0f} requests/s, p99 {run['p99_ms']:.0f} ms, non-2xx {run['non_2xx']})")  # fmt: skip
+    print(f"CPU a cycle: app {1000 * app_used / cycles:.2f} ms, PostgreSQL {1000 * db_used / cycles:.2f} ms "
+          f"(app {app_used:.1f} s, db {db_used:.1f} s over {cycles} cycles)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
