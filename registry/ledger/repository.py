@@ -79,29 +79,6 @@ def party_names(session: Session, party_ids: Iterable[UUID]) -> dict[UUID, str]:
     return {r.id: r.name for r in rows}
 
 
-def parties_with_issuer(session: Session, party_ids: Iterable[UUID]) -> tuple[dict[UUID, Any], Any | None]:
-    """The parties by id (name, credit code, kind), and the exchange that keeps the registry (the first
-    exchange party registered), in one round trip."""
-    rows = session.execute(
-        text("""
-            WITH issuer AS (SELECT id FROM party WHERE kind = 'exchange' ORDER BY created_at, id LIMIT 1)
-            SELECT p.id, p.name, p.credit_code, p.kind, p.id IN (SELECT id FROM issuer) AS issuer
-              FROM party p WHERE p.id = ANY(:ids) OR p.id IN (SELECT id FROM issuer)"""),
-        {"ids": list(party_ids)},
-    ).all()
-    return {r.id: r for r in rows}, next((r for r in rows if r.issuer), None)
-
-
-def account_number_and_credit_type(session: Session, account_id: UUID, credit_type_id: int) -> Any:
-    """An account's number beside a credit type's code, name and unit (None when either is absent)."""
-    return session.execute(
-        text("""
-            SELECT a.number, ct.code, ct.name, ct.unit FROM account a, credit_type ct
-             WHERE a.id = :a AND ct.id = :ct"""),
-        {"a": account_id, "ct": credit_type_id},
-    ).first()
-
-
 def get_party_by_credit_code(session: Session, credit_code: str) -> Party | None:
     return session.exec(select(Party).where(Party.credit_code == credit_code)).first()
 
