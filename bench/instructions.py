@@ -1,0 +1,145 @@
+"""Instructions a transfer costs the database, counted by callgrind, beside a pgbench tpcb-like transaction
+counted the same way, and their ratio: figures that do not move with the machine's load.
+
+    .venv/bin/python -m bench.instructions [--transfers 200]
+
+(valgrind: `apt-get install valgrind`.) A fresh embedded PostgreSQL gets the ledger bench's 64 account
+pairs and pgbench's tables (scale 10); the server is stopped, and a single-user backend (`postgres
+--single`) on a copy of its data runs, under callgrind, N and then 3N of one kind of transaction as plain
+SQL: the difference over 2N is one transaction, without the backend's start. A transfer is what `POST
+/v1/transfers` sends (BEGIN, the idempotency claim, `registry_move`, the stored response, COMMIT); a
+tpcb-like transaction is pgbench's five statements. A single-user backend has no prepared statements, so
+both counts include parsing and planning their top-level statements each time (the app and pgbench -M
+prepared do that once per connection)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from bench.common import DATA, create_database, fresh_server, pg_bin
+from bench.ledger_bench import setup
+
+MOVE = (
+    "SELECT * FROM registry_move('transfer', '{a}', 'available', NULL, '{b}', 'available', NULL, 'CCER', 1, "
+    "'{{}}'::bigint[], '{{}}'::bigint[], false, 'exchange', '{party}', '{key}', 'bench', NULL, 'r', NULL, NULL, "
+    "now(), ARRAY['{a}', '{b}']::uuid[]);"
+)
+CLAIM = (
+    "INSERT INTO idempotency_record (key_id, party_id, key, fingerprint, created_at) "
+    "VALUES ('{key}', '{party}', '{k}', '\\x00', now()) ON CONFLICT DO NOTHING RETURNING 1;"
+)
+STORE = "UPDATE idempotency_record SET status_code = 201, response = '\\x7b7d' WHERE key_id = '{key}' AND key = '{k}';"
+
+
+def transfers(n: int, pairs: list[tuple[str, str]], key: str, party: str) -> str:
+    """As the ledger bench sends them: each pair's first account to its second, one unit."""
+    out = []
+    for i in range(n):
+        a, b = pairs[i % len(pairs)]
+        k = uuid.UUID(int=i).hex
+        out += ["BEGIN;", CLAIM.format(key=key, party=party, k=k), MOVE.format(a=a, b=b, key=key, party=party),
+                STORE.format(key=key, k=k), "COMMIT;"]  # fmt: skip
+    return "\n\n".join(out)
+
+
+def tpcb(n: int) -> str:
+    """pgbench's tpcb-like script at scale 10, its random choices drawn here (seeded)."""
+    rand, out = random.Random(7), []
+    for _ in range(n):
+        aid, tid, bid, delta = (
+            rand.randint(1, 1_000_000),
+            rand.randint(1, 100),
+            rand.randint(1, 10),
+            rand.randint(-5000, 5000),
+        )
+        out += ["BEGIN;",
+                f"UPDATE pgbench_accounts SET abalance = abalance + {delta} WHERE aid = {aid};",
+                f"SELECT abalance FROM pgbench_accounts WHERE aid = {aid};",
+                f"UPDATE pgbench_tellers SET tbalance = tbalance + {delta} WHERE tid = {tid};",
+                f"UPDATE pgbench_branches SET bbalance = bbalance + {delta} WHERE bid = {bid};",
+                f"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({tid}, {bid}, {aid}, {delta}, "
+                "CURRENT_TIMESTAMP);",
+                "END;"]  # fmt: skip
+    return "\n\n".join(out)
+
+
+def _as_owner() -> list[str]:
+    """PostgreSQL runs as its data folder's owner (pgserver makes one when started as root)."""
+    owner = DATA.stat().st_uid
+    return [] if os.geteuid() == owner else ["runuser", "-u", pwd.getpwuid(owner).pw_name, "--"]
+
+
+def counted(database: str, sql: str, work: Path) -> int:
+    """Instructions of one single-user backend running `sql`, on a fresh copy of the stopped server's data."""
+    copy, script, out = work / "data", work / "script.sql", work / "callgrind.out"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(DATA, copy, symlinks=True)
+    (copy / "postmaster.pid").unlink(missing_ok=True)
+    script.write_text(sql)
+    shutil.chown(work, DATA.stat().st_uid)
+    for path in (copy, *copy.rglob("*"), script):
+        os.chown(path, DATA.stat().st_uid, DATA.stat().st_gid, follow_symlinks=False)
+    with script.open() as stdin:
+        run = subprocess.run([*_as_owner(), "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                              pg_bin("postgres"), "--single", "-D", str(copy), "-j", database],
+                             stdin=stdin, capture_output=True, text=True, check=False)  # fmt: skip
+    errors = [line for line in run.stdout.splitlines() + run.stderr.splitlines() if "ERROR" in line]
+    assert run.returncode == 0 and not errors, (run.returncode, errors[:3])
+    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+    assert match, "no callgrind totals"
+    return int(match.group(1))
+
+
+def per_transaction(database: str, make: object, n: int, work: Path) -> int:
+    assert callable(make)
+    return (counted(database, make(3 * n), work) - counted(database, make(n), work)) // (2 * n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transfers", type=int, default=200, help="N: transactions counted (2N, after N)")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is needed (apt-get install valgrind)")
+
+    server = fresh_server()
+    url = create_database(server, "registry_bench")
+    _, pairs = setup(url, 64)
+    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin) as conn:
+        key, party = conn.execute("SELECT id, party_id FROM api_key").fetchone()  # type: ignore[misc]
+    pgbench_url = make_url(create_database(server, "pgbench", migrated=False))
+    subprocess.run([pg_bin("pgbench"), "-h", str(pgbench_url.query["host"]), "-U", "postgres", "-i", "-q", "-s",
+                    "10", "pgbench"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run([*_as_owner(), pg_bin("pg_ctl"), "-D", str(DATA), "stop", "-m", "fast"], check=True,
+                   capture_output=True)  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        n = args.transfers
+        transfer = per_transaction(
+            "registry_bench", lambda m: transfers(m, pairs, str(key), str(party)), n, work
+        )
+        baseline = per_transaction("pgbench", tpcb, n, work)
+    print(f"\ninstructions: {n} and {3 * n} transactions each, single-user backend under callgrind")
+    print(f"{'a transfer (claim, registry_move, store, commit)':<52} {transfer:>12,}")
+    print(f"{'a pgbench tpcb-like transaction':<52} {baseline:>12,}")
+    print(f"ratio tpcb-like / transfer (the transfers' share of pgbench's rate, database alone): "
+          f"{baseline / transfer:.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
