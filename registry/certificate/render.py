@@ -87,4 +87,4 @@ def render_html(content: dict[str, Any], base_url: str) -> str:
 
 
 def render_pdf(content: dict[str, Any], base_url: str) -> bytes:
-    return write_pdf(render_html(content, base_url), _stylesheet())
+    return write_pdf(render_html(content, base_url), _stylesheet(), share_styles=True)
