@@ -182,14 +182,14 @@ class _Same:
         return isinstance(other, _Same) and other.value is self.value
 
 
-def _by_value(cascaded: dict[str, tuple[Any, Any]]) -> Iterator[tuple[str, Any, Any]]:
+def _by_value(cascaded: dict[str, tuple[Any, Any]]) -> Iterator[tuple[str, tuple[Any, Any]]]:
     for name, (value, weight) in cascaded.items():
         try:
             hash(value)
         except TypeError:
-            yield name, _Same(value), weight
+            yield name, (_Same(value), weight)
         else:
-            yield name, value, weight
+            yield name, (value, weight)
 
 
 def _share_computed_styles() -> None:
@@ -230,7 +230,11 @@ def _share_computed_styles() -> None:
             compute(self, element, parent, root, pseudo_type, base_url, target_collector)
             return
         cascaded = self.get_cascaded_styles().get((element, pseudo_type), {})
-        key = (parent_key, pseudo_type, base_url, frozenset(_by_value(cascaded)))
+        try:
+            declared = frozenset(cascaded.items())
+        except TypeError:  # a list among the values
+            declared = frozenset(_by_value(cascaded))
+        key = (parent_key, pseudo_type, base_url, declared)
         style = _shared_styles.get(key)
         if style is None:
             compute(self, element, parent, root, pseudo_type, base_url, target_collector)
