@@ -15,7 +15,7 @@ any other version does both as it always did.
 
 Also only for that WeasyPrint: the computed styles of a document that asks for it (`share_styles`: the
 certificate) are kept for the next one, and a style's line height and baseline are kept on the style (see
-`_share_computed_styles`, `_strut_once_a_style`; the same PDF, byte for byte, ~25% less CPU a certificate).
+`_share_computed_styles`, `_strut_once_a_style`; the same PDF, byte for byte; docs/benchmarks.md).
 
 Streams compressed at zlib's level 1, not pydyf's 9: the font subsets are mostly glyph ids kept in place,
 on which level 9 searches long for little (a certificate 2.5% larger, ~25 ms less). Only for the pydyf
