@@ -27,13 +27,14 @@ from sqlmodel import Session
 
 from registry.certificate import service as certificates
 from registry.certificate.jobs import sweep_job
-from registry.certificate.render import render_pdf
+from registry.certificate.render import render_html, render_pdf, stylesheet_css
 from registry.certificate.renderer import Renderer
 from registry.clock import FixedClock
 from registry.config import Settings
 from registry.db import unit_of_work
 from registry.ledger.models import PartyKind
 from registry.ledger.service import Selection
+from registry.pdf import stylesheet, write_pdf
 from registry.pledge import service as pledges
 from registry.principal import Role
 from tests import factories as f
@@ -416,6 +417,27 @@ def test_worker_processes_render_the_same_bytes(client: TestClient, desk: Desk, 
     finally:
         renderer.close()
     assert outputs == [render_pdf(found.content, BASE_URL)] * 3
+
+
+def test_styles_kept_from_one_certificate_to_the_next_change_no_byte(
+    client: TestClient, desk: Desk, session: Session
+) -> None:
+    """registry/pdf.py keeps the computed styles of one certificate for the next: each PDF is the one a
+    rendering that computes every style afresh makes, for a certificate, another one after it (a second
+    version, a rare name: a paragraph more, other glyphs) and the first again."""
+    pledge = active_pledge(client, desk)
+    found = certificates.by_number(session, f"{pledge['registration_no']}-01")
+    assert found is not None
+    first = found.content
+    other = {
+        **first,
+        "version": 2,
+        "previous": found.number,
+        "pledgor": {**first["pledgor"], "name": "龘靐齉爨鱻麤𠀋有限公司"},
+    }
+    fresh = stylesheet(stylesheet_css())
+    for content in (first, other, first):
+        assert render_pdf(content, BASE_URL) == write_pdf(render_html(content, BASE_URL), fresh)
 
 
 def drawn_characters(pdf: bytes) -> dict[str, set[str]]:
