@@ -1,5 +1,5 @@
-"""Instructions a transfer costs the database, counted by callgrind, beside a pgbench tpcb-like transaction
-counted the same way, and their ratio: figures that do not move with the machine's load.
+"""Instructions a transfer costs the database and the app, counted by callgrind, beside a pgbench tpcb-like
+transaction counted the same way, and their ratio: figures that do not move with the machine's load.
 
     .venv/bin/python -m bench.instructions [--transfers 200]
 
@@ -10,17 +10,25 @@ SQL: the difference over 2N is one transaction, without the backend's start. A t
 /v1/transfers` sends (BEGIN, the idempotency claim, `registry_move`, the stored response, COMMIT); a
 tpcb-like transaction is pgbench's five statements. A single-user backend has no prepared statements, so
 both counts include parsing and planning their top-level statements each time (the app and pgbench -M
-prepared do that once per connection)."""
+prepared do that once per connection).
+
+The app's count: the ASGI app (`api.app.create_app`, no HTTP server: uvicorn's parsing is not counted) runs
+in a process of its own under callgrind against the running server, N transfers after 100 to warm it, as
+the ledger bench sends them (its own key and `Idempotency-Key`); callgrind's counters are dumped before
+and after the N, so the figure is theirs alone, both of the process's threads included."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import pwd
 import random
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -108,28 +116,113 @@ def per_transaction(database: str, make: object, n: int, work: Path) -> int:
     return (counted(database, make(3 * n), work) - counted(database, make(n), work)) // (2 * n)
 
 
+def drive(url: str, n: int) -> None:
+    """In the counted process: the app, N transfers between two dumps of callgrind's counters."""
+    os.environ.update(
+        {"DATABASE_URL": url, "REGISTRY_SCHEDULER_ENABLED": "false", "REGISTRY_LOG_LEVEL": "WARNING"}
+    )
+    from api.app import create_app  # imported here: the parent needs none of the app
+
+    key, pairs = os.environ["BENCH_KEY"], json.loads(os.environ["BENCH_PAIRS"])
+    app = create_app()
+    bodies = [json.dumps({"from_account_id": a, "to_account_id": b, "credit_type": "CCER", "quantity": 1}).encode()
+              for a, b in pairs]  # fmt: skip
+    answered: dict[int, int] = {}
+
+    async def transfer(i: int) -> None:
+        body = bodies[i % len(bodies)]
+        headers = [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"idempotency-key", f"{i}-{uuid.uuid4().hex}".encode()),
+        ]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/transfers",
+            "raw_path": b"/v1/transfers",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        given = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal given
+            if given:
+                await asyncio.Event().wait()  # the client never disconnects
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])  # type: ignore[call-overload]
+                answered[status] = answered.get(status, 0) + 1
+
+        await app(scope, receive, send)  # type: ignore[arg-type]  # fmt: skip
+
+    def dump() -> None:
+        subprocess.run(["callgrind_control", "-d", str(os.getpid())], check=True, capture_output=True)
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            for i in range(100):
+                await transfer(n + i)
+            dump()
+            for i in range(n):
+                await transfer(i)
+            dump()
+
+    asyncio.run(run())
+    assert answered == {201: n + 100}, answered
+
+
+def app_counted(url: str, key: str, pairs: list[tuple[str, str]], n: int, work: Path) -> int:
+    out = work / "app.out"
+    env = {**os.environ, "BENCH_KEY": key, "BENCH_PAIRS": json.dumps(pairs)}
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
+                    "bench.instructions", "--drive", url, "--transfers", str(n)],
+                   check=True, capture_output=True, env=env)  # fmt: skip
+    match = re.search(r"^(?:summary|totals): (\d+)", (work / "app.out.2").read_text(), re.MULTILINE)
+    assert match, "no callgrind totals"
+    return int(match.group(1)) // n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=200, help="N: transactions counted (2N, after N)")
+    parser.add_argument("--drive", metavar="URL", help=argparse.SUPPRESS)  # the app's counted process
     args = parser.parse_args()
+    if args.drive:
+        drive(args.drive, args.transfers)
+        return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (apt-get install valgrind)")
 
     server = fresh_server()
     url = create_database(server, "registry_bench")
-    _, pairs = setup(url, 64)
+    key_text, pairs = setup(url, 64)
     admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin) as conn:
         key, party = conn.execute("SELECT id, party_id FROM api_key").fetchone()  # type: ignore[misc]
     pgbench_url = make_url(create_database(server, "pgbench", migrated=False))
     subprocess.run([pg_bin("pgbench"), "-h", str(pgbench_url.query["host"]), "-U", "postgres", "-i", "-q", "-s",
                     "10", "pgbench"], check=True, capture_output=True)  # fmt: skip
+    n = args.transfers
+    with tempfile.TemporaryDirectory() as tmp:
+        app = app_counted(url, key_text, pairs, n, Path(tmp))
     subprocess.run([*_as_owner(), pg_bin("pg_ctl"), "-D", str(DATA), "stop", "-m", "fast"], check=True,
                    capture_output=True)  # fmt: skip
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        n = args.transfers
         transfer = per_transaction(
             "registry_bench", lambda m: transfers(m, pairs, str(key), str(party)), n, work
         )
@@ -137,6 +230,7 @@ def main() -> None:
     print(f"\ninstructions: {n} and {3 * n} transactions each, single-user backend under callgrind")
     print(f"{'a transfer (claim, registry_move, store, commit)':<52} {transfer:>12,}")
     print(f"{'a pgbench tpcb-like transaction':<52} {baseline:>12,}")
+    print(f"{'a transfer in the app (ASGI, in-process, both threads)':<52} {app:>12,}")
     print(f"ratio tpcb-like / transfer (the transfers' share of pgbench's rate, database alone): "
           f"{baseline / transfer:.3f}")  # fmt: skip
 

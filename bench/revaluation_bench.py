@@ -23,6 +23,8 @@ from registry.db import make_engine, unit_of_work
 from registry.ledger.consistency import find_problems
 from registry.valuation.service import revalue
 
+_REPLAY = "the blocks differ from a replay of the audit trail"
+
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 LOAD = """
@@ -93,7 +95,9 @@ def main() -> None:
 
     with unit_of_work(engine) as session:
         levels = dict(session.execute(text("SELECT level, count(*) FROM valuation GROUP BY level")).all())
-        problems = find_problems(session, limit_per_check=5)
+        # The million blocks are loaded without their history (no audit events), so the replay of the trail
+        # would name every one: every other check runs.
+        problems = [p for p in find_problems(session, limit_per_check=5) if not p.startswith(_REPLAY)]
     engine.dispose()
     ratio = revalue_s / update_s
     print(f"\nrevaluation_bench: {n:,} active pledges")
@@ -103,7 +107,7 @@ def main() -> None:
     )
     print(f"  plain UPDATE of the same pledge rows:           {update_s:8.2f} s")
     print(f"  ratio revaluation / plain update:                {ratio:8.2f}  (aim: at most 3)")
-    print(f"  levels: {levels}; ledger {problems or 'consistent'}")
+    print(f"  levels: {levels}; ledger {problems or 'consistent'} (all checks but the trail's replay)")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "revaluation.json").write_text(
