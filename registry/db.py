@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,6 +157,18 @@ def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> Engine:
         dbapi_conn.commit()
 
     return engine
+
+
+# SQLAlchemy's own pattern for a bound parameter in text(): `:name`, not a `::` cast nor an escaped `\:`.
+_BIND = re.compile(r"(?<![:\w\x5c]):(\w+)(?!:)")
+
+
+@lru_cache(maxsize=64)
+def driver_sql(sql: str) -> str:
+    """A statement written for SQLAlchemy's `text()` (`:name` parameters) as `run` takes it (psycopg's
+    `%(name)s`; a literal `%` doubled, an escaped `\\:` a colon, as `text()` sends it), so that one statement
+    serves both paths."""
+    return _BIND.sub(r"%(\1)s", sql.replace("%", "%%")).replace("\\:", ":")
 
 
 def run(session: Session, sql: str, params: Mapping[str, Any]) -> list[Any]:

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from registry.db import run
+from registry.db import driver_sql, run
 from tests import factories as f
 
 
@@ -40,3 +40,17 @@ def test_a_violation_is_sqlalchemys_integrity_error_naming_its_constraint(sessio
     assert (
         session.execute(text("SELECT count(*) FROM account WHERE id = :i"), {"i": account.id}).scalar() == 1
     )
+
+
+def test_a_statement_written_for_text_runs_alike_through_the_driver(session: Session) -> None:
+    """`driver_sql`: one statement for both paths. Parameters become psycopg's; casts, escaped colons and
+    a literal percent stay what they were."""
+    sql = "SELECT CAST(:a AS int) + 1 AS n, '50%' AS share, '\\:kept'::text AS kept, :b AS word"
+    params = {"a": 41, "b": "pledge"}
+    expected = session.execute(text(sql), params).one()
+    assert (
+        driver_sql(sql)
+        == "SELECT CAST(%(a)s AS int) + 1 AS n, '50%%' AS share, ':kept'::text AS kept, %(b)s AS word"
+    )
+    (row,) = run(session, driver_sql(sql), params)
+    assert tuple(row) == tuple(expected) == (42, "50%", ":kept", "pledge")

@@ -13,12 +13,11 @@ the warning line, else ok."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -31,7 +30,7 @@ from registry.alert.models import AlertKind, AlertStatus, WebhookEvent
 from registry.base import one_of
 from registry.calendar import business_days_before, exchange_day
 from registry.config import VWAP_DAYS
-from registry.db import run
+from registry.db import driver_sql, run
 from registry.ledger.models import BlockStatus
 from registry.money import money, money_sql, ratio, ratio_sql
 from registry.valuation.models import TradeKind, ValuationError, ValuationLevel, ValuationMethod
@@ -126,27 +125,24 @@ LEVEL_SQL = f"""CASE WHEN value IS NULL THEN NULL
                 ELSE '{L.OK}' END"""
 
 
-_REFERENCE_OF = """
+_REFERENCE = f"""
     SELECT ct.id AS credit_type_id, w.vwap, w.vwap_date, lc.price AS last_close, lc.trade_date AS last_date
       FROM credit_type ct
       LEFT JOIN LATERAL (
             SELECT round(sum(price * volume) / sum(volume), 2) AS vwap, max(trade_date) AS vwap_date
               FROM trade_price
-             WHERE credit_type_id = ct.id AND kind = '{listed}'
-               AND trade_date > {window_start} AND trade_date <= {as_of}
+             WHERE credit_type_id = ct.id AND kind = '{TradeKind.LISTED}'
+               AND trade_date > :window_start AND trade_date <= :as_of
            ) w ON true
       LEFT JOIN LATERAL (
             SELECT price, trade_date FROM trade_price
-             WHERE credit_type_id = ct.id AND kind = '{listed}' AND trade_date <= {as_of}
+             WHERE credit_type_id = ct.id AND kind = '{TradeKind.LISTED}' AND trade_date <= :as_of
              ORDER BY trade_date DESC LIMIT 1
            ) lc ON true
 """
-# The reference prices of credit types as of a day, with SQLAlchemy's parameters (the revaluation's
-# statement) and with psycopg's, for registry.db.run (`as_of`, `window_start`): one query, two spellings.
-_REFERENCE = _REFERENCE_OF.format(listed=TradeKind.LISTED, window_start=":window_start", as_of=":as_of")
-REFERENCE_SQL = _REFERENCE_OF.format(
-    listed=TradeKind.LISTED, window_start="%(window_start)s::date", as_of="%(as_of)s::date"
-)
+# The reference prices of credit types as of a day (`as_of`, `window_start`) in SQLAlchemy's spelling (the
+# revaluation's statement) and in psycopg's, for registry.db.run: one query.
+REFERENCE_SQL = driver_sql(_REFERENCE)
 
 
 def reference_params(as_of: date, window_days: int) -> dict[str, Any]:
@@ -361,12 +357,10 @@ def revalue(
     return sum(parts.done, Revaluation(0, 0, 0, unvalued=len(parts.failed)))
 
 
-@lru_cache(maxsize=8)
 def _prepared(pledge_filter: str) -> str:
-    """_REVALUE for registry.db.run: its `:name` parameters as psycopg's `%(name)s` (`::` casts kept). Only
-    for a few named pledges: a prepared statement may be planned once for all parameters, which suits one
-    pledge, not a whole credit type."""
-    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", _REVALUE.format(pledge_filter=pledge_filter))
+    """_REVALUE for registry.db.run. Only for a few named pledges: a prepared statement may be planned once
+    for all parameters, which suits one pledge, not a whole credit type."""
+    return driver_sql(_REVALUE.format(pledge_filter=pledge_filter))
 
 
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
