@@ -22,8 +22,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import problems
+from api.deps import clock_of
 from registry.access import service as access
-from registry.clock import Clock
 from registry.errors import RegistryError
 from registry.principal import Actor, Principal
 
@@ -154,10 +154,9 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_actor(request: Request) -> Actor:
-    clock: Clock = request.app.state.clock
     return Actor(
         principal=_principal_of(request),
-        at=clock.now(),
+        at=clock_of(request).now(),
         request_id=getattr(request.state, "request_id", None),
     )
 

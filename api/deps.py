@@ -54,9 +54,14 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 # Dependencies that do no I/O are `async def`: FastAPI then calls them on the event loop instead of
 # hopping to a worker thread for each one.
-async def get_clock(request: Request) -> Clock:
+def clock_of(request: Request) -> Clock:
+    """The app's clock (tests give the app a fixed one)."""
     clock: Clock = request.app.state.clock
     return clock
+
+
+async def get_clock(request: Request) -> Clock:
+    return clock_of(request)
 
 
 ClockDep = Annotated[Clock, Depends(get_clock)]

@@ -200,6 +200,21 @@ def units_of(session: Session, pledge_ids: list[UUID]) -> list[Any]:
 # exchange party registered), the three parties, the pledgor's account number, the credit type, the frozen
 # blocks by serial (each with its project type's names, when the registry has them) and the pledge's
 # first and latest valuations.
+# The columns of the pledge's first (`f_…`) and latest (`l_…`) valuation that a certificate prints.
+_VALUATIONS = ", ".join(
+    f"{which}.{column} AS {which}_{column}"
+    for which in ("f", "l")
+    for column in (
+        "as_of",
+        "method",
+        "price",
+        "price_date",
+        "stale",
+        "quantity",
+        "collateral_value",
+        "coverage_ratio",
+    )
+)
 _FACTS = f"""
     SELECT ex.name AS issuer_name, ex.credit_code AS issuer_code,
            pe.name AS pledgee_name, pe.credit_code AS pledgee_code,
@@ -207,22 +222,7 @@ _FACTS = f"""
            bo.name AS borrower_name, bo.credit_code AS borrower_code,
            a.number AS account_number, ct.code AS credit_type, ct.name AS credit_type_name, ct.unit,
            b.project_codes, b.project_types, b.names_zh, b.names_en, b.vintages, b.starts, b.ends, b.quantities,
-           {
-    ", ".join(
-        f"{w}.{c} AS {w}_{c}"
-        for w in ("f", "l")
-        for c in (
-            "as_of",
-            "method",
-            "price",
-            "price_date",
-            "stale",
-            "quantity",
-            "collateral_value",
-            "coverage_ratio",
-        )
-    )
-}
+           {_VALUATIONS}
       FROM party pe, party po, party bo, account a, credit_type ct
       LEFT JOIN LATERAL (SELECT name, credit_code FROM party WHERE kind = 'exchange'
                           ORDER BY created_at, id LIMIT 1) ex ON true

@@ -114,9 +114,8 @@ def check_pledge_rate(
     """Principal / value of the requested units at today's reference price (`reference`, as of the
     exchange day of the request), against the lender's cap. No print at all for the credit type (a new
     local credit) leaves nothing to check."""
-    ref = reference
     judged = assessment.assess(
-        ref,
+        reference,
         method=terms.valuation_method,
         haircut=terms.haircut,
         outstanding=outstanding,
