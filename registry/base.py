@@ -50,3 +50,8 @@ def one_of(column: str, values: Iterable[str]) -> str:
     assert all("'" not in w for w in words), words  # vocabularies are plain words
     quoted = ", ".join(f"'{w}'" for w in words)
     return f"{column} IN ({quoted})"
+
+
+# A row's serials as a box (migration 0018's registry_box): what the overlap indexes of blocks and events
+# are built on, GiST's geometric operator class costing about half of a range's per entry.
+BLOCK_BOX = "registry_box(credit_type_id, serial_start, serial_end)"

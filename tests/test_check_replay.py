@@ -37,10 +37,10 @@ REFERENCE = """
       FROM piece p
       LEFT JOIN LATERAL (
           SELECT account_id, status, pledge_id FROM holding
-           WHERE span @> ((p.ct::bigint << 40) + p.lo)) h ON true
+           WHERE registry_box(credit_type_id, serial_start, serial_end) && registry_box(p.ct, p.lo, p.lo)) h ON true
       LEFT JOIN LATERAL (
           SELECT id, to_account_id, to_status, to_pledge_id FROM audit_event
-           WHERE span @> ((p.ct::bigint << 40) + p.lo)
+           WHERE registry_box(credit_type_id, serial_start, serial_end) && registry_box(p.ct, p.lo, p.lo)
            ORDER BY id + 0 DESC LIMIT 1) e ON true
      WHERE p.hi IS NOT NULL
        AND (h.account_id, h.status, h.pledge_id) IS DISTINCT FROM (e.to_account_id, e.to_status, e.to_pledge_id)"""

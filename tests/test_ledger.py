@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import pytest
@@ -14,6 +15,7 @@ from registry.errors import Forbidden, InvalidInput, NotFound
 from registry.ledger import pledged
 from registry.ledger import service as ledger
 from registry.ledger.errors import BlocksNotAvailable, InsufficientUnits
+from registry.ledger.models import SERIAL_MAX
 from registry.ledger.service import Selection, SerialRange
 from registry.principal import Actor, Principal, Role
 from tests import factories as f
@@ -448,3 +450,73 @@ class TestSpanFunction:
         ).one()
         assert rows[:3] == (True, True, True)
         assert (rows[3].lower, rows[3].upper) == ((2 << 40) + 5, (2 << 40) + 8)
+
+
+class TestBoxOverlap:
+    """The overlap indexes (the no-overlap constraint, a unit's history) are built on `registry_box`, a box
+    of (serial, credit type), not on the range (migration 0018): the two must agree exactly on which blocks
+    overlap, or the constraint would let two blocks share a unit, or refuse two that do not."""
+
+    EDGES = [  # (ct, s, e) pairs at the edges: sharing one unit, adjacent, one-unit blocks, the top serial
+        ((1, 1, 10), (1, 10, 20)), ((1, 1, 10), (1, 11, 20)), ((1, 5, 5), (1, 5, 5)), ((1, 5, 5), (1, 6, 6)),
+        ((1, 5, 5), (1, 4, 4)), ((1, 1, 10), (2, 1, 10)), ((1, 1, 10), (2, 10, 10)),
+        ((1, SERIAL_MAX - 1, SERIAL_MAX), (1, SERIAL_MAX, SERIAL_MAX)),
+        ((1, SERIAL_MAX - 1, SERIAL_MAX - 1), (1, SERIAL_MAX, SERIAL_MAX)),
+        ((32767, SERIAL_MAX, SERIAL_MAX), (32767, SERIAL_MAX, SERIAL_MAX)),
+        ((32766, 1, SERIAL_MAX), (32767, 1, SERIAL_MAX)), ((1, 1, SERIAL_MAX), (1, 123456789, 123456789)),
+    ]  # fmt: skip
+
+    def _agree(self, session: Session, pairs: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> int:
+        rows = session.execute(
+            text("""
+                SELECT registry_box(a.ct, a.s, a.e) && registry_box(b.ct, b.s, b.e),
+                       registry_span(a.ct, a.s, a.e) && registry_span(b.ct, b.s, b.e)
+                  FROM unnest(CAST(:act AS smallint[]), CAST(:as_ AS bigint[]), CAST(:ae AS bigint[]),
+                              CAST(:bct AS smallint[]), CAST(:bs AS bigint[]), CAST(:be AS bigint[]))
+                       AS p(act, as_, ae, bct, bs, be),
+                       LATERAL (SELECT p.act AS ct, p.as_ AS s, p.ae AS e) a,
+                       LATERAL (SELECT p.bct AS ct, p.bs AS s, p.be AS e) b"""),
+            {"act": [a[0] for a, _ in pairs], "as_": [a[1] for a, _ in pairs], "ae": [a[2] for a, _ in pairs],
+             "bct": [b[0] for _, b in pairs], "bs": [b[1] for _, b in pairs], "be": [b[2] for _, b in pairs]},
+        ).all()  # fmt: skip
+        assert [box for box, _ in rows] == [span for _, span in rows], pairs
+        return sum(1 for box, _ in rows if box)
+
+    def test_box_and_range_agree_at_the_edges(self, session: Session) -> None:
+        assert self._agree(session, self.EDGES) == 5
+
+    def test_box_and_range_agree_at_random(self, session: Session) -> None:
+        rng = random.Random(18)
+
+        def block() -> tuple[int, int, int]:
+            scale = rng.choice((20, 10**6, SERIAL_MAX))
+            s = rng.randint(max(1, SERIAL_MAX - scale) if rng.random() < 0.3 else 1, SERIAL_MAX)
+            return rng.choice((1, 2, 3)), s, min(SERIAL_MAX, s + rng.randint(0, rng.choice((0, 3, 10**4))))
+
+        pairs = []
+        for _ in range(5_000):
+            a = block()
+            near = (
+                a[0],
+                min(SERIAL_MAX, max(1, a[1] + rng.randint(-12, 12))),
+                0,
+            )  # touching, sharing, one apart
+            b = (near[0], near[1], min(SERIAL_MAX, near[1] + rng.randint(0, 5)))
+            pairs.append((a, b if rng.random() < 0.8 else block()))
+        overlapping = self._agree(session, pairs)
+        assert 500 < overlapping < 4_500  # both outcomes well represented
+
+    def test_a_units_history_and_the_conservation_check_search_the_box_index(self, session: Session) -> None:
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        history = "\n".join(session.execute(text(
+            "EXPLAIN SELECT id FROM audit_event e WHERE registry_box(e.credit_type_id, e.serial_start, "
+            "e.serial_end) && registry_box(CAST(1 AS smallint), 5, 5)")).scalars())  # fmt: skip
+        assert "ix_audit_event_span" in history, history
+        source = session.execute(
+            text("SELECT prosrc FROM pg_proc WHERE proname = 'holding_conserved'")
+        ).scalar_one()
+        join = source.split("LEFT JOIN holding h ON ")[1].split("\n")[0]
+        blocks = "\n".join(session.execute(text(
+            f"EXPLAIN SELECT h.id FROM unnest(ARRAY[registry_span(CAST(1 AS smallint), 5, 9)]) AS o (span) "
+            f"LEFT JOIN holding h ON {join}")).scalars())  # fmt: skip
+        assert "ex_holding_no_overlap" in blocks, blocks

@@ -10,7 +10,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    Computed,
     Identity,
     Index,
     LargeBinary,
@@ -19,10 +18,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import INT8RANGE, Range
 from sqlmodel import Field, SQLModel
 
-from registry.base import TextEnum, timestamptz
+from registry.base import BLOCK_BOX, TextEnum, timestamptz
 from registry.principal import Role
 
 
@@ -49,7 +47,7 @@ class AuditEvent(SQLModel, table=True):
         CheckConstraint("seq >= 1", name="seq"),
         CheckConstraint("length(prev_hash) = 32", name="prev_hash"),
         CheckConstraint("length(hash) = 32", name="hash"),
-        Index("ix_audit_event_span", "span", postgresql_using="gist"),
+        Index("ix_audit_event_span", text(BLOCK_BOX), postgresql_using="gist"),  # a unit's history
         # The reports read a pledge's events (migration 0007).
         Index(
             "ix_audit_event_to_pledge",
@@ -93,10 +91,3 @@ class AuditEvent(SQLModel, table=True):
     occurred_at: datetime = Field(sa_column=timestamptz())
     prev_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
-    # Generated, so nullable in the database (its inputs never are).
-    span: Range[int] | None = Field(
-        default=None,
-        sa_column=Column(
-            INT8RANGE, Computed("registry_span(credit_type_id, serial_start, serial_end)", persisted=True)
-        ),
-    )

@@ -277,7 +277,8 @@ def unit_history(
                   FROM audit_event e
                   LEFT JOIN account fa ON fa.id = e.from_account_id
                   LEFT JOIN account ta ON ta.id = e.to_account_id
-                 WHERE e.span @> ((CAST(:ct AS bigint) << 40) + :serial) AND e.id > :after
+                 WHERE registry_box(e.credit_type_id, e.serial_start, e.serial_end)
+                       && registry_box(CAST(:ct AS smallint), :serial, :serial) AND e.id > :after
                  ORDER BY e.id LIMIT :limit"""),
             {"ct": credit_type_id, "serial": serial, "after": after_id or 0, "limit": limit},
         ).all()

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, INT8RANGE, ExcludeConstraint, Range
 from sqlmodel import Field, SQLModel
 
-from registry.base import TextEnum, one_of, timestamptz
+from registry.base import BLOCK_BOX, TextEnum, one_of, timestamptz
 
 # Serials are kept per credit type; a block's `span` packs (credit type, serial) into one bigint range
 # so that a plain GiST exclusion constraint (no btree_gist needed) forbids overlaps within a type. (Not
@@ -158,7 +158,7 @@ class Holding(SQLModel, table=True):
         ),
         # Checked at commit, like the migration says: one statement may shrink a block and insert its rest.
         ExcludeConstraint(
-            ("span", "&&"),
+            (text(BLOCK_BOX), "&&"),
             name="ex_holding_no_overlap",
             using="gist",
             deferrable=True,
