@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import text
@@ -452,12 +453,15 @@ class TestSpanFunction:
         assert (rows[3].lower, rows[3].upper) == ((2 << 40) + 5, (2 << 40) + 8)
 
 
+Pair = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+
 class TestBoxOverlap:
     """The overlap indexes (the no-overlap constraint, a unit's history) are built on `registry_box`, a box
     of (serial, credit type), not on the range (migration 0018): the two must agree exactly on which blocks
     overlap, or the constraint would let two blocks share a unit, or refuse two that do not."""
 
-    EDGES = [  # (ct, s, e) pairs at the edges: sharing one unit, adjacent, one-unit blocks, the top serial
+    EDGES: ClassVar[list[Pair]] = [  # (ct, s, e) pairs at the edges: sharing one unit, adjacent, one-unit blocks, the top serial
         ((1, 1, 10), (1, 10, 20)), ((1, 1, 10), (1, 11, 20)), ((1, 5, 5), (1, 5, 5)), ((1, 5, 5), (1, 6, 6)),
         ((1, 5, 5), (1, 4, 4)), ((1, 1, 10), (2, 1, 10)), ((1, 1, 10), (2, 10, 10)),
         ((1, SERIAL_MAX - 1, SERIAL_MAX), (1, SERIAL_MAX, SERIAL_MAX)),
@@ -466,7 +470,7 @@ class TestBoxOverlap:
         ((32766, 1, SERIAL_MAX), (32767, 1, SERIAL_MAX)), ((1, 1, SERIAL_MAX), (1, 123456789, 123456789)),
     ]  # fmt: skip
 
-    def _agree(self, session: Session, pairs: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> int:
+    def _agree(self, session: Session, pairs: list[Pair]) -> int:
         rows = session.execute(
             text("""
                 SELECT registry_box(a.ct, a.s, a.e) && registry_box(b.ct, b.s, b.e),
