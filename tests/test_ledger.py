@@ -461,7 +461,8 @@ class TestBoxOverlap:
     of (serial, credit type), not on the range (migration 0018): the two must agree exactly on which blocks
     overlap, or the constraint would let two blocks share a unit, or refuse two that do not."""
 
-    EDGES: ClassVar[list[Pair]] = [  # (ct, s, e) pairs at the edges: sharing one unit, adjacent, one-unit blocks, the top serial
+    # (ct, s, e) pairs at the edges: sharing one unit, adjacent, one-unit blocks, the top serial
+    EDGES: ClassVar[list[Pair]] = [
         ((1, 1, 10), (1, 10, 20)), ((1, 1, 10), (1, 11, 20)), ((1, 5, 5), (1, 5, 5)), ((1, 5, 5), (1, 6, 6)),
         ((1, 5, 5), (1, 4, 4)), ((1, 1, 10), (2, 1, 10)), ((1, 1, 10), (2, 10, 10)),
         ((1, SERIAL_MAX - 1, SERIAL_MAX), (1, SERIAL_MAX, SERIAL_MAX)),
