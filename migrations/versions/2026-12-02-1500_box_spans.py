@@ -1,4 +1,4 @@
-"""The overlap indexes on a box of (serial, credit type), GiST's geometric operator class; no stored spans.
+"""The overlap indexes on a box of (serial, credit type): GiST's geometric operator class, not a range's.
 
 Revision ID: 0018_box_spans
 Revises: 0017_leaner_move
@@ -20,12 +20,8 @@ above the geometric operators' tolerance (10^-6) and far below the unit 1 betwee
 give every box an area, which GiST's penalty (growth of area) needs to place a single-unit block.
 
 - `holding`: `ex_holding_no_overlap` (same name, still deferred) on `registry_box(...)`; the conservation
-  check searches it through the same expression. The generated `span` column is dropped: each statement
-  on `holding` built its expression again (the column's default read from the catalog, `registry_span`
-  inlined: ~5 % of a transfer's database instructions) and each row computed and stored it. The
-  conservation triggers compute a block's span from its columns where they did read it (their plans are
-  kept, so the function is inlined once a session); the pending checks still hold ranges; a named
-  selection in `registry_move` compares serials (its credit type is already equal).
+  check searches it through the same expression. `span` stays: the conservation arithmetic and the
+  pending checks are in ranges.
 - `audit_event`: `ix_audit_event_span` on `registry_box(...)`, read by a unit's history; the generated
   `span` column, read by nothing else, is dropped (one value less to compute and store per event).
 
@@ -72,61 +68,34 @@ ALTER TABLE holding ADD CONSTRAINT ex_holding_no_overlap
 """
 
 RANGE_JOIN = "LEFT JOIN holding h ON h.span && o.span"
-BOX_JOIN = (
-    "LEFT JOIN holding h ON registry_box(h.credit_type_id, h.serial_start, h.serial_end)"
-    " && registry_box(CAST({ct} AS smallint), {start}, {end})"
-)
-NAMED_RANGE = "AND h.span && registry_span(p_credit_type, r.s, r.e);"
-NAMED_SERIALS = "AND h.serial_start <= r.e AND h.serial_end >= r.s;"  # the credit type is already equal
 
 
-def _span(alias: str) -> str:
-    """A block's span computed from its columns (the generated column is gone)."""
-    return f"registry_span({alias}.credit_type_id, {alias}.serial_start, {alias}.serial_end)"
-
-
-def _sibling(pattern: str) -> ModuleType:
-    """An earlier migration, whose functions this one changes in a line or two (their text is history)."""
-    path = next(Path(__file__).parent.glob(pattern))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+def _settlement_bulk() -> ModuleType:
+    """Migration 0015, whose holding_conserved this one changes in one line (its text is history)."""
+    path = next(Path(__file__).parent.glob("*_settlement_bulk.py"))
+    spec = importlib.util.spec_from_file_location("settlement_bulk", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _function(sql: str, name: str) -> str:
-    begin = sql.index(f"FUNCTION {name}()")
-    begin = sql.rindex("CREATE", 0, begin)
-    return sql[begin : sql.index("END $$;", begin) + len("END $$;")]
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
-
-
-def _functions(*, boxes: bool) -> list[str]:
-    """0015's conservation functions and 0017's registry_move: as they were, or (`boxes`) with the blocks
-    searched through the box index and every span of a block computed from its columns."""
-    bulk = _sibling("*_settlement_bulk.py")
-    move: str = _sibling("*_leaner_move.py").MOVE
-    functions = [_function(bulk.UPGRADE, name)
-                 for name in ("holding_conserved", "holding_replaced", "holding_removed", "holding_added")]  # fmt: skip
-    if not boxes:
-        return [f.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION") for f in [*functions, move]]
-    conserved, replaced, removed, added = functions
+def _conserved(box_join: bool) -> str:
+    """0015's holding_conserved, its search of the blocks a replaced span meets through the box index
+    (`box_join`) or, as it was, through the range index."""
+    bulk = _settlement_bulk()
+    text: str = bulk.UPGRADE
+    begin = text.index("CREATE OR REPLACE FUNCTION holding_conserved()")
+    function = text[begin : text.index("END $$;", begin) + len("END $$;")]
+    assert function.count(RANGE_JOIN) == 1
+    if not box_join:
+        return function
     start, end, ct = bulk._ends("o.span")
-    conserved = _replaced(conserved, RANGE_JOIN, BOX_JOIN.format(ct=ct, start=start, end=end))
-    conserved = conserved.replace("h.span", _span("h"))  # o.span, n.span there are the pending spans
-    # In the statement triggers o and n are the statement's old and new blocks.
-    replaced, removed, added = (
-        f.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
-        .replace("o.span", _span("o"))
-        .replace("n.span", _span("n"))
-        for f in (replaced, removed, added)
+    return function.replace(
+        RANGE_JOIN,
+        "LEFT JOIN holding h ON registry_box(h.credit_type_id, h.serial_start, h.serial_end)"
+        f" && registry_box(CAST({ct} AS smallint), {start}, {end})",
     )
-    return [conserved, replaced, removed, added, _replaced(move, NAMED_RANGE, NAMED_SERIALS)]
 
 
 def _run(sql: str) -> None:
@@ -137,15 +106,10 @@ def _run(sql: str) -> None:
 def upgrade() -> None:
     _run(BOX)
     _run(UPGRADE)
-    for function in _functions(boxes=True):
-        _run(function)
-    _run("ALTER TABLE holding DROP COLUMN span")
+    _run(_conserved(box_join=True))
 
 
 def downgrade() -> None:
-    _run("ALTER TABLE holding ADD COLUMN span int8range "
-         "GENERATED ALWAYS AS (registry_span(credit_type_id, serial_start, serial_end)) STORED")  # fmt: skip
-    for function in _functions(boxes=False):
-        _run(function)
+    _run(_conserved(box_join=False))
     _run(DOWNGRADE)
     _run("DROP FUNCTION registry_box(smallint, bigint, bigint)")

@@ -188,6 +188,9 @@ class Holding(SQLModel, table=True):
     account_id: UUID = Field(sa_column=Column(ForeignKey("account.id"), nullable=False))
     status: BlockStatus = Field(sa_column=Column(TextEnum(BlockStatus), nullable=False))
     pledge_id: UUID | None = Field(default=None, sa_column=Column(ForeignKey("pledge.id")))
+    span: Range[int] | None = Field(
+        default=None, sa_column=Column(INT8RANGE, Computed(_SPAN, persisted=True))
+    )
 
 
 class HoldingPendingCheck(SQLModel, table=True):
