@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from uuid import UUID
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+# Block and Piece are named tuples, not frozen dataclasses: as immutable, and made ~3 times faster (a
+# settlement batch makes ~100,000 of them; a frozen dataclass sets each field through object.__setattr__).
+class Block(NamedTuple):
     id: int
     credit_type_id: int
     batch_id: UUID
@@ -24,8 +26,7 @@ class Block:
         return self.serial_end - self.serial_start + 1
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
     """Serials [start, end] taken out of `block` (possibly all of it)."""
 
     block: Block
