@@ -43,10 +43,16 @@ def random_lines(session: Session, ids: list[UUID], count: int, seed: int) -> li
                      "ORDER BY serial_start"), {"a": a},
             ).all()  # fmt: skip
             if held:
+                # one range, or up to three inside one block (what the block keeps: the gaps between them)
                 s, e = rng.choice(held)
-                lo = rng.randint(s, e)
-                hi = rng.randint(lo, min(e, lo + 50))
-                lines.append(settlement.Line(a, b, Selection(blocks=[SerialRange("CCER", lo, hi)])))
+                ranges, lo = [], rng.randint(s, e)
+                for _ in range(rng.choice((1, 1, 2, 3))):
+                    if lo > e:
+                        break
+                    hi = rng.randint(lo, min(e, lo + 50))
+                    ranges.append(SerialRange("CCER", lo, hi))
+                    lo = hi + 2 + rng.randint(0, 5)
+                lines.append(settlement.Line(a, b, Selection(blocks=ranges)))
                 continue
         lines.append(settlement.Line(a, b, Selection(credit_type="CCER", quantity=rng.randint(1, 40))))
     return lines
@@ -86,6 +92,29 @@ def test_a_batch_is_the_same_as_its_transfers_one_by_one(session: Session, seed:
     assert len(applied) > 30
     settlement.settle(session, actor, applied)
     assert state(session) == expected  # the same blocks, and the same events hash for hash
+
+
+def test_a_line_naming_several_ranges_of_one_block_leaves_it_the_gaps(session: Session) -> None:
+    """The block keeps what lies between the ranges taken out of it, once: each range's own remainders
+    would overlap (the database refused that batch at commit, "landed 40 units" of 20)."""
+    a, b = (f.account(session).id for _ in range(2))
+    f.issue(session, a, 20)
+    s = session.execute(text("SELECT serial_start FROM holding WHERE account_id = :a"), {"a": a}).scalar_one()
+    named = [
+        SerialRange("CCER", s + 7, s + 9),
+        SerialRange("CCER", s, s + 4),
+        SerialRange("CCER", s + 12, s + 12),
+    ]
+    moved = settlement.settle(session, f.system(), [settlement.Line(a, b, Selection(blocks=named))])
+    session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # the commit's checks, now
+    assert moved[0].quantity == 9
+    rows = session.execute(
+        text("SELECT account_id = :a, serial_start - :s, serial_end - :s FROM holding ORDER BY 2"),
+        {"a": a, "s": s},
+    ).all()
+    assert [tuple(r) for r in rows] == [
+        (False, 0, 4), (True, 5, 6), (False, 7, 9), (True, 10, 11), (False, 12, 12), (True, 13, 19)
+    ]  # fmt: skip
 
 
 def test_a_line_may_move_what_an_earlier_line_delivered(session: Session) -> None:

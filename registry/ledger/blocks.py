@@ -41,14 +41,6 @@ class Piece(NamedTuple):
     def whole(self) -> bool:
         return self.start == self.block.serial_start and self.end == self.block.serial_end
 
-    def remainders(self) -> list[tuple[int, int]]:
-        out = []
-        if self.start > self.block.serial_start:
-            out.append((self.block.serial_start, self.start - 1))
-        if self.end < self.block.serial_end:
-            out.append((self.end + 1, self.block.serial_end))
-        return out
-
 
 def take_lowest(blocks: Sequence[Block], quantity: int) -> list[Piece]:
     """The lowest serials first, `quantity` units in all; blocks must be sorted by serial_start.

@@ -117,14 +117,26 @@ class _Book:
         return pieces
 
     def move(self, source: UUID, target: UUID, ct_id: int, pieces: list[Piece]) -> None:
-        """Out of the source's blocks, into the target's, joining neighbours of one batch as a transfer does."""
+        """Out of the source's blocks, into the target's, joining neighbours of one batch as a transfer does.
+        `pieces` sorted by serial; several may come out of one block (named ranges inside it)."""
         key = (source, ct_id)
-        touched = {id(p.block) for p in pieces}
-        remaining = [b for b in self.blocks.get(key, []) if id(b) not in touched]
+        cut: dict[int, list[Piece]] = {}
         for piece in pieces:
-            for start, end in piece.remainders():
-                remaining.append(_moved(piece.block, start, end, source))
-        remaining.sort(key=_start)
+            cut.setdefault(id(piece.block), []).append(piece)
+        remaining: list[Block] = []
+        for block in self.blocks.get(key, ()):
+            taken = cut.get(id(block))
+            if taken is None:
+                remaining.append(block)
+                continue
+            # What the block keeps: the gaps between its pieces, in place (so the list stays sorted).
+            cursor = block.serial_start
+            for piece in taken:
+                if piece.start > cursor:
+                    remaining.append(_moved(block, cursor, piece.start - 1, source))
+                cursor = piece.end + 1
+            if cursor <= block.serial_end:
+                remaining.append(_moved(block, cursor, block.serial_end, source))
         self.blocks[key] = remaining
         into = self.blocks.setdefault((target, ct_id), [])
         for piece in pieces:
