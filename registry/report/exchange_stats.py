@@ -87,7 +87,7 @@ FROZEN = """
 """
 
 PLEDGORS = """
-    SELECT party.name, count(DISTINCT pledge_id) AS pledges, sum(units) AS units
+    SELECT party.name, count(*) FILTER (WHERE first) AS pledges, sum(units) AS units
       FROM report_positions JOIN party ON party.id = report_positions.pledgor_party_id
      GROUP BY party.name ORDER BY units DESC, party.name LIMIT :top
 """
