@@ -35,10 +35,10 @@ def end_of_day(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), EXCHANGE_TZ)
 
 
-# Pledges registered and still open at :end, their frozen units per batch replayed from the trail (each
-# movement counted once: on the chain of the account the units were frozen in), and the latest valuation
-# made before :end. Parameters: :end, :bank (NULL: every bank).
-POSITIONS = f"""
+# Pledges registered and still open at :end (live) and their frozen units per batch replayed from the
+# trail (held; each movement counted once: on the chain of the account the units were frozen in).
+# Parameters: :end, :bank (NULL: every bank).
+REPLAY = f"""
     WITH live AS (
         SELECT p.id, p.pledgor_party_id, p.credit_type_id, p.haircut, p.principal, p.maturity_date
           FROM pledge p
@@ -69,22 +69,26 @@ POSITIONS = f"""
                  GROUP BY 1, 2, 3, 4 HAVING sum(m.units) <> 0) g
         WINDOW w AS (PARTITION BY pledge_id ORDER BY project_type, vintage, batch_id
                      ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-    ), valued AS (
+    )
+"""
+
+# The replay with the latest valuation made before :end.
+POSITIONS = f"""
+    {REPLAY}, valued AS (
         SELECT DISTINCT ON (v.pledge_id) v.pledge_id, v.price, v.outstanding_principal, v.level
           FROM valuation v JOIN live l ON l.id = v.pledge_id
          WHERE v.valued_at < :end
          ORDER BY v.pledge_id, v.valued_at DESC, v.id DESC
-    ), positions AS (
-        SELECT l.id AS pledge_id, l.pledgor_party_id, l.maturity_date, ct.code AS credit_type,
-               h.project_type, h.vintage, h.units,
-               h.units * coalesce(v.price, 0) * (1 - l.haircut) AS value,
-               coalesce(v.outstanding_principal, l.principal) * h.units / h.pledge_units AS outstanding,
-               v.level, v.price IS NULL AS unvalued, h.pledge_batches, h.first, h.first_in_line
-          FROM live l
-          JOIN held h ON h.pledge_id = l.id
-          JOIN credit_type ct ON ct.id = l.credit_type_id
-          LEFT JOIN valued v ON v.pledge_id = l.id
     )
+    SELECT l.id AS pledge_id, l.pledgor_party_id, l.maturity_date, ct.code AS credit_type,
+           h.project_type, h.vintage, h.units,
+           h.units * coalesce(v.price, 0) * (1 - l.haircut) AS value,
+           coalesce(v.outstanding_principal, l.principal) * h.units / h.pledge_units AS outstanding,
+           v.level, v.price IS NULL AS unvalued, h.pledge_batches, h.first, h.first_in_line
+      FROM live l
+      JOIN held h ON h.pledge_id = l.id
+      JOIN credit_type ct ON ct.id = l.credit_type_id
+      LEFT JOIN valued v ON v.pledge_id = l.id
 """
 COVERAGE_BANDS = ("under 1.10", "1.10-1.30", "1.30-1.50", "1.50-2.00", "2.00 and over", "unvalued")
 
@@ -133,8 +137,9 @@ LADDER_AND_BANDS = """
 """
 
 
-def load_positions(session: Session, params: dict[str, Any]) -> None:
-    """Replay the book once into a temporary table (dropped at commit) that every aggregate then reads.
+def load_positions(session: Session, params: dict[str, Any], positions: str = POSITIONS) -> None:
+    """Replay the book once into a temporary table (dropped at commit) that every aggregate then reads:
+    `positions`, a query over REPLAY's tables.
 
     Reports read whole books: PostgreSQL cannot estimate how many events a condition between two columns
     keeps (`account_id = to_account_id`), guesses a handful, and would nest loops over a million pledges;
@@ -144,7 +149,7 @@ def load_positions(session: Session, params: dict[str, Any]) -> None:
     session.execute(text("SET LOCAL work_mem = '256MB'"))
     session.execute(text("DROP TABLE IF EXISTS report_positions"))
     session.execute(
-        text(f"CREATE TEMP TABLE report_positions ON COMMIT DROP AS {POSITIONS} SELECT * FROM positions"),
+        text(f"CREATE TEMP TABLE report_positions ON COMMIT DROP AS {positions}"),
         params,
     )
 
