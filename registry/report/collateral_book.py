@@ -80,8 +80,7 @@ POSITIONS = f"""
          WHERE v.valued_at < :end
          ORDER BY v.pledge_id, v.valued_at DESC, v.id DESC
     )
-    SELECT l.id AS pledge_id, l.pledgor_party_id, l.maturity_date, ct.code AS credit_type,
-           h.project_type, h.vintage, h.units,
+    SELECT l.id AS pledge_id, l.maturity_date, ct.code AS credit_type, h.project_type, h.vintage, h.units,
            h.units * coalesce(v.price, 0) * (1 - l.haircut) AS value,
            coalesce(v.outstanding_principal, l.principal) * h.units / h.pledge_units AS outstanding,
            v.level, v.price IS NULL AS unvalued, h.pledge_batches, h.first, h.first_in_line
