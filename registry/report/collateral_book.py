@@ -92,7 +92,7 @@ POSITIONS = f"""
 COVERAGE_BANDS = ("under 1.10", "1.10-1.30", "1.30-1.50", "1.50-2.00", "2.00 and over", "unvalued")
 
 
-def pledges(where: str = "TRUE") -> str:
+def count_pledges(where: str = "TRUE") -> str:
     """How many pledges of a group of GROUPS meet `where`: on a line, those with a row first in it; on the
     total line, those with a first row."""
     return (
@@ -103,10 +103,10 @@ def pledges(where: str = "TRUE") -> str:
 
 GROUPS = f"""
     SELECT credit_type, project_type, vintage, GROUPING(credit_type) = 1 AS total,
-           {pledges()} AS pledges, sum(units) AS units, sum(value) AS value, sum(outstanding) AS outstanding,
-           {pledges(f"level = '{ValuationLevel.WARNING}'")} AS at_warning,
-           {pledges(f"level = '{ValuationLevel.DISPOSAL}'")} AS at_disposal,
-           {pledges("unvalued")} AS unvalued
+           {count_pledges()} AS pledges, sum(units) AS units, sum(value) AS value, sum(outstanding) AS outstanding,
+           {count_pledges(f"level = '{ValuationLevel.WARNING}'")} AS at_warning,
+           {count_pledges(f"level = '{ValuationLevel.DISPOSAL}'")} AS at_disposal,
+           {count_pledges("unvalued")} AS unvalued
       FROM report_positions
      GROUP BY GROUPING SETS ((credit_type, project_type, vintage), ())
      ORDER BY total, credit_type, project_type, vintage
