@@ -136,9 +136,12 @@ LADDER_AND_BANDS = """
 """
 
 
-def load_positions(session: Session, params: dict[str, Any], positions: str = POSITIONS) -> None:
+def load_positions(
+    session: Session, params: dict[str, Any], positions: str = POSITIONS, *, explain: bool = False
+) -> list[str]:
     """Replay the book once into a temporary table (dropped at commit) that every aggregate then reads:
-    `positions`, a query over REPLAY's tables.
+    `positions`, a query over REPLAY's tables. `explain`: under EXPLAIN (ANALYZE, BUFFERS), whose plan it
+    returns (bench/report_bench.py --explain).
 
     Reports read whole books: PostgreSQL cannot estimate how many events a condition between two columns
     keeps (`account_id = to_account_id`), guesses a handful, and would nest loops over a million pledges;
@@ -147,10 +150,11 @@ def load_positions(session: Session, params: dict[str, Any], positions: str = PO
     session.execute(text("SET LOCAL enable_nestloop = off"))
     session.execute(text("SET LOCAL work_mem = '256MB'"))
     session.execute(text("DROP TABLE IF EXISTS report_positions"))
-    session.execute(
-        text(f"CREATE TEMP TABLE report_positions ON COMMIT DROP AS {positions}"),
-        params,
-    )
+    create = f"CREATE TEMP TABLE report_positions ON COMMIT DROP AS {positions}"
+    if explain:
+        return list(session.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {create}"), params).scalars())
+    session.execute(text(create), params)
+    return []
 
 
 @dataclass(frozen=True, slots=True)
