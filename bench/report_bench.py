@@ -1,6 +1,6 @@
 """The collateral book over a million pledges, beside a plain `SELECT count(*)` over the same table.
 
-    .venv/bin/python -m bench.report_bench [--pledges 1000000]
+    .venv/bin/python -m bench.report_bench [--pledges 1000000] [--reuse] [--explain]
 
 The book of bench/revaluation_bench.py (one bank, N active pledges of one 100-unit frozen block each),
 with each pledge's freeze event in the trail (what the book replays) and one valuation per pledge (the
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 import psycopg
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from bench.common import DATA, create_database, fresh_server
@@ -23,7 +24,13 @@ from bench.revaluation_bench import LOAD, NOW
 from registry.calendar import EXCHANGE_TZ
 from registry.db import make_engine, start_embedded, unit_of_work
 from registry.principal import Principal, Role
-from registry.report.collateral_book import collateral_book
+from registry.report.collateral_book import (
+    GROUPS,
+    LADDER_AND_BANDS,
+    collateral_book,
+    end_of_day,
+    load_positions,
+)
 from registry.report.exchange_stats import exchange_stats
 from registry.valuation.service import revalue
 
@@ -50,6 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pledges", type=int, default=1_000_000)
     parser.add_argument("--reuse", action="store_true", help="report on the book the last run loaded")
+    parser.add_argument(
+        "--explain", action="store_true", help="EXPLAIN (ANALYZE, BUFFERS) the book's statements"
+    )
     args = parser.parse_args()
     n = args.pledges
     if args.reuse:
@@ -72,6 +82,9 @@ def main() -> None:
         print(f"loaded and valued {n:,} pledges in {time.perf_counter() - t0:.0f} s", flush=True)
     today = datetime.now(EXCHANGE_TZ).date()  # the load confirms every pledge "now"
 
+    if args.explain:
+        explain(engine, today)
+        return
     auditor = Principal(party_id=None, role=Role.AUDITOR)
     with unit_of_work(engine) as session:
         t0 = time.perf_counter()
@@ -96,6 +109,19 @@ def main() -> None:
     )
     print(f"  SELECT count(*) FROM pledge:                     {count_s:8.2f} s")
     print(f"  ratio collateral book / count(*):                {book_s / count_s:8.1f}")
+
+
+def explain(engine: Engine, today: date) -> None:
+    """Where the book's time goes: the replay into its temporary table, then each aggregate over it."""
+    params = {"end": end_of_day(today), "bank": BANK, "as_of": today}
+    with unit_of_work(engine) as session:
+        plans = [load_positions(session, params, explain=True)]
+        for statement in (GROUPS, LADDER_AND_BANDS):
+            plans.append(
+                list(session.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {statement}"), params).scalars())
+            )
+    engine.dispose()
+    print("\n\n".join("\n".join(plan) for plan in plans))
 
 
 if __name__ == "__main__":

@@ -35,87 +35,126 @@ def end_of_day(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), EXCHANGE_TZ)
 
 
-# Pledges registered and still open at :end, their frozen units per batch replayed from the trail (each
-# movement counted once: on the chain of the account the units were frozen in), and the latest valuation
-# made before :end. Parameters: :end, :bank (NULL: every bank).
-POSITIONS = f"""
+# Pledges registered and still open at :end (live) and their frozen units per batch replayed from the
+# trail (held; each movement counted once: on the chain of the account the units were frozen in).
+# Parameters: :end, :bank (NULL: every bank).
+REPLAY = f"""
     WITH live AS (
-        SELECT p.id, p.pledgee_party_id, p.pledgor_party_id, p.credit_type_id, p.haircut, p.principal, p.maturity_date
+        SELECT p.id, p.pledgor_party_id, p.credit_type_id, p.haircut, p.principal, p.maturity_date
           FROM pledge p
          WHERE p.confirmed_at < :end AND (p.closed_at IS NULL OR p.closed_at >= :end)
            AND (CAST(:bank AS uuid) IS NULL OR p.pledgee_party_id = :bank)
-    ), moves AS (
-        SELECT e.to_pledge_id AS pledge_id, e.batch_id, e.serial_end - e.serial_start + 1 AS units
-          FROM audit_event e JOIN live l ON l.id = e.to_pledge_id
-         WHERE e.to_status = '{BlockStatus.FROZEN}' AND e.account_id = e.to_account_id AND e.occurred_at < :end
-        UNION ALL
-        SELECT e.from_pledge_id, e.batch_id, -(e.serial_end - e.serial_start + 1)
-          FROM audit_event e JOIN live l ON l.id = e.from_pledge_id
-         WHERE e.from_status = '{BlockStatus.FROZEN}' AND e.account_id = e.from_account_id AND e.occurred_at < :end
+    ), moves AS (  -- one pass over the trail: each event into the pledge it froze units in, out of the one it
+                   -- unfroze them from (NULL where that side is no freeze on the chain of its account)
+        SELECT unnest(ARRAY[CASE WHEN e.to_status = '{BlockStatus.FROZEN}' AND e.account_id = e.to_account_id
+                                 THEN e.to_pledge_id END,
+                            CASE WHEN e.from_status = '{BlockStatus.FROZEN}' AND e.account_id = e.from_account_id
+                                 THEN e.from_pledge_id END]) AS pledge_id,
+               e.batch_id, unnest(ARRAY[1, -1]) * (e.serial_end - e.serial_start + 1) AS units
+          FROM audit_event e
+         WHERE (e.to_status = '{BlockStatus.FROZEN}' OR e.from_status = '{BlockStatus.FROZEN}')
+           AND e.occurred_at < :end
     ), held AS (
-        SELECT pledge_id, batch_id, sum(units) AS units FROM moves GROUP BY 1, 2 HAVING sum(units) <> 0
-    ), valued AS (
+        -- Sorted by pledge and line from the grouping, so that one window over it, at no further sort, tells
+        -- each row its pledge's units and number of batches, and whether it is the first row of its pledge
+        -- and of its line: the aggregates then count pledges with count(*), which hashes, instead of
+        -- count(DISTINCT), which sorts the whole book again.
+        SELECT g.*, sum(units) OVER w AS pledge_units, count(*) OVER w AS pledge_batches,
+               row_number() OVER w = 1 AS first,
+               row_number() OVER w = 1 OR (lag(project_type) OVER w, lag(vintage) OVER w)
+                   IS DISTINCT FROM (project_type, vintage) AS first_in_line
+          FROM (SELECT m.pledge_id, i.project_type, i.vintage, m.batch_id, CAST(sum(m.units) AS bigint) AS units
+                  FROM moves m JOIN live l ON l.id = m.pledge_id JOIN issuance i ON i.id = m.batch_id
+                 WHERE m.pledge_id IS NOT NULL  -- not implied before the join: it spares sorting the NULLs
+                 GROUP BY 1, 2, 3, 4 HAVING sum(m.units) <> 0) g
+        WINDOW w AS (PARTITION BY pledge_id ORDER BY project_type, vintage, batch_id
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    )
+"""
+
+# The replay with the latest valuation made before :end.
+POSITIONS = f"""
+    {REPLAY}, valued AS (
         SELECT DISTINCT ON (v.pledge_id) v.pledge_id, v.price, v.outstanding_principal, v.level
           FROM valuation v JOIN live l ON l.id = v.pledge_id
          WHERE v.valued_at < :end
          ORDER BY v.pledge_id, v.valued_at DESC, v.id DESC
-    ), positions AS (
-        SELECT l.id AS pledge_id, l.pledgee_party_id, l.pledgor_party_id, l.maturity_date, ct.code AS credit_type,
-               i.project_type, i.vintage, h.units,
-               h.units * coalesce(v.price, 0) * (1 - l.haircut) AS value,
-               coalesce(v.outstanding_principal, l.principal) * h.units
-                   / sum(h.units) OVER (PARTITION BY l.id) AS outstanding,
-               v.level, v.price IS NULL AS unvalued
-          FROM live l
-          JOIN held h ON h.pledge_id = l.id
-          JOIN issuance i ON i.id = h.batch_id
-          JOIN credit_type ct ON ct.id = l.credit_type_id
-          LEFT JOIN valued v ON v.pledge_id = l.id
     )
+    SELECT l.id AS pledge_id, l.maturity_date, ct.code AS credit_type, h.project_type, h.vintage, h.units,
+           h.units * coalesce(v.price, 0) * (1 - l.haircut) AS value,
+           coalesce(v.outstanding_principal, l.principal) * h.units / h.pledge_units AS outstanding,
+           v.level, v.price IS NULL AS unvalued, h.pledge_batches, h.first, h.first_in_line
+      FROM live l
+      JOIN held h ON h.pledge_id = l.id
+      JOIN credit_type ct ON ct.id = l.credit_type_id
+      LEFT JOIN valued v ON v.pledge_id = l.id
 """
+COVERAGE_BANDS = ("under 1.10", "1.10-1.30", "1.30-1.50", "1.50-2.00", "2.00 and over", "unvalued")
+
+
+def count_pledges(where: str = "TRUE") -> str:
+    """How many pledges of a group of GROUPS meet `where`: on a line, those with a row first in it; on the
+    total line, those with a first row."""
+    return (
+        f"CASE WHEN GROUPING(credit_type) = 1 THEN count(*) FILTER (WHERE first AND {where})"
+        f" ELSE count(*) FILTER (WHERE first_in_line AND {where}) END"
+    )
+
 
 GROUPS = f"""
     SELECT credit_type, project_type, vintage, GROUPING(credit_type) = 1 AS total,
-           count(DISTINCT pledge_id) AS pledges, sum(units) AS units, sum(value) AS value,
-           sum(outstanding) AS outstanding,
-           count(DISTINCT pledge_id) FILTER (WHERE level = '{ValuationLevel.WARNING}') AS at_warning,
-           count(DISTINCT pledge_id) FILTER (WHERE level = '{ValuationLevel.DISPOSAL}') AS at_disposal,
-           count(DISTINCT pledge_id) FILTER (WHERE unvalued) AS unvalued
+           {count_pledges()} AS pledges, sum(units) AS units, sum(value) AS value, sum(outstanding) AS outstanding,
+           {count_pledges(f"level = '{ValuationLevel.WARNING}'")} AS at_warning,
+           {count_pledges(f"level = '{ValuationLevel.DISPOSAL}'")} AS at_disposal,
+           {count_pledges("unvalued")} AS unvalued
       FROM report_positions
      GROUP BY GROUPING SETS ((credit_type, project_type, vintage), ())
      ORDER BY total, credit_type, project_type, vintage
 """
 
-BANDS = """
-    SELECT CASE WHEN bool_or(unvalued) THEN 'unvalued'
-                WHEN sum(value) < 1.10 * sum(outstanding) THEN 'under 1.10'
-                WHEN sum(value) < 1.30 * sum(outstanding) THEN '1.10-1.30'
-                WHEN sum(value) < 1.50 * sum(outstanding) THEN '1.30-1.50'
-                WHEN sum(value) < 2.00 * sum(outstanding) THEN '1.50-2.00'
-                ELSE '2.00 and over' END AS band
-      FROM report_positions GROUP BY pledge_id
-"""
-COVERAGE_BANDS = ("under 1.10", "1.10-1.30", "1.30-1.50", "1.50-2.00", "2.00 and over", "unvalued")
-
-MATURITIES = """
-    SELECT maturity_date - CAST(:as_of AS date) AS days, count(DISTINCT pledge_id) AS pledges,
+# The maturity ladder and the coverage bands: pledges and money by days to maturity, pledges by band. A
+# pledge of one batch is one row as it stands; only those of several are summed up first.
+LADDER_AND_BANDS = """
+    WITH per_pledge AS (
+        SELECT maturity_date, unvalued, value, outstanding FROM report_positions WHERE pledge_batches = 1
+        UNION ALL
+        SELECT maturity_date, bool_or(unvalued), sum(value), sum(outstanding)
+          FROM report_positions WHERE pledge_batches > 1 GROUP BY pledge_id, maturity_date
+    ), banded AS (
+        SELECT maturity_date - CAST(:as_of AS date) AS days, outstanding, value,
+               CASE WHEN unvalued THEN 'unvalued'
+                    WHEN value < 1.10 * outstanding THEN 'under 1.10'
+                    WHEN value < 1.30 * outstanding THEN '1.10-1.30'
+                    WHEN value < 1.50 * outstanding THEN '1.30-1.50'
+                    WHEN value < 2.00 * outstanding THEN '1.50-2.00'
+                    ELSE '2.00 and over' END AS band
+          FROM per_pledge
+    )
+    SELECT GROUPING(band) = 1 AS by_days, days, band, count(*) AS pledges,
            sum(outstanding) AS outstanding, sum(value) AS value
-      FROM report_positions GROUP BY 1
+      FROM banded GROUP BY GROUPING SETS ((days), (band))
 """
 
 
-def load_positions(session: Session, params: dict[str, Any]) -> None:
-    """Replay the book once into a temporary table (dropped at commit) that every aggregate then reads.
+def load_positions(
+    session: Session, params: dict[str, Any], positions: str = POSITIONS, *, explain: bool = False
+) -> list[str]:
+    """Replay the book once into a temporary table (dropped at commit) that every aggregate then reads:
+    `positions`, a query over REPLAY's tables. `explain`: under EXPLAIN (ANALYZE, BUFFERS), whose plan it
+    returns (bench/report_bench.py --explain).
 
     Reports read whole books: PostgreSQL cannot estimate how many events a condition between two columns
     keeps (`account_id = to_account_id`), guesses a handful, and would nest loops over a million pledges;
-    hash joins are right at every size here (for the rest of this read-only transaction)."""
+    hash joins are right at every size here (for the rest of this read-only transaction). The replay's
+    hashes and sorts hold a whole book: in memory, not in batches on disk."""
     session.execute(text("SET LOCAL enable_nestloop = off"))
+    session.execute(text("SET LOCAL work_mem = '256MB'"))
     session.execute(text("DROP TABLE IF EXISTS report_positions"))
-    session.execute(
-        text(f"CREATE TEMP TABLE report_positions ON COMMIT DROP AS {POSITIONS} SELECT * FROM positions"),
-        params,
-    )
+    create = f"CREATE TEMP TABLE report_positions ON COMMIT DROP AS {positions}"
+    if explain:
+        return list(session.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {create}"), params).scalars())
+    session.execute(text(create), params)
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +245,11 @@ def collateral_book(
     pledges = dict.fromkeys((name for name, _, _ in LADDER), 0)
     outstanding = dict.fromkeys(pledges, Decimal(0))
     value = dict.fromkeys(pledges, Decimal(0))
-    for r in session.execute(text(MATURITIES), params):
+    counted: Counter[str] = Counter()
+    for r in session.execute(text(LADDER_AND_BANDS), params):
+        if not r.by_days:
+            counted[r.band] = r.pledges
+            continue
         name = next(
             n for n, lo, hi in LADDER if (lo is None or r.days >= lo) and (hi is None or r.days <= hi)
         )
@@ -214,6 +257,5 @@ def collateral_book(
         outstanding[name] += r.outstanding
         value[name] += r.value
     ladder = [Rung(n, pledges[n], _money(outstanding[n]), _money(value[n])) for n in pledges]
-    counted = Counter(session.execute(text(BANDS), params).scalars())
     bands = [Band(name, counted[name]) for name in COVERAGE_BANDS]
     return CollateralBook(bank_id, bank.name, as_of, lines, totals[0] if totals else empty, ladder, bands)

@@ -22,7 +22,7 @@ from registry.calendar import check_day
 from registry.errors import InvalidInput
 from registry.pledge.states import InstructionStatus, InstructionType, PledgeStatus
 from registry.principal import Principal, Role
-from registry.report.collateral_book import CENT, end_of_day, load_positions
+from registry.report.collateral_book import CENT, REPLAY, end_of_day, load_positions
 
 MAX_DAYS = 3700  # ten years
 
@@ -82,12 +82,19 @@ MONTHS = """
       FROM pledge WHERE confirmed_at >= :start AND confirmed_at < :end GROUP BY 1 ORDER BY 1
 """
 
+# The book's replay without its valuations: these figures count units, not what they are worth.
+HELD = f"""
+    {REPLAY}
+    SELECT h.pledge_id, l.pledgor_party_id, ct.code AS credit_type, h.units, h.first
+      FROM live l JOIN held h ON h.pledge_id = l.id JOIN credit_type ct ON ct.id = l.credit_type_id
+"""
+
 FROZEN = """
     SELECT credit_type, sum(units) AS units FROM report_positions GROUP BY 1 ORDER BY 1
 """
 
 PLEDGORS = """
-    SELECT party.name, count(DISTINCT pledge_id) AS pledges, sum(units) AS units
+    SELECT party.name, count(*) FILTER (WHERE first) AS pledges, sum(units) AS units
       FROM report_positions JOIN party ON party.id = report_positions.pledgor_party_id
      GROUP BY party.name ORDER BY units DESC, party.name LIMIT :top
 """
@@ -113,7 +120,7 @@ def exchange_stats(
         end_of_day(period_to),
     )  # [first instant, after last)
     params: dict[str, Any] = {"start": start, "end": end, "bank": None, "top": top}
-    load_positions(session, params)
+    load_positions(session, params, HELD)
     counts = session.execute(text(COUNTS), params).one()
     timing = session.execute(text(CONFIRMATION), params).one()
     return ExchangeStats(
