@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from sqlalchemy import Engine, text
@@ -69,9 +69,9 @@ _APPEND = text(
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Change:
-    """One block's move, before -> after. `None` on the from side is an issuance."""
+class Change(NamedTuple):
+    """One block's move, before -> after. `None` on the from side is an issuance. (A named tuple: as
+    immutable as a frozen dataclass and ~3 times cheaper to make; a settlement batch makes ~30,000.)"""
 
     credit_type_id: int
     batch_id: UUID

@@ -194,23 +194,30 @@ def settle(session: Session, actor: Actor, lines: Sequence[Line]) -> list[Moveme
         book.blocks[(block.account_id, block.credit_type_id)].append(block)
         book.initial[block.id] = block
     movements: list[Movement] = []
+    states: dict[UUID, State] = {}  # each account's "available" state, made once (they are immutable)
+
+    def available(account_id: UUID) -> State:
+        state = states.get(account_id)
+        if state is None:
+            state = states[account_id] = State(account_id, AVAILABLE)
+        return state
+
     # The events go to PostgreSQL as the lines make them (one COPY, held open while the lines are played:
     # the database inserts them meanwhile), inside a savepoint: a refused batch drops them.
     savepoint = session.begin_nested()
     trail = audit.EventStream(session, actor, EventKind.TRANSFER)
     try:
         for n, (line, ct_id) in enumerate(zip(lines, shapes, strict=True), start=1):
+            source, target = available(line.from_account_id), available(line.to_account_id)
             if ct_id is None:
-                movements.append(Movement(EventKind.TRANSFER, State(line.from_account_id, AVAILABLE),
-                                          State(line.to_account_id, AVAILABLE)))  # fmt: skip
+                movements.append(Movement(EventKind.TRANSFER, source, target))
                 continue
             try:
                 _check_accounts(accounts, line)
                 pieces = book.take(line.from_account_id, ct_id, line.selection, codes[ct_id])
             except _Refusal as refused:
                 errors.append(LineError(n, refused.code, refused.field, refused.detail, line.ref))
-                movements.append(Movement(EventKind.TRANSFER, State(line.from_account_id, AVAILABLE),
-                                          State(line.to_account_id, AVAILABLE)))  # fmt: skip
+                movements.append(Movement(EventKind.TRANSFER, source, target))
                 continue
             pieces.sort(key=_piece_start)
             book.move(line.from_account_id, line.to_account_id, ct_id, pieces)
@@ -223,8 +230,7 @@ def settle(session: Session, actor: Actor, lines: Sequence[Line]) -> list[Moveme
                         to_account_id=line.to_account_id, to_status=AVAILABLE), line.ref)  # fmt: skip
             code = codes[ct_id]
             movements.append(Movement(
-                EventKind.TRANSFER, State(line.from_account_id, AVAILABLE), State(line.to_account_id, AVAILABLE),
-                [MovedBlock(code, p.block.batch_id, p.start, p.end) for p in pieces],
+                EventKind.TRANSFER, source, target, [MovedBlock(code, p.block.batch_id, p.start, p.end) for p in pieces]
             ))  # fmt: skip
         if errors:
             raise BatchRefused(errors)
