@@ -28,7 +28,6 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from registry.calendar import EXCHANGE_TZ
 from registry.ledger import service as ledger
 from registry.ledger.models import Party, PartyKind
 from registry.ledger.service import Selection, SerialRange
@@ -52,13 +51,10 @@ from registry.valuation import prices
 from registry.valuation.models import ValuationLevel
 from registry.valuation.service import revalue
 from tests import factories as f
+from tests.test_reports import at
 
 TODAY = date(2026, 3, 31)
 AUDITOR = Principal(None, Role.AUDITOR)
-
-
-def at(day: int, hour: int = 10) -> datetime:
-    return datetime(2026, 3, day, hour, tzinfo=EXCHANGE_TZ)
 
 
 @dataclass
