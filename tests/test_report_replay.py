@@ -51,7 +51,7 @@ from registry.valuation import prices
 from registry.valuation.models import ValuationLevel
 from registry.valuation.service import revalue
 from tests import factories as f
-from tests.test_reports import at
+from tests.test_reports import at, bank_asks
 
 TODAY = date(2026, 3, 31)
 AUDITOR = Principal(None, Role.AUDITOR)
@@ -96,16 +96,7 @@ def story(session: Session) -> Story:
 
     def register(lender: Party, account: Any, borrower: Party, blocks: list[tuple[int, int]], principal: str,
                  maturity: date, day: int, haircut: str = "0") -> UUID:  # fmt: skip
-        made = pledges.register(
-            session,
-            bank(lender, at(day)),
-            pledgor_account_id=account.id,
-            borrower_party_id=borrower.id,
-            loan=pledges.Loan(f"C-{day}", Decimal(principal), date(2026, 3, 1), maturity),
-            collateral=Selection(blocks=[SerialRange("CCER", s, e) for s, e in blocks]),
-            terms=pledges.Terms(Decimal("0.95"), Decimal("1.30"), Decimal("1.10"), haircut=Decimal(haircut)),
-        )
-        f.consent(session, made)
+        made = bank_asks(session, lender, account, borrower, blocks, principal, maturity, day, haircut)
         pledges.confirm(session, operator_at(day), made.instruction.id)
         return made.pledge.id
 

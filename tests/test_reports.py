@@ -42,6 +42,32 @@ def at(day: int, hour: int = 10) -> datetime:
     return datetime(2026, 3, day, hour, tzinfo=EXCHANGE_TZ)
 
 
+def bank_asks(
+    session: Session,
+    lender: Party,
+    account: Any,
+    borrower: Party,
+    blocks: list[tuple[int, int]],
+    principal: str,
+    maturity: date,
+    day: int,
+    haircut: str = "0",
+) -> pledges.Registered:
+    """A report story's pledge as the bank asks for it (loan C-<day>, the usual terms) on March `day`, and
+    the pledgor's consent: the confirmation is the caller's."""
+    made = pledges.register(
+        session,
+        Actor(Principal(lender.id, Role.BANK), at(day)),
+        pledgor_account_id=account.id,
+        borrower_party_id=borrower.id,
+        loan=pledges.Loan(f"C-{day}", Decimal(principal), date(2026, 3, 1), maturity),
+        collateral=Selection(blocks=[SerialRange("CCER", s, e) for s, e in blocks]),
+        terms=pledges.Terms(Decimal("0.95"), Decimal("1.30"), Decimal("1.10"), haircut=Decimal(haircut)),
+    )
+    f.consent(session, made)
+    return made
+
+
 @dataclass
 class Book:
     bank_a: Party
@@ -91,16 +117,7 @@ def book(session: Session, clock: FixedClock) -> Book:
         *,
         confirm: bool = True,
     ) -> UUID:
-        made = pledges.register(
-            session,
-            bank(lender, at(day)),
-            pledgor_account_id=account.id,
-            borrower_party_id=borrower.id,
-            loan=pledges.Loan(f"C-{day}", Decimal(principal), date(2026, 3, 1), maturity),
-            collateral=Selection(blocks=[SerialRange("CCER", s, e) for s, e in blocks]),
-            terms=pledges.Terms(Decimal("0.95"), Decimal("1.30"), Decimal("1.10")),
-        )
-        f.consent(session, made)
+        made = bank_asks(session, lender, account, borrower, blocks, principal, maturity, day)
         if confirm:
             pledges.confirm(session, operator(at(day, 11)), made.instruction.id)
         return made.pledge.id

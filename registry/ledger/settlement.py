@@ -152,7 +152,7 @@ def _piece_start(piece: Piece) -> int:
 
 
 def _moved(block: Block, start: int, end: int, account_id: UUID) -> Block:
-    """A new (not yet stored: id 0) available block of `block`'s batch (dataclasses.replace is slower)."""
+    """A new (not yet stored: id 0) available block of `block`'s batch (Block._replace is slower)."""
     return Block(0, block.credit_type_id, block.batch_id, start, end, account_id, AVAILABLE, None)
 
 
