@@ -8,6 +8,7 @@ most two at once. Proxies: a claimed X-Forwarded-For is not believed unless conf
 from __future__ import annotations
 
 import logging
+import re
 import select
 import socket
 import threading
@@ -100,8 +101,26 @@ def _raw_request(url: str, head: str) -> socket.socket:
 
 
 def _answered(conn: socket.socket, within_s: float) -> bytes:
-    readable, _, _ = select.select([conn], [], [], within_s)
-    return conn.recv(65536) if readable else b""
+    """The response as far as it came within the time: its head and the body its Content-Length announces.
+
+    One recv is not enough: the server may send head and body as two segments (seen in CI)."""
+    deadline = time.monotonic() + within_s
+    got = b""
+    while True:
+        head, sep, body = got.partition(b"\r\n\r\n")
+        if sep:
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if length is None or len(body) >= int(length.group(1)):
+                return got
+        remaining = deadline - time.monotonic()
+        readable, _, _ = select.select([conn], [], [], max(remaining, 0))
+        try:
+            chunk = conn.recv(65536) if readable else b""
+        except ConnectionResetError:  # the server closed a body it refused while we were still sending
+            chunk = b""
+        if not chunk:
+            return got
+        got += chunk
 
 
 # --- bodies --------------------------------------------------------------------------------------------
