@@ -1,7 +1,7 @@
 """Instructions a transfer costs the database and the app, counted by callgrind, beside a pgbench tpcb-like
 transaction counted the same way, and their ratio: figures that do not move with the machine's load.
 
-    .venv/bin/python -m bench.instructions [--transfers 200]
+    .venv/bin/python -m bench.instructions [--transfers 200] [--pledges]
 
 (valgrind: `apt-get install valgrind`.) A fresh embedded PostgreSQL gets the ledger bench's 64 account
 pairs and pgbench's tables (scale 10); the server is stopped, and a single-user backend (`postgres
@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 
 from bench.common import DATA, create_database, fresh_server, pg_bin
 from bench.ledger_bench import setup
+from bench.pledge_bench import setup as pledge_setup
 
 MOVE = (
     "SELECT * FROM registry_move('transfer', '{a}', 'available', NULL, '{b}', 'available', NULL, 'CCER', 1, "
@@ -117,43 +118,44 @@ def per_transaction(database: str, make: Callable[[int], str], n: int, work: Pat
     return (counted(database, make(3 * n), work) - counted(database, make(n), work)) // (2 * n)
 
 
-def drive(url: str, n: int) -> None:
-    """In the counted process: the app, N transfers between two dumps of callgrind's counters."""
+def drive(url: str, n: int, pledges: bool) -> None:
+    """In the counted process: the app, N transfers (or N pledge cycles) between two dumps of callgrind's
+    counters, after 100 (or a cycle per pledgor) to warm it."""
     os.environ.update(
         {"DATABASE_URL": url, "REGISTRY_SCHEDULER_ENABLED": "false", "REGISTRY_LOG_LEVEL": "WARNING"}
     )
     from api.app import create_app  # imported here: the parent needs none of the app
 
-    key, pairs = os.environ["BENCH_KEY"], json.loads(os.environ["BENCH_PAIRS"])
     app = create_app()
-    bodies = [json.dumps({"from_account_id": a, "to_account_id": b, "credit_type": "CCER", "quantity": 1}).encode()
-              for a, b in pairs]  # fmt: skip
+    app.state.render_queue.submit = lambda *a, **k: (
+        None
+    )  # rendering is not the requests' cost (its own bench)
     answered: dict[int, int] = {}
 
-    async def transfer(i: int) -> None:
-        body = bodies[i % len(bodies)]
+    async def post(path: str, key: str, body: bytes, idempotency: str | None = None) -> bytes:
         headers = [
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
             (b"content-length", b"%d" % len(body)),
             (b"authorization", f"Bearer {key}".encode()),
-            (b"idempotency-key", f"{i}-{uuid.uuid4().hex}".encode()),
         ]
+        if idempotency is not None:
+            headers.append((b"idempotency-key", idempotency.encode()))
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
             "method": "POST",
             "scheme": "http",
-            "path": "/v1/transfers",
-            "raw_path": b"/v1/transfers",
+            "path": path,
+            "raw_path": path.encode(),
             "query_string": b"",
             "root_path": "",
             "headers": headers,
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 80),
         }
-        given = False
+        given, answer = False, []
 
         async def receive() -> dict[str, object]:
             nonlocal given
@@ -166,46 +168,91 @@ def drive(url: str, n: int) -> None:
             if message["type"] == "http.response.start":
                 status = int(message["status"])  # type: ignore[call-overload]
                 answered[status] = answered.get(status, 0) + 1
+            elif message["type"] == "http.response.body":
+                answer.append(message.get("body", b""))
 
         await app(scope, receive, send)  # type: ignore[arg-type]  # fmt: skip
+        return b"".join(answer)  # type: ignore[arg-type]
+
+    if pledges:
+        bank, exchange = os.environ["BENCH_BANK"], os.environ["BENCH_EXCHANGE"]
+        bodies, keys = json.loads(os.environ["BENCH_BODIES"]), json.loads(os.environ["BENCH_PLEDGORS"])
+
+        async def one(i: int) -> None:
+            """The bank's request, the pledgor's consent, the exchange's confirmation (pledge_bench's cycle)."""
+            body = bodies[i % len(bodies)].replace("CONTRACT", f"count-{i}")
+            pledgor = keys[json.loads(body)["pledgor_account_id"]]
+            made = json.loads(await post("/v1/pledges", bank, body.encode()))
+            instruction = made["instructions"][0]["id"]
+            await post(f"/v1/instructions/{instruction}/consent", pledgor, b"")
+            await post(f"/v1/instructions/{instruction}/confirm", exchange, b"")
+
+        warm, expected = len(bodies), {201: n + len(bodies), 200: 2 * (n + len(bodies))}
+    else:
+        key, pairs = os.environ["BENCH_KEY"], json.loads(os.environ["BENCH_PAIRS"])
+        transfer_bodies = [json.dumps({"from_account_id": a, "to_account_id": b, "credit_type": "CCER",
+                                       "quantity": 1}).encode() for a, b in pairs]  # fmt: skip
+
+        async def one(i: int) -> None:
+            await post("/v1/transfers", key, transfer_bodies[i % len(pairs)], f"{i}-{uuid.uuid4().hex}")
+
+        warm, expected = 100, {201: n + 100}
 
     def dump() -> None:
         subprocess.run(["callgrind_control", "-d", str(os.getpid())], check=True, capture_output=True)
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
-            for i in range(100):
-                await transfer(n + i)
+            for i in range(warm):
+                await one(n + i)
             dump()
             for i in range(n):
-                await transfer(i)
+                await one(i)
             dump()
 
     asyncio.run(run())
-    assert answered == {201: n + 100}, answered
+    assert answered == expected, answered
 
 
-def app_counted(url: str, key: str, pairs: list[tuple[str, str]], n: int, work: Path) -> int:
+def app_counted(url: str, env: dict[str, str], n: int, work: Path, *, pledges: bool = False) -> int:
+    """The app's instructions per transfer (or pledge cycle), counted in a process of its own."""
     out = work / "app.out"
-    env = {**os.environ, "BENCH_KEY": key, "BENCH_PAIRS": json.dumps(pairs)}
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
-                    "bench.instructions", "--drive", url, "--transfers", str(n)],
-                   check=True, capture_output=True, env=env)  # fmt: skip
+                    "bench.instructions", "--drive", url, "--transfers", str(n), *(["--pledges"] if pledges else [])],
+                   check=True, capture_output=True, env={**os.environ, **env})  # fmt: skip
     match = re.search(r"^(?:summary|totals): (\d+)", (work / "app.out.2").read_text(), re.MULTILINE)
     assert match, "no callgrind totals"
     return int(match.group(1)) // n
 
 
+def pledge_cycles(n: int) -> None:
+    """`--pledges`: the app's instructions a registration cycle (request, consent, confirmation) costs."""
+    server = fresh_server()
+    url = create_database(server, "registry_bench")
+    bank, exchange, bodies, keys = pledge_setup(url, 64)
+    env = {"BENCH_BANK": bank, "BENCH_EXCHANGE": exchange, "BENCH_BODIES": json.dumps(bodies),
+           "BENCH_PLEDGORS": json.dumps(keys)}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        app = app_counted(url, env, n, Path(tmp), pledges=True)
+    print(f"\ninstructions: {n} registration cycles after {len(bodies)}, the app under callgrind")
+    print(f"{'a cycle in the app (request, consent, confirmation)':<52} {app:>12,}")
+    print(f"{'a request, on average':<52} {app // 3:>12,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=200, help="N: transactions counted (2N, after N)")
+    parser.add_argument("--pledges", action="store_true", help="the app's count of N registration cycles")
     parser.add_argument("--drive", metavar="URL", help=argparse.SUPPRESS)  # the app's counted process
     args = parser.parse_args()
     if args.drive:
-        drive(args.drive, args.transfers)
+        drive(args.drive, args.transfers, args.pledges)
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (apt-get install valgrind)")
+    if args.pledges:
+        pledge_cycles(args.transfers)
+        return
 
     server = fresh_server()
     url = create_database(server, "registry_bench")
@@ -218,7 +265,7 @@ def main() -> None:
                     "10", "pgbench"], check=True, capture_output=True)  # fmt: skip
     n = args.transfers
     with tempfile.TemporaryDirectory() as tmp:
-        app = app_counted(url, key_text, pairs, n, Path(tmp))
+        app = app_counted(url, {"BENCH_KEY": key_text, "BENCH_PAIRS": json.dumps(pairs)}, n, Path(tmp))
     subprocess.run([*_as_owner(), pg_bin("pg_ctl"), "-D", str(DATA), "stop", "-m", "fast"], check=True,
                    capture_output=True)  # fmt: skip
 

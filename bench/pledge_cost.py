@@ -85,6 +85,8 @@ def counted() -> Iterator[Callable[[], list[str]]]:
             return original_execute(self, query, *args, **kwargs)
         finally:
             took = f"{1000 * (time.perf_counter() - started):6.2f} ms  "
+            if isinstance(query, bytes):  # registry.db.run's, in PostgreSQL's own placeholders
+                query = query.decode()
             seen.append(
                 took + " ".join(str(query if isinstance(query, str) else query.as_string(self)).split())
             )

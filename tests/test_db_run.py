@@ -54,3 +54,14 @@ def test_a_statement_written_for_text_runs_alike_through_the_driver(session: Ses
     )
     (row,) = run(session, driver_sql(sql), params)
     assert tuple(row) == tuple(expected) == (42, "50%", ":kept", "pledge")
+
+
+def test_a_name_used_twice_is_one_value_and_a_long_statement_runs_alike(session: Session) -> None:
+    """Statements are sent with PostgreSQL's own placeholders, worked out once each: a name used twice is
+    one parameter, and a statement of more than 50 of them (a pledge's insert has that many) runs alike."""
+    (row,) = run(session, "SELECT %(a)s::int + %(a)s::int AS twice, '5%%' AS share", {"a": 21})
+    assert (row.twice, row.share) == (42, "5%")
+    names = [f"p{n}" for n in range(60)]
+    sql = "SELECT " + " + ".join(f"%({name})s::int" for name in names) + " AS total"
+    for _ in range(3):  # and again, once prepared on the server
+        assert run(session, sql, {name: n for n, name in enumerate(names)})[0].total == sum(range(60))

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from registry import rows
 from registry.calendar import exchange_day
 from registry.certificate.models import Certificate, CertificateStatus
 from registry.db import run, unit_of_work
@@ -63,17 +64,20 @@ class Issue:
     facts: dict[str, Any]  # everything printed about the pledge, decimals as strings
 
 
+_COLUMNS = ", ".join(c.name for c in Certificate.__table__.columns if c.name != "pdf")  # type: ignore[attr-defined]
+_LOCK_CURRENT = (
+    "SELECT "
+    + _COLUMNS
+    + " FROM certificate WHERE pledge_id = %(p)s ORDER BY version DESC LIMIT 1 FOR UPDATE"
+)
+
+
 def current(session: Session, pledge_id: UUID, *, lock: bool = False) -> Certificate | None:
     if not lock:
         return _current(session, pledge_id)
-    # Locked by a plain statement: a registration's pledge has no certificate yet, and then the ORM has
-    # nothing to load.
-    found = run(
-        session,
-        "SELECT id FROM certificate WHERE pledge_id = %(p)s ORDER BY version DESC LIMIT 1 FOR UPDATE",
-        {"p": pledge_id},
-    )
-    return session.get(Certificate, found[0].id, options=[defer(Certificate.pdf)]) if found else None  # type: ignore[arg-type]
+    # Locked and read by one plain statement, its document left out (read only if asked for).
+    found = run(session, _LOCK_CURRENT, {"p": pledge_id})
+    return rows.loaded(session, Certificate, found[0], without=("pdf",)) if found else None
 
 
 def issue(session: Session, actor: Actor, new: Issue, previous: Certificate | None) -> Certificate:
@@ -105,15 +109,14 @@ def issue(session: Session, actor: Actor, new: Issue, previous: Certificate | No
         verification_code=code,
         content=content,
     )
-    session.add(certificate)
-    session.flush()
+    rows.insert_new(session, certificate)
     return certificate
 
 
 def retire(session: Session, certificate: Certificate, status: CertificateStatus, at: datetime) -> None:
     certificate.status = status
     certificate.status_changed_at = at
-    session.flush()
+    rows.save_changes(session, certificate)
 
 
 # --- finding ----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from sqlmodel import Session
 
-from registry import authz
+from registry import authz, rows
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.calendar import add_business_days, exchange_day
@@ -273,7 +273,7 @@ def _ask(
         **fields,
     )
     # A registration's pledge is new too: both rows in one statement.
-    repo.insert_new(session, *(() if kind is not InstructionType.REGISTER else (pledge,)), instruction)
+    rows.insert_new(session, *(() if kind is not InstructionType.REGISTER else (pledge,)), instruction)
     decisions.record(
         session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.ASK,
         reason=instruction.reason,

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
-from sqlalchemy import inspect, text
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, SQLModel, col, or_, select
+from sqlalchemy import text
+from sqlmodel import Session, col, or_, select
 
-from registry.base import TextEnum, one_of
+from registry.base import one_of
 from registry.db import run
 from registry.ledger.models import AccountStatus, BlockStatus, CreditType
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.policy import PledgeScope
 from registry.pledge.states import OPEN, InstructionStatus, PledgeStatus
+from registry.rows import loaded
 from registry.valuation import service as valuation
 
 OPEN_INSTRUCTION = tuple(sorted(OPEN))  # a sequence for IN (...), in a stable order
@@ -54,31 +51,11 @@ def lock_with_instruction(session: Session, instruction_id: UUID) -> tuple[Pledg
     if not rows:
         return None
     row = rows[0]
-    pledge = _loaded(session, Pledge, row, "p_")
-    instruction = _loaded(session, Instruction, row, "i_")
+    pledge = loaded(session, Pledge, row, "p_")
+    instruction = loaded(session, Instruction, row, "i_")
     # The code comes along, so that a hold needs no query for it (credit types never change their code).
     session.info.setdefault(_CODES, {})[pledge.credit_type_id] = row.credit_type_code
     return pledge, instruction
-
-
-def _loaded(session: Session, model: Any, row: Any, prefix: str) -> Any:
-    """The session's object for a row read by a plain statement: the one it has (refreshed, as
-    `populate_existing` does), else a new one, taken into the session as if the ORM had loaded it."""
-    values = {}
-    for column in model.__table__.columns:
-        value = getattr(row, prefix + column.name)
-        if value is not None and isinstance(column.type, TextEnum):
-            value = column.type.enum(value)  # members, as the ORM's column type makes them
-        values[column.name] = value
-    existing = session.identity_map.get(session.identity_key(model, values["id"]))
-    if existing is not None:
-        for name, value in values.items():
-            set_committed_value(existing, name, value)
-        return existing
-    made = model(**values)
-    make_transient_to_detached(made)
-    session.add(made)
-    return made
 
 
 _CODES = "registry.pledge.credit_type_codes"  # Session.info: credit type id -> code, read with a pledge
@@ -92,62 +69,6 @@ def credit_type_code(session: Session, credit_type_id: int) -> str:
     found = session.get(CreditType, credit_type_id)
     assert found is not None
     return found.code
-
-
-def insert_new(session: Session, *rows: SQLModel) -> None:
-    """New rows (a pledge and its first instruction, or an instruction) written in one statement, in the
-    order given, then taken into the session as if loaded from it: the ORM's flush of the same inserts costs
-    several times the statement's client CPU, and a round trip per row. Identity columns are read back."""
-    ctes, generated, params = [], [], {}
-    for n, row in enumerate(rows):
-        table = row.__table__  # type: ignore[attr-defined]
-        given = [c.name for c in table.columns if c.identity is None]
-        made = [c.name for c in table.columns if c.identity is not None]
-        for name in given:
-            params[f"r{n}_{name}"] = _param(getattr(row, name))
-        placeholders = ", ".join(f"%(r{n}_{name})s" for name in given)
-        ctes.append(f"r{n} AS (INSERT INTO {table.name} ({', '.join(given)}) VALUES ({placeholders}) "
-                    f"RETURNING {', '.join(made) or '1'})")  # fmt: skip
-        generated += [(row, name, f"(SELECT {name} FROM r{n}) AS r{n}_{name}") for name in made]
-    found = run(
-        session, f"WITH {', '.join(ctes)} SELECT {', '.join(g[2] for g in generated) or '1'}", params
-    )[0]
-    for n, row in enumerate(rows):
-        for name in (g[1] for g in generated if g[0] is row):
-            setattr(row, name, getattr(found, f"r{n}_{name}"))
-        make_transient_to_detached(row)
-        session.add(row)  # persistent, with nothing to flush
-
-
-def save_changes(session: Session, *rows: SQLModel) -> None:
-    """What changed on loaded rows (a pledge and its instruction, both locked by the caller) written in one
-    statement, then marked saved: the ORM's flush writes one UPDATE a row, at several times the client CPU
-    of the statement. Their triggers see only their own row, so one statement checks what two would."""
-    ctes, params, saved = [], {}, []
-    for n, row in enumerate(rows):
-        state = inspect(row)
-        changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
-        if not changed:
-            continue
-        sets = ", ".join(f"{name} = %(u{n}_{name})s" for name in changed)
-        params.update({f"u{n}_{name}": _param(value) for name, value in changed.items()})
-        params[f"u{n}_id"] = row.id  # type: ignore[attr-defined]
-        ctes.append(f"u{n} AS (UPDATE {row.__tablename__} SET {sets} WHERE id = %(u{n}_id)s RETURNING 1)")
-        saved.append((row, changed))
-    if not ctes:
-        return
-    run(session, f"WITH {', '.join(ctes)} SELECT 1", params)
-    for row, changed in saved:
-        for name, value in changed.items():
-            set_committed_value(row, name, value)
-
-
-def _param(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict | list):
-        return Jsonb(value)
-    return value
 
 
 def get_instruction(session: Session, instruction_id: UUID, *, lock: bool = False) -> Instruction | None:

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from sqlmodel import Session
 
+from registry import rows
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.audit.models import EventKind
@@ -80,7 +81,7 @@ def decide(
             pledge.closed_at = actor.at
             pledge.hold_expires_at = None
     # The pledge's new state (e.g. its registration number) and its status move together, in one statement.
-    repo.save_changes(session, pledge, instruction)
+    rows.save_changes(session, pledge, instruction)
     decisions.record(
         session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=TRAIL_KIND[decision],
         reason=reason, terms=terms,
