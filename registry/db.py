@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.rows import namedtuple_row
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
@@ -191,20 +192,37 @@ def _positional(sql: str) -> tuple[bytes, tuple[str, ...]]:
     return _NAMED.sub(place, sql).encode(), tuple(names)
 
 
+TUPLES_OK = ExecStatus.TUPLES_OK
+_CONNECTION = "registry.db.connection"  # Session.info: (its transaction, the connection it runs on)
+
+
+def _connection(session: Session) -> Connection:
+    """The session's connection, found once a transaction: `Session.connection()` walks the transaction's
+    machinery on every call, at more client CPU than some of the statements it is asked for."""
+    transaction = session.get_transaction()
+    known = session.info.get(_CONNECTION)
+    if transaction is not None and known is not None and known[0] is transaction and not known[1].invalidated:
+        return cast(Connection, known[1])
+    connection = session.connection()
+    session.info[_CONNECTION] = (session.get_transaction(), connection)
+    return connection
+
+
 def run(session: Session, sql: str, params: Mapping[str, Any]) -> list[Any]:
     """One statement of a hot path straight through psycopg, in the session's transaction, prepared on the
     server after its first runs: a third of the client CPU of `session.execute(text(...))` (116 against 370
     µs a statement). Rows are named tuples. A failure comes back as SQLAlchemy's exception, as from any
     other statement, so the problem mapping and the retry rules see no difference; a lost connection is
     invalidated, so the pool replaces it."""
-    connection = session.connection()
+    connection = _connection(session)
     raw = connection.connection.driver_connection
     assert raw is not None
     query, names = _positional(sql)
     try:
         with psycopg.RawCursor(raw, row_factory=namedtuple_row) as cursor:
             cursor.execute(query, [params[name] for name in names], prepare=True)
-            return cursor.fetchall() if cursor.description else []
+            result = cursor.pgresult  # its status, not `description`, which builds every column's object
+            return cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
     except psycopg.Error as exc:
         lost = connection.dialect.is_disconnect(cast(Any, exc), raw, None)
         if lost:

@@ -4,6 +4,8 @@ several times the statement's client CPU, and its flush a round trip per row. No
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -67,27 +69,53 @@ def insert_new(session: Session, *rows: SQLModel) -> None:
         session.add(row)  # persistent, with nothing to flush
 
 
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """A column's new value that the database computes in the statement writing it (a number drawn from a
+    sequence), read back into the row. Its parameters' names are its own: unique within the statement."""
+
+    sql: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def compute(row: SQLModel, name: str, value: Computed) -> None:
+    """Set a column to what the database will compute when the row's changes are saved."""
+    setattr(row, name, value)
+
+
 def save_changes(session: Session, *rows: SQLModel) -> None:
     """What changed on loaded rows (a pledge and its instruction; a certificate; each locked by the caller)
     written in one statement, then marked saved. Their triggers see only their own row, so one statement
     checks what two would."""
-    ctes, params, saved = [], {}, []
+    ctes, saved, computed = [], [], []
+    params: dict[str, Any] = {}
     for n, row in enumerate(rows):
         state = inspect(row)
-        changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
+        values, before = state.dict, state.committed_state  # the attributes set since loaded, as they were
+        changed = {name: values[name] for name in before if name in values and values[name] != before[name]}
         if not changed:
             continue
-        sets = ", ".join(f"{name} = %(u{n}_{name})s" for name in changed)
-        params.update({f"u{n}_{name}": _param(value) for name, value in changed.items()})
+        sets = []
+        for name, value in changed.items():
+            if isinstance(value, Computed):
+                sets.append(f"{name} = ({value.sql})")
+                params.update(value.params)
+                computed.append((row, name, f"(SELECT {name} FROM u{n}) AS u{n}_{name}"))
+            else:
+                sets.append(f"{name} = %(u{n}_{name})s")
+                params[f"u{n}_{name}"] = _param(value)
         params[f"u{n}_id"] = row.id  # type: ignore[attr-defined]
-        ctes.append(f"u{n} AS (UPDATE {row.__tablename__} SET {sets} WHERE id = %(u{n}_id)s RETURNING 1)")
-        saved.append((row, changed))
+        back = ", ".join(name for r, name, _ in computed if r is row) or "1"
+        ctes.append(f"u{n} AS (UPDATE {row.__tablename__} SET {', '.join(sets)} WHERE id = %(u{n}_id)s "
+                    f"RETURNING {back})")  # fmt: skip
+        saved.append((n, row, changed))
     if not ctes:
         return
-    run(session, f"WITH {', '.join(ctes)} SELECT 1", params)
-    for row, changed in saved:
+    found = run(session, f"WITH {', '.join(ctes)} SELECT {', '.join(c[2] for c in computed) or '1'}", params)
+    for n, row, changed in saved:
         for name, value in changed.items():
-            set_committed_value(row, name, value)
+            now = getattr(found[0], f"u{n}_{name}") if isinstance(value, Computed) else value
+            set_committed_value(row, name, now)
 
 
 def _param(value: Any) -> Any:

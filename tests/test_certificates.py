@@ -25,6 +25,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from registry.calendar import EXCHANGE_TZ
 from registry.certificate import service as certificates
 from registry.certificate.jobs import sweep_job
 from registry.certificate.render import grouped, render_html, render_pdf, stylesheet_css
@@ -173,6 +174,23 @@ def test_confirmation_issues_a_certificate_that_says_everything(
         "latest_version": 1,
         "issuer": f.the_exchange(session).name,  # the exchange, a public fact
     }  # nothing confidential: no parties, no amounts, no contract
+
+
+def test_registration_numbers_are_drawn_in_order_and_keep_every_digit(
+    client: TestClient, desk: Desk, session: Session, clock: FixedClock
+) -> None:
+    """ZY-<the exchange's year>-<the next number, six digits or more>, drawn by the confirmation itself."""
+    session.execute(text("SELECT setval('registration_no_seq', 999998)"))
+    year = clock.now().astimezone(EXCHANGE_TZ).year
+    first = active_pledge(client, desk)
+    second = active_pledge(client, desk, collateral={"blocks": blocks(desk, (4000, 4999))})
+    assert (first["registration_no"], second["registration_no"]) == (
+        f"ZY-{year}-999999",
+        f"ZY-{year}-1000000",
+    )
+    assert second["certificate"]["number"] == f"ZY-{year}-1000000-01"
+    stored = session.execute(text("SELECT registration_no FROM pledge WHERE id = :p"), {"p": second["id"]})
+    assert stored.scalar_one() == f"ZY-{year}-1000000"
 
 
 def test_versions_are_superseded_then_revoked_and_downloads_never_change(

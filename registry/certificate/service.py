@@ -64,20 +64,28 @@ class Issue:
     facts: dict[str, Any]  # everything printed about the pledge, decimals as strings
 
 
-_COLUMNS = ", ".join(c.name for c in Certificate.__table__.columns if c.name != "pdf")  # type: ignore[attr-defined]
-_LOCK_CURRENT = (
+# A pledge's current certificate, locked: the statement to read it alone, and its columns (each `c_…`)
+# for a statement that reads it beside other things, in one round trip (registry/pledge/repository.py).
+LOCKED_CURRENT = (
     "SELECT "
-    + _COLUMNS
-    + " FROM certificate WHERE pledge_id = %(p)s ORDER BY version DESC LIMIT 1 FOR UPDATE"
+    + ", ".join(f"{c.name} AS c_{c.name}" for c in Certificate.__table__.columns if c.name != "pdf")  # type: ignore[attr-defined]
+    + " FROM certificate WHERE pledge_id = %(pledge)s ORDER BY version DESC LIMIT 1 FOR UPDATE"
 )
 
 
 def current(session: Session, pledge_id: UUID, *, lock: bool = False) -> Certificate | None:
     if not lock:
         return _current(session, pledge_id)
-    # Locked and read by one plain statement, its document left out (read only if asked for).
-    found = run(session, _LOCK_CURRENT, {"p": pledge_id})
-    return rows.loaded(session, Certificate, found[0], without=("pdf",)) if found else None
+    found = run(session, LOCKED_CURRENT, {"pledge": pledge_id})
+    return locked_current(session, found[0] if found else None)
+
+
+def locked_current(session: Session, row: Any) -> Certificate | None:
+    """The certificate of a row with LOCKED_CURRENT's columns (all None: the pledge has none yet), its
+    document left out (read only if asked for)."""
+    if row is None or row.c_id is None:
+        return None
+    return rows.loaded(session, Certificate, row, "c_", without=("pdf",))  # type: ignore[no-any-return]
 
 
 def issue(session: Session, actor: Actor, new: Issue, previous: Certificate | None) -> Certificate:

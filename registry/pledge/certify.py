@@ -31,18 +31,20 @@ def on_confirmed(
     session: Session, actor: Actor, pledge: Pledge, instruction: Instruction
 ) -> Certificate | None:
     """Called with the pledge row locked, after the confirmed change is applied."""
-    current = certificates.current(session, pledge.id, lock=True)
     if pledge.status == PledgeStatus.ACTIVE:
         assert pledge.registration_no is not None and instruction.id is not None
+        row = pledge_repo.certificate_facts(session, pledge)  # with the current certificate, locked
+        assert row is not None
         new = certificates.Issue(
             pledge_id=pledge.id,
             registration_no=pledge.registration_no,
             credit_type_id=pledge.credit_type_id,
             instruction_id=instruction.id,
             change=CHANGE[InstructionType(instruction.type)],
-            facts=_facts(session, pledge, actor.at),
+            facts=_facts(row, pledge, actor.at),
         )
-        return certificates.issue(session, actor, new, current)
+        return certificates.issue(session, actor, new, certificates.locked_current(session, row))
+    current = certificates.current(session, pledge.id, lock=True)
     if pledge.status in (PledgeStatus.RELEASED, PledgeStatus.DISPOSED) and current is not None:
         certificates.retire(session, current, CertificateStatus.REVOKED, actor.at)
     return None
@@ -71,10 +73,9 @@ def _blocks(row: Any) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _facts(session: Session, pledge: Pledge, at: datetime) -> dict[str, Any]:
-    """Everything the certificate prints about the pledge, as it stands now. Decimals become strings."""
-    row = pledge_repo.certificate_facts(session, pledge)
-    assert row is not None
+def _facts(row: Any, pledge: Pledge, at: datetime) -> dict[str, Any]:
+    """Everything the certificate prints about the pledge (the row of its facts), as it stands now.
+    Decimals become strings."""
     if row.issuer_name is None:
         raise InvalidState("no exchange is registered to issue certificates: create the exchange party first")
     blocks = _blocks(row)

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from sqlmodel import Session
 
-from registry import authz
+from registry import authz, rows
 from registry.alert import service as alerts
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
@@ -80,7 +80,10 @@ def confirm(
             pledge_id=pledge.id,
         )
         if kind is InstructionType.REGISTER:
-            pledge.registration_no = repo.next_registration_no(session, actor.at.astimezone(EXCHANGE_TZ).year)
+            # Drawn when the confirmation is saved (steps.decide), in the statement that writes it.
+            rows.compute(
+                pledge, "registration_no", repo.registration_no(actor.at.astimezone(EXCHANGE_TZ).year)
+            )
             pledge.confirmed_at = actor.at
             pledge.hold_expires_at = None
     else:

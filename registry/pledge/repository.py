@@ -9,7 +9,9 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session, col, or_, select
 
+from registry import rows
 from registry.base import one_of
+from registry.certificate import service as certificates
 from registry.db import run
 from registry.ledger.models import AccountStatus, BlockStatus, CreditType
 from registry.pledge.models import Instruction, Pledge
@@ -120,7 +122,7 @@ def units_of(session: Session, pledge_ids: list[UUID]) -> list[Any]:
 # Everything a certificate prints that is not on the pledge row, in one round trip: the issuer (the first
 # exchange party registered), the three parties, the pledgor's account number, the credit type, the frozen
 # blocks by serial (each with its project type's names, when the registry has them) and the pledge's
-# first and latest valuations.
+# first and latest valuations; and the pledge's current certificate, locked, which the new one supersedes.
 # The columns of the pledge's first (`f_…`) and latest (`l_…`) valuation that a certificate prints.
 _VALUATIONS = ", ".join(
     f"{which}.{column} AS {which}_{column}"
@@ -143,7 +145,7 @@ _FACTS = f"""
            bo.name AS borrower_name, bo.credit_code AS borrower_code,
            a.number AS account_number, ct.code AS credit_type, ct.name AS credit_type_name, ct.unit,
            b.project_codes, b.project_types, b.names_zh, b.names_en, b.vintages, b.starts, b.ends, b.quantities,
-           {_VALUATIONS}
+           {_VALUATIONS}, c.*
       FROM party pe, party po, party bo, account a, credit_type ct
       LEFT JOIN LATERAL (SELECT name, credit_code FROM party WHERE kind = 'exchange'
                           ORDER BY created_at, id LIMIT 1) ex ON true
@@ -160,13 +162,14 @@ _FACTS = f"""
              WHERE h.pledge_id = %(pledge)s AND h.status = '{B.FROZEN}') b ON true
       LEFT JOIN LATERAL (SELECT * FROM valuation WHERE pledge_id = %(pledge)s ORDER BY id LIMIT 1) f ON true
       LEFT JOIN LATERAL (SELECT * FROM valuation WHERE pledge_id = %(pledge)s ORDER BY id DESC LIMIT 1) l ON true
+      LEFT JOIN LATERAL ({certificates.LOCKED_CURRENT}) c ON true
      WHERE pe.id = %(pledgee)s AND po.id = %(pledgor)s AND bo.id = %(borrower)s AND a.id = %(account)s
        AND ct.id = %(credit_type)s"""
 
 
 def certificate_facts(session: Session, pledge: Pledge) -> Any:
-    """The row of _FACTS for the pledge (None only if one of its parties, its account or its credit type
-    were missing, which their foreign keys forbid)."""
+    """The row of _FACTS for the pledge, with its current certificate locked (None only if one of its
+    parties, its account or its credit type were missing, which their foreign keys forbid)."""
     rows = run(session, _FACTS, {
         "pledge": pledge.id, "pledgee": pledge.pledgee_party_id, "pledgor": pledge.pledgor_party_id,
         "borrower": pledge.borrower_party_id, "account": pledge.pledgor_account_id,
@@ -175,9 +178,13 @@ def certificate_facts(session: Session, pledge: Pledge) -> Any:
     return rows[0] if rows else None
 
 
-def next_registration_no(session: Session, year: int) -> str:
-    n = session.execute(text("SELECT nextval('registration_no_seq')")).scalar_one()
-    return f"ZY-{year}-{n:06d}"
+def registration_no(year: int) -> rows.Computed:
+    """The next registration number, drawn by the statement that writes it: ZY-<year>-<six digits or more>."""
+    return rows.Computed(
+        "SELECT format('ZY-%%s-%%s', %(registration_year)s::int, CASE WHEN n < 1000000 "
+        "THEN lpad(n::text, 6, '0') ELSE n::text END) FROM nextval('registration_no_seq') n",
+        {"registration_year": year},
+    )
 
 
 def _scoped(query: Any, scope: PledgeScope) -> Any:
