@@ -69,9 +69,13 @@ def register(
     rules.check_loan(loan, exchange_day(actor.at))
     rules.check_terms(terms)
     code, quantity = rules.requested_units(collateral)
+    # The loan's lock comes with the facts: keyed on the bank the request is for (a bank's own; the one a
+    # pledgor names, which the checks below then require to be a bank), as require_loan_free keys it.
+    lender = principal.party_id if principal.role is Role.BANK else pledgee_party_id
     known = repo.registration_facts(
         session, code=code, account_id=pledgor_account_id, borrower_id=borrower_party_id,
         named_id=pledgee_party_id, as_of=exchange_day(actor.at), window_days=window_days,
+        loan_lock=repo.loan_lock_key(lender, loan.contract_no),
     )  # fmt: skip
     if known.credit_type_id is None:
         raise NotFound("credit type", code, field="collateral.credit_type")
@@ -81,7 +85,9 @@ def register(
     pledgee = _pledgee(actor, account, pledgor_account_id, pledgee_party_id, known)
     assert account is not None
     borrower = _borrower(known, borrower_party_id)
-    rules.require_loan_free(session, principal, pledgee_party_id=pledgee, contract_no=loan.contract_no)
+    rules.require_loan_free(
+        session, principal, pledgee_party_id=pledgee, contract_no=loan.contract_no, locked=pledgee == lender
+    )
     rules.check_pledge_rate(
         valuation.reference_of(known), terms=terms, outstanding=loan.principal, quantity=quantity,
     )  # fmt: skip

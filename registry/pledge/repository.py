@@ -9,7 +9,6 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session, col, or_, select
 
-from registry import rows
 from registry.base import one_of
 from registry.certificate import service as certificates
 from registry.db import run
@@ -17,7 +16,7 @@ from registry.ledger.models import AccountStatus, BlockStatus, CreditType
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.policy import PledgeScope
 from registry.pledge.states import OPEN, InstructionStatus, PledgeStatus
-from registry.rows import loaded
+from registry.rows import Computed, loaded
 from registry.valuation import service as valuation
 
 OPEN_INSTRUCTION = tuple(sorted(OPEN))  # a sequence for IN (...), in a stable order
@@ -178,9 +177,9 @@ def certificate_facts(session: Session, pledge: Pledge) -> Any:
     return rows[0] if rows else None
 
 
-def registration_no(year: int) -> rows.Computed:
+def registration_no(year: int) -> Computed:
     """The next registration number, drawn by the statement that writes it: ZY-<year>-<six digits or more>."""
-    return rows.Computed(
+    return Computed(
         "SELECT format('ZY-%%s-%%s', %(registration_year)s::int, CASE WHEN n < 1000000 "
         "THEN lpad(n::text, 6, '0') ELSE n::text END) FROM nextval('registration_no_seq') n",
         {"registration_year": year},
@@ -267,6 +266,14 @@ def units_of_pledge(session: Session, pledge_id: UUID) -> tuple[int, int]:
     return int(row.held), int(row.frozen)
 
 
+# Requests for the same loan queue on this transaction lock (its key: loan_lock_key; pledge/rules.py).
+LOAN_LOCK_SQL = "pg_advisory_xact_lock(hashtextextended(%(loan)s, 727200002))"
+
+
+def loan_lock_key(pledgee_party_id: UUID | None, contract_no: str) -> str:
+    return f"{pledgee_party_id}/{contract_no}"
+
+
 def registration_facts(
     session: Session,
     *,
@@ -276,22 +283,25 @@ def registration_facts(
     named_id: UUID | None,
     as_of: date,
     window_days: int,
+    loan_lock: str,
 ) -> Any:
     """What a registration request is checked against, in one round trip: the credit type by code, the
     pledgor's account, the borrower and the bank a pledgor names (each column None when absent), and the
-    credit type's reference prices as of a day."""
+    credit type's reference prices as of a day; and the loan's lock taken (LOAN_LOCK_SQL), on the key
+    `loan_lock`, which the request's checks then run under."""
     rows = run(
         session,
-        f"""SELECT t.id AS credit_type_id, a.id AS account_id, a.party_id AS account_party_id,
-                   a.status AS account_status, b.id AS borrower_id, b.kind AS borrower_kind,
-                   n.id AS named_id, n.kind AS named_kind, r.vwap, r.vwap_date, r.last_close, r.last_date
+        f"""SELECT {LOAN_LOCK_SQL} AS loan_locked, t.id AS credit_type_id, a.id AS account_id,
+                   a.party_id AS account_party_id, a.status AS account_status, b.id AS borrower_id,
+                   b.kind AS borrower_kind, n.id AS named_id, n.kind AS named_kind,
+                   r.vwap, r.vwap_date, r.last_close, r.last_date
               FROM (SELECT 1) one
               LEFT JOIN credit_type t ON t.code = %(code)s
               LEFT JOIN account a ON a.id = %(account)s
               LEFT JOIN party b ON b.id = %(borrower)s
               LEFT JOIN party n ON n.id = %(named)s::uuid
               LEFT JOIN LATERAL ({valuation.REFERENCE_SQL} WHERE ct.id = t.id) r ON true""",
-        {"code": code, "account": account_id, "borrower": borrower_id, "named": named_id,
+        {"code": code, "account": account_id, "borrower": borrower_id, "named": named_id, "loan": loan_lock,
          **valuation.reference_params(as_of, window_days)},
     )  # fmt: skip
     return rows[0]

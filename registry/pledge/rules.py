@@ -136,16 +136,18 @@ def check_pledge_rate(
 
 
 def require_loan_free(
-    session: Session, principal: Principal, *, pledgee_party_id: UUID, contract_no: str
+    session: Session, principal: Principal, *, pledgee_party_id: UUID, contract_no: str, locked: bool = False
 ) -> None:
-    """One open pledge per loan. Requests for the same loan queue on a transaction lock, so two racing
-    requests cannot both pass; the unique index uq_pledge_open_loan is the last word. The existing pledge
-    is named only to a caller who may see it."""
-    run(
-        session,
-        "SELECT pg_advisory_xact_lock(hashtextextended(%(loan)s, 727200002))",
-        {"loan": f"{pledgee_party_id}/{contract_no}"},
-    )
+    """One open pledge per loan. Requests for the same loan queue on a transaction lock (taken here, or
+    already by the caller's earlier statement: `locked`), so two racing requests cannot both pass; the
+    unique index uq_pledge_open_loan is the last word. The existing pledge is named only to a caller who
+    may see it. The check is a statement after the lock's: it sees what a request it waited for committed."""
+    if not locked:
+        run(
+            session,
+            f"SELECT {repo.LOAN_LOCK_SQL}",
+            {"loan": repo.loan_lock_key(pledgee_party_id, contract_no)},
+        )
     existing = repo.open_pledge_for_loan(session, pledgee_party_id, contract_no)
     if existing is not None:
         raise LoanAlreadyPledged(contract_no, existing.id if policy.can_see(principal, existing) else None)
