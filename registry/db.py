@@ -198,13 +198,14 @@ _CONNECTION = "registry.db.connection"  # Session.info: (its transaction, the co
 
 def _connection(session: Session) -> Connection:
     """The session's connection, found once a transaction: `Session.connection()` walks the transaction's
-    machinery on every call, at more client CPU than some of the statements it is asked for."""
-    transaction = session.get_transaction()
+    machinery on every call, at more client CPU than some of the statements it is asked for. Once for each
+    savepoint too: its first `Session.connection()` is what sends the SAVEPOINT."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
     known = session.info.get(_CONNECTION)
     if transaction is not None and known is not None and known[0] is transaction and not known[1].invalidated:
         return cast(Connection, known[1])
     connection = session.connection()
-    session.info[_CONNECTION] = (session.get_transaction(), connection)
+    session.info[_CONNECTION] = (session.get_nested_transaction() or session.get_transaction(), connection)
     return connection
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import psycopg.errors
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
+from registry import isolation
 from registry.db import driver_sql, run
 from tests import factories as f
 
@@ -65,3 +66,26 @@ def test_a_name_used_twice_is_one_value_and_a_long_statement_runs_alike(session:
     sql = "SELECT " + " + ".join(f"%({name})s::int" for name in names) + " AS total"
     for _ in range(3):  # and again, once prepared on the server
         assert run(session, sql, {name: n for n, name in enumerate(names)})[0].total == sum(range(60))
+
+
+def test_a_savepoint_taken_before_a_statement_undoes_it_alone(session: Session) -> None:
+    """A savepoint the session opens is sent before the next statement through `run`, so that rolling it
+    back undoes that statement and nothing before it (registry/isolation.py relies on it)."""
+    account = f.account(session)
+    run(session, "UPDATE account SET number = %(n)s WHERE id = %(i)s", {"n": "KEPT-1", "i": account.id})
+    refused = isolation.attempt(session, lambda: [
+        run(session, "UPDATE account SET number = %(n)s WHERE id = %(i)s", {"n": "UNDONE-2", "i": account.id}),
+        run(session, "SELECT 1 / 0", {}),
+    ])  # fmt: skip
+    assert isinstance(refused, DBAPIError) and isolation.sqlstate(refused) == "22012"
+    assert (
+        run(session, "SELECT number FROM account WHERE id = %(i)s", {"i": account.id})[0].number == "KEPT-1"
+    )
+    # and again: a second savepoint in the same transaction, its statement kept when it succeeds
+    isolation.attempt(
+        session,
+        lambda: run(session, "UPDATE account SET number = 'KEPT-3' WHERE id = %(i)s", {"i": account.id}),
+    )
+    assert (
+        run(session, "SELECT number FROM account WHERE id = %(i)s", {"i": account.id})[0].number == "KEPT-3"
+    )
