@@ -105,7 +105,8 @@ def issue(session: Session, actor: Actor, new: Issue, previous: Certificate | No
         "issue_date": exchange_day(actor.at).isoformat(),
         **new.facts,
     }
-    certificate = Certificate(
+    certificate = rows.new(
+        Certificate,
         number=number,
         pledge_id=new.pledge_id,
         version=version,

@@ -120,7 +120,8 @@ def _new_pledge(actor: Actor, account: _Account, pledgee: UUID, borrower_id: UUI
                 terms: Terms, expires: datetime, *, pboc_registration_no: str | None, bank_ref: str | None
                 ) -> Pledge:  # fmt: skip
     """The pending pledge a registration asks for, its loan and terms as given."""
-    return Pledge(
+    return rows.new(
+        Pledge,
         status=PledgeStatus.PENDING,
         pledgee_party_id=pledgee,
         pledgor_account_id=account.id,
@@ -261,7 +262,8 @@ def _ask(
     principal = actor.principal
     assert principal.party_id is not None
     joint = kind in NEEDS_CONSENT
-    instruction = Instruction(
+    instruction = rows.new(
+        Instruction,
         pledge_id=pledge.id,
         type=kind,
         status=InstructionStatus.AWAITING_CONSENT if joint else InstructionStatus.PENDING,

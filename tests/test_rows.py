@@ -1,0 +1,64 @@
+"""registry/rows.py: rows read and written by plain statements are, to the session, what the ORM's own
+load and flush would have left: the same values, persistent, and nothing left to flush."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlmodel import Session
+
+from registry import rows
+from registry.db import run
+from registry.ledger.models import Account, AccountStatus
+from tests import factories as f
+
+_COLUMNS = ", ".join(c.name for c in Account.__table__.columns)  # type: ignore[attr-defined]
+
+
+def _read(session: Session, account_id: object) -> Account:
+    found = run(session, f"SELECT {_COLUMNS} FROM account WHERE id = %(i)s", {"i": account_id})
+    return rows.loaded(session, Account, found[0])  # type: ignore[no-any-return]
+
+
+def test_a_row_read_by_a_statement_is_the_sessions_object_as_the_orm_would_load_it(session: Session) -> None:
+    made = f.account(session)
+    session.expunge_all()
+    account = _read(session, made.id)
+    assert inspect(account).persistent and not session.dirty
+    assert (account.number, account.status) == (made.number, AccountStatus.ACTIVE)  # members, not strings
+    assert session.get(Account, made.id) is account  # one object a row, as the ORM keeps it
+    assert _read(session, made.id) is account
+
+
+def test_saved_changes_are_written_and_leave_nothing_to_flush(session: Session) -> None:
+    account = _read(session, f.account(session).id)
+    account.number = "RENUMBERED-1"
+    rows.save_changes(session, account)
+    assert not session.dirty and not session.is_modified(account)
+    stored = session.execute(text("SELECT number FROM account WHERE id = :i"), {"i": account.id}).scalar_one()
+    assert stored == "RENUMBERED-1" == account.number
+
+
+def test_a_computed_value_is_the_databases_and_read_back(session: Session) -> None:
+    account = _read(session, f.account(session).id)
+    rows.compute(account, "number", rows.Computed("SELECT 'N-' || %(base)s::int * 2", {"base": 21}))
+    rows.save_changes(session, account)
+    assert account.number == "N-42" and not session.is_modified(account)
+    stored = session.execute(text("SELECT number FROM account WHERE id = :i"), {"i": account.id}).scalar_one()
+    assert stored == "N-42"
+
+
+def test_a_new_object_has_its_fields_defaults_and_refuses_unknown_or_missing_fields(session: Session) -> None:
+    owner = f.party(session)
+    made = rows.new(Account, number="NEW-1", party_id=owner.id, created_at=datetime.now(UTC))
+    assert made.status == AccountStatus.ACTIVE and made.id is not None  # a default, and a default factory
+    rows.insert_new(session, made)
+    assert session.get(Account, made.id) is made and not session.dirty
+    stored = session.execute(text("SELECT number, status FROM account WHERE id = :i"), {"i": made.id}).one()
+    assert tuple(stored) == ("NEW-1", "active")
+    with pytest.raises(TypeError, match="needs number"):
+        rows.new(Account, party_id=owner.id)
+    with pytest.raises(TypeError, match="no field colour"):
+        rows.new(Account, number="NEW-2", party_id=owner.id, created_at=made.created_at, colour="green")
