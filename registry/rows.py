@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from psycopg.types.json import Jsonb
 from pydantic_core import PydanticUndefined
 from sqlalchemy import inspect
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel
 
@@ -38,7 +38,7 @@ def loaded(session: Session, model: Any, row: Any, prefix: str = "", *, without:
         for name, value in values.items():
             set_committed_value(existing, name, value)
         return existing
-    made = model._sa_class_manager.new_instance()
+    made = _blank(model)
     made.__dict__.update(values)
     make_transient_to_detached(made)
     session.add(made)
@@ -60,9 +60,17 @@ def new(model: type[M], **values: Any) -> M:
     unknown = set(values) - set(model.model_fields)
     if unknown:
         raise TypeError(f"{model.__name__}() has no field {', '.join(sorted(unknown))}")
-    made: M = model._sa_class_manager.new_instance()  # type: ignore[attr-defined]
+    made: M = _blank(model)
     made.__dict__.update(values)
     return made
+
+
+def _blank(model: Any) -> Any:
+    """An object of the model without its `__init__`, as the ORM makes those it loads. The mappers are set
+    up first, as `__init__` would have had them set up: in a new process this may be the first object."""
+    if not model.__mapper__.configured:
+        configure_mappers()
+    return model._sa_class_manager.new_instance()
 
 
 def insert_new(session: Session, *rows: SQLModel) -> None:

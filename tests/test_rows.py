@@ -3,6 +3,8 @@ load and flush would have left: the same values, persistent, and nothing left to
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -62,3 +64,14 @@ def test_a_new_object_has_its_fields_defaults_and_refuses_unknown_or_missing_fie
         rows.new(Account, party_id=owner.id)
     with pytest.raises(TypeError, match="no field colour"):
         rows.new(Account, number="NEW-2", party_id=owner.id, created_at=made.created_at, colour="green")
+
+
+def test_the_first_object_a_new_process_makes_is_whole() -> None:
+    """In a process that has made no object yet (a fresh worker), the mappers are set up first."""
+    script = (
+        "import uuid; from registry.rows import new; from registry.pledge.models import Instruction; "
+        "i = new(Instruction, pledge_id=uuid.uuid4(), type='register', status='pending', "
+        "requested_by_party_id=uuid.uuid4(), created_at=None); print(i.pledge_id == i.__dict__['pledge_id'])"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
