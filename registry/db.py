@@ -15,7 +15,7 @@ from typing import Any, cast
 import psycopg
 from psycopg.pq import ExecStatus
 from psycopg.rows import namedtuple_row
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
@@ -193,20 +193,6 @@ def _positional(sql: str) -> tuple[bytes, tuple[str, ...]]:
 
 
 TUPLES_OK = ExecStatus.TUPLES_OK
-_CONNECTION = "registry.db.connection"  # Session.info: (its transaction, the connection it runs on)
-
-
-def _connection(session: Session) -> Connection:
-    """The session's connection, found once a transaction: `Session.connection()` walks the transaction's
-    machinery on every call, at more client CPU than some of the statements it is asked for. Once for each
-    savepoint too: its first `Session.connection()` is what sends the SAVEPOINT."""
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    known = session.info.get(_CONNECTION)
-    if transaction is not None and known is not None and known[0] is transaction and not known[1].invalidated:
-        return cast(Connection, known[1])
-    connection = session.connection()
-    session.info[_CONNECTION] = (session.get_nested_transaction() or session.get_transaction(), connection)
-    return connection
 
 
 def run(session: Session, sql: str, params: Mapping[str, Any]) -> list[Any]:
@@ -215,7 +201,7 @@ def run(session: Session, sql: str, params: Mapping[str, Any]) -> list[Any]:
     µs a statement). Rows are named tuples. A failure comes back as SQLAlchemy's exception, as from any
     other statement, so the problem mapping and the retry rules see no difference; a lost connection is
     invalidated, so the pool replaces it."""
-    connection = _connection(session)
+    connection = session.connection()
     raw = connection.connection.driver_connection
     assert raw is not None
     query, names = _positional(sql)
