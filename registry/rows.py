@@ -4,7 +4,7 @@ several times the statement's client CPU, and its flush a round trip per row. No
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -96,6 +96,7 @@ def insert_new(session: Session, *rows: SQLModel) -> None:
             setattr(row, name, getattr(found, f"r{n}_{name}"))
         make_transient_to_detached(row)
         session.add(row)  # persistent, with nothing to flush
+    _as_flushed(session, rows, inserted=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,19 @@ def save_changes(session: Session, *rows: SQLModel) -> None:
         # Clean, as after the ORM's own flush (which does this): a row left marked modified, with nothing
         # to write, still costs the next flush (at every savepoint and at commit) its whole bookkeeping.
         inspect(row)._commit_all(inspect(row).dict, session.identity_map)
+    _as_flushed(session, [row for _, row, _ in saved], inserted=False)
+
+
+def _as_flushed(session: Session, rows: Sequence[SQLModel], *, inserted: bool) -> None:
+    """Recorded in the session's transaction as its own flush records what it wrote, so that rolling back
+    the savepoint (or transaction) forgets a row inserted in it and reloads a row updated in it, as after
+    a rollback of the ORM's own flush: objects never show what the database no longer has."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    if transaction is None:
+        return
+    written = transaction._new if inserted else transaction._dirty
+    for row in rows:
+        written[inspect(row)] = True
 
 
 def _param(value: Any) -> Any:

@@ -75,3 +75,19 @@ def test_the_first_object_a_new_process_makes_is_whole() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
+
+
+def test_a_rolled_back_savepoint_takes_back_what_was_written_in_it(session: Session) -> None:
+    """As after a rollback of the ORM's own flush: a row saved in the savepoint shows the database's values
+    again, a row inserted in it is no longer the session's."""
+    account = _read(session, f.account(session).id)
+    before = account.number
+    owner = f.party(session)
+    savepoint = session.begin_nested()
+    account.number = "UNDONE-1"
+    rows.save_changes(session, account)
+    made = rows.new(Account, number="UNDONE-2", party_id=owner.id, created_at=datetime.now(UTC))
+    rows.insert_new(session, made)
+    savepoint.rollback()
+    assert account.number == before  # reloaded
+    assert made not in session and session.get(Account, made.id) is None
