@@ -198,9 +198,10 @@ TUPLES_OK = ExecStatus.TUPLES_OK
 def run(session: Session, sql: str, params: Mapping[str, Any]) -> list[Any]:
     """One statement of a hot path straight through psycopg, in the session's transaction, prepared on the
     server after its first runs: a third of the client CPU of `session.execute(text(...))` (116 against 370
-    µs a statement). Rows are named tuples. A failure comes back as SQLAlchemy's exception, as from any
-    other statement, so the problem mapping and the retry rules see no difference; a lost connection is
-    invalidated, so the pool replaces it."""
+    µs a statement; since it sends `$n` placeholders, 120 against 141 µs for a four-parameter one). Rows are
+    named tuples. A failure comes back as SQLAlchemy's exception, as from any other statement, so the
+    problem mapping and the retry rules see no difference; a lost connection is invalidated, so the pool
+    replaces it."""
     connection = session.connection()
     raw = connection.connection.driver_connection
     assert raw is not None

@@ -75,8 +75,7 @@ def _blank(model: Any) -> Any:
 
 def insert_new(session: Session, *rows: SQLModel) -> None:
     """New rows (a pledge and its first instruction; a certificate) written in one statement, in the
-    order given, then taken into the session as if loaded from it: the ORM's flush of the same inserts costs
-    Identity columns are read back."""
+    order given, then taken into the session as if loaded from it. Identity columns are read back."""
     ctes, generated, params = [], [], {}
     for n, row in enumerate(rows):
         table = row.__table__  # type: ignore[attr-defined]
