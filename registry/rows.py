@@ -20,6 +20,15 @@ from registry.base import TextEnum
 from registry.db import run
 
 
+def columns(model: Any, prefix: str = "", *, source: str = "", without: tuple[str, ...] = ()) -> str:
+    """A select list of the model's columns (of table or alias `source`), each named `prefix` + column, but
+    those `without`: what `loaded` reads back with the same `prefix` and `without`."""
+    qualified = f"{source}." if source else ""
+    return ", ".join(
+        f"{qualified}{c.name} AS {prefix}{c.name}" for c in model.__table__.columns if c.name not in without
+    )
+
+
 def loaded(session: Session, model: Any, row: Any, prefix: str = "", *, without: tuple[str, ...] = ()) -> Any:
     """The session's object for a row read by a plain statement (its columns named `prefix` + column, but
     those `without`, left to load when first read, as deferred columns are): the one the session has

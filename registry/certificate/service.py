@@ -66,10 +66,10 @@ class Issue:
 
 # A pledge's current certificate, locked: the statement to read it alone, and its columns (each `c_…`)
 # for a statement that reads it beside other things, in one round trip (registry/pledge/repository.py).
+_NOT_LOCKED = ("pdf",)  # the document: read only if asked for
 LOCKED_CURRENT = (
-    "SELECT "
-    + ", ".join(f"{c.name} AS c_{c.name}" for c in Certificate.__table__.columns if c.name != "pdf")  # type: ignore[attr-defined]
-    + " FROM certificate WHERE pledge_id = %(pledge)s ORDER BY version DESC LIMIT 1 FOR UPDATE"
+    f"SELECT {rows.columns(Certificate, 'c_', without=_NOT_LOCKED)} FROM certificate "
+    "WHERE pledge_id = %(pledge)s ORDER BY version DESC LIMIT 1 FOR UPDATE"
 )
 
 
@@ -85,7 +85,7 @@ def locked_current(session: Session, row: Any) -> Certificate | None:
     document left out (read only if asked for)."""
     if row is None or row.c_id is None:
         return None
-    return rows.loaded(session, Certificate, row, "c_", without=("pdf",))  # type: ignore[no-any-return]
+    return rows.loaded(session, Certificate, row, "c_", without=_NOT_LOCKED)  # type: ignore[no-any-return]
 
 
 def issue(session: Session, actor: Actor, new: Issue, previous: Certificate | None) -> Certificate:

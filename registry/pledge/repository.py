@@ -16,7 +16,7 @@ from registry.ledger.models import AccountStatus, BlockStatus, CreditType
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.policy import PledgeScope
 from registry.pledge.states import OPEN, InstructionStatus, PledgeStatus
-from registry.rows import Computed, loaded
+from registry.rows import Computed, columns, loaded
 from registry.valuation import service as valuation
 
 OPEN_INSTRUCTION = tuple(sorted(OPEN))  # a sequence for IN (...), in a stable order
@@ -27,10 +27,6 @@ def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pled
     return session.get(Pledge, pledge_id, with_for_update=lock, populate_existing=lock)
 
 
-def _columns(model: Any) -> list[str]:
-    return [c.name for c in model.__table__.columns]
-
-
 # The pledge locked first (in the CTE, whose rows are locked as the join reads them), then the instruction
 # (locked as the joined row comes out): the one lock order of every pledge operation, in one round trip.
 # Each row as it is after any concurrent change it waited for (FOR UPDATE re-reads a row it waited on).
@@ -39,8 +35,7 @@ _LOCK = f"""
                  FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
                 WHERE pledge.id = (SELECT pledge_id FROM instruction WHERE id = %(i)s)
                   FOR UPDATE OF pledge)
-    SELECT p.credit_type_code, {", ".join(f"p.{c} AS p_{c}" for c in _columns(Pledge))},
-           {", ".join(f"i.{c} AS i_{c}" for c in _columns(Instruction))}
+    SELECT p.credit_type_code, {columns(Pledge, "p_", source="p")}, {columns(Instruction, "i_", source="i")}
       FROM p JOIN instruction i ON i.id = %(i)s
        FOR UPDATE OF i"""
 
