@@ -32,6 +32,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
+        # Dropped on every path: held in the session's own `info`, the transaction (which refers to its
+        # session) would make each refused request's session a cycle left to the garbage collector.
+        session.info.pop(_UNIT, None)
         await run_in_threadpool(unit.__exit__, *sys.exc_info())
         raise
     transaction = session.info.pop(_UNIT, None)
