@@ -525,3 +525,18 @@ class TestBoxOverlap:
             f"EXPLAIN SELECT h.id FROM unnest(ARRAY[registry_span(CAST(1 AS smallint), 5, 9)]) AS o (span) "
             f"LEFT JOIN holding h ON {join}")).scalars())  # fmt: skip
         assert "ex_holding_no_overlap" in blocks, blocks
+
+
+def test_the_conservation_check_looks_up_each_batch_by_its_key_on_its_generic_plan(session: Session) -> None:
+    """At commit, `holding_conserved` (on generic plans: migration 0019) finds each written block's batch
+    through the issuance key; as a join under LIMIT 1 its generic plan was a scan of every issuance."""
+    config, source = session.execute(
+        text("SELECT proconfig, prosrc FROM pg_proc WHERE proname = 'holding_conserved'")
+    ).one()
+    assert "plan_cache_mode=force_generic_plan" in config
+    lookup = source.split("INTO bad\n")[2].split(";")[0]
+    lookup = lookup.replace("NEW.new_batches", "CAST($1 AS uuid[])").replace(
+        "NEW.new_spans", "CAST($2 AS int8range[])"
+    )
+    plan = "\n".join(session.execute(text(f"EXPLAIN (GENERIC_PLAN) SELECT 1 {lookup}")).scalars())
+    assert "Index Scan using pk_issuance" in plan and "Seq Scan on issuance" not in plan, plan
