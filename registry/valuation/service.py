@@ -194,7 +194,7 @@ units AS (
     + BlockStatus.FROZEN
     + """' AND p.status = '"""
     + ACTIVE_PLEDGE
-    + """' {pledge_filter}
+    + """' {pledge_filter} {block_filter}
      GROUP BY h.pledge_id
 ),
 priced AS (
@@ -316,24 +316,23 @@ def revalue(
         "as_of": as_of,
         "window_start": business_days_before(as_of, window_days),
     }
-    pledge_filter = ""
+    which = _EVERY
     if pledge_ids is not None:
-        pledge_filter = "AND p.id = ANY(:pledge_ids)"
+        which = _named("pledge_ids")
         params["pledge_ids"] = list(pledge_ids)
     elif credit_type_ids is not None:
-        pledge_filter = "AND p.credit_type_id = ANY(:ct_ids)"
+        which = _Which("AND p.credit_type_id = ANY(:ct_ids)", "AND h.credit_type_id = ANY(:ct_ids)")
         params["ct_ids"] = list(credit_type_ids)
+    pledge_filter = which.pledges
 
-    def value(statement_filter: str, extra: dict[str, Any]) -> Revaluation:
+    def value(statement: _Which, extra: dict[str, Any]) -> Revaluation:
         if pledge_ids is not None:  # a few pledges, at a confirmation: the prepared path
-            row = run(session, _prepared(statement_filter), {**params, **extra})[0]
+            row = run(session, _prepared(statement), {**params, **extra})[0]
         else:
-            row = session.execute(
-                text(_REVALUE.format(pledge_filter=statement_filter)), {**params, **extra}
-            ).one()
+            row = session.execute(text(_statement(statement)), {**params, **extra}).one()
         return Revaluation(row.valued, row.raised, row.cleared)
 
-    whole = isolation.attempt(session, lambda: value(pledge_filter, {}))
+    whole = isolation.attempt(session, lambda: value(which, {}))
     if not isinstance(whole, DBAPIError):
         return whole
     log.warning("revaluation in one pass refused (SQLSTATE %s): valuing in parts", isolation.sqlstate(whole))
@@ -341,7 +340,7 @@ def revalue(
         text(f"SELECT p.id FROM pledge p WHERE p.status = '{ACTIVE_PLEDGE}' {pledge_filter} ORDER BY p.id"), params
     ).scalars())  # fmt: skip
     parts = isolation.each_part(
-        session, ids, lambda some: value("AND p.id = ANY(:part)", {"part": list(some)}), what="revaluation"
+        session, ids, lambda some: value(_named("part"), {"part": list(some)}), what="revaluation"
     )
     for pledge_id, exc in parts.failed:
         out_of_range = isolation.sqlstate(exc) == NUMERIC_VALUE_OUT_OF_RANGE
@@ -357,10 +356,32 @@ def revalue(
     return sum(parts.done, Revaluation(0, 0, 0, unvalued=len(parts.failed)))
 
 
-def _prepared(pledge_filter: str) -> str:
+@dataclass(frozen=True, slots=True)
+class _Which:
+    """Which pledges a pass values: a condition on the pledge (`p`), and the same one on its blocks (`h`),
+    so that the blocks are found through their own index whatever the planner believes of the pledges (a
+    condition on `p.id` alone does not reach `h.pledge_id` across the join: with the pledge table's
+    statistics stale, a confirmation's valuation read every pledged block, each against every pledge)."""
+
+    pledges: str = ""
+    blocks: str = ""
+
+
+_EVERY = _Which()
+
+
+def _named(param: str) -> _Which:
+    return _Which(f"AND p.id = ANY(:{param})", f"AND h.pledge_id = ANY(:{param})")
+
+
+def _statement(which: _Which) -> str:
+    return _REVALUE.format(pledge_filter=which.pledges, block_filter=which.blocks)
+
+
+def _prepared(which: _Which) -> str:
     """_REVALUE for registry.db.run. Only for a few named pledges: a prepared statement may be planned once
     for all parameters, which suits one pledge, not a whole credit type."""
-    return driver_sql(_REVALUE.format(pledge_filter=pledge_filter))
+    return driver_sql(_statement(which))
 
 
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
