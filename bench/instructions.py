@@ -39,15 +39,8 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from bench.common import DATA, create_database, fresh_server, pg_bin
-from bench.ledger_bench import setup
+from bench.ledger_bench import history, setup
 from bench.pledge_bench import setup as pledge_setup
-from registry.clock import SystemClock
-from registry.db import make_engine, unit_of_work
-from registry.ledger import service as ledger
-from registry.ledger import settlement
-from registry.ledger.models import PartyKind
-from registry.ledger.service import Selection
-from registry.principal import SYSTEM, Actor
 
 MOVE = (
     "SELECT * FROM registry_move('transfer', '{a}', 'available', NULL, '{b}', 'available', NULL, 'CCER', 1, "
@@ -124,37 +117,6 @@ def counted(database: str, sql: str, work: Path) -> int:
 def per_transaction(database: str, make: Callable[[int], str], n: int, work: Path) -> int:
     """One transaction's instructions: those of 3N less those of N, over 2N (the backend's start cancels)."""
     return (counted(database, make(3 * n), work) - counted(database, make(n), work)) // (2 * n)
-
-
-def history(url: str, accounts: int, batches: int) -> None:
-    """A ledger with a past, as a transfer meets it in service: `accounts` more accounts, each issued a batch,
-    then `batches` settlement batches of 10,000 transfers among them; then ANALYZE. On the 64 pairs' few rows
-    alone the planner's choices followed whether autovacuum had analyzed them before the server stopped
-    (sequential scans of tables that then grew through the count): the same code counted 3.8 M or 4.4 M."""
-    engine = make_engine(url, pool_size=1)
-    actor = Actor(SYSTEM, SystemClock().now())
-    with unit_of_work(engine) as s:
-        owner = ledger.create_party(
-            s, actor, name="Bench History", kind=PartyKind.ENTERPRISE, credit_code=None
-        )
-        ids = []
-        for _ in range(accounts):
-            account = ledger.create_account(s, actor, party_id=owner.id).id
-            ledger.issue(s, actor, credit_type="CCER", project_code="HISTORY", project_type="bench",
-                         vintage=2025, quantity=1_000_000, account_id=account)  # fmt: skip
-            ids.append(account)
-    rand = random.Random(11)
-    for _ in range(batches if accounts >= 2 else 0):
-        lines = []
-        for _ in range(10_000):
-            a, b = rand.sample(ids, 2)
-            lines.append(settlement.Line(a, b, Selection("CCER", rand.randint(1, 10))))
-        with unit_of_work(engine) as s:
-            settlement.settle(s, actor, lines)
-    engine.dispose()
-    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
 
 
 def drive(url: str, n: int, pledges: bool) -> None:
