@@ -398,6 +398,7 @@ def test_a_few_named_pledges_are_valued_from_their_own_blocks_through_the_blocks
     at = datetime(2026, 6, 1, 10, tzinfo=UTC)
     params = {"now": at, "as_of": at.date(), "window_start": at.date(), "pledge_ids": [uuid4()]}
     statement = valuation._statement(valuation._named("pledge_ids"))  # what revalue(pledge_ids=...) runs
+    session.execute(text("SET LOCAL enable_seqscan = off"))  # the suite's few blocks: a scan would do
     plan = "\n".join(session.execute(text(f"EXPLAIN {statement}"), params).scalars())
     on_blocks = [line for line in plan.splitlines() if "Index Cond:" in line and "pledge_id = ANY" in line]
     assert on_blocks, plan
