@@ -159,9 +159,10 @@ def wrk_run(wrk: str, url: str, script: str, clients: int, seconds: int) -> dict
             "non_2xx": int(errors.group(1)) if errors else 0, "output": out}  # fmt: skip
 
 
-def load_arguments(description: str, *, population: str, default: int, history: int = 0) -> Any:
-    """The options every HTTP load benchmark takes, plus how many accounts/pledgors to spread load over and
-    how many accounts of a past (bench.ledger_bench.history) the ledger starts with."""
+def load_arguments(description: str, *, population: str, default: int, history: int | None = None) -> Any:
+    """The options every HTTP load benchmark takes, plus how many accounts/pledgors to spread load over and,
+    for a bench that builds one, how many accounts of a past (bench.ledger_bench.history) the ledger starts
+    with."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -169,9 +170,10 @@ def load_arguments(description: str, *, population: str, default: int, history: 
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--workers", type=int, default=2, help="app processes")
     parser.add_argument(f"--{population}", type=int, default=default)
-    parser.add_argument(
-        "--history", type=int, default=history, help="accounts of the ledger's past (0: none)"
-    )
+    if history is not None:
+        parser.add_argument(
+            "--history", type=int, default=history, help="accounts of the ledger's past (0: none)"
+        )
     return parser.parse_args()
 
 

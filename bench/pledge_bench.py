@@ -1,7 +1,7 @@
 """Full registrations per second through the HTTP API at 1, 8 and 32 concurrent clients, beside pgbench
 tpcb-like TPS on the same PostgreSQL in the same run, and their ratio.
 
-    .venv/bin/python -m bench.pledge_bench [--seconds 20] [--clients 1,8,32] [--workers 2]
+    .venv/bin/python -m bench.pledge_bench [--seconds 20] [--clients 1,8,32] [--workers 2] [--history 0]
 
 A registration is three requests, as the joint application (共同申请) makes it: the bank's `POST
 /v1/pledges` (a new loan, 100 units asked of one of 64 pledgors' accounts), the pledgor's `POST
@@ -31,6 +31,7 @@ from bench.common import (
     start_app,
     wrk_run,
 )
+from bench.ledger_bench import history
 from registry.access import service as access
 from registry.clock import SystemClock
 from registry.db import make_engine, unit_of_work
@@ -133,11 +134,12 @@ def setup(url: str, pledgors: int) -> tuple[str, str, list[str], dict[str, str]]
 
 
 def main() -> None:
-    args = load_arguments(__doc__.splitlines()[0], population="pledgors", default=64)
+    args = load_arguments(__doc__.splitlines()[0], population="pledgors", default=64, history=0)
     wrk = require_wrk()
     server = fresh_server()
     url = create_database(server, "registry_bench")
     bank_key, exchange_key, bodies, keys = setup(url, args.pledgors)
+    history(url, args.history, 2)  # none by default: the figures of earlier stops were measured without
     pledgor_keys = ",".join(f'["{account}"] = "Bearer {key}"' for account, key in keys.items())
     script = LUA % (",".join(f"'{b}'" for b in bodies), pledgor_keys, bank_key, exchange_key)
     port = free_port()
