@@ -87,11 +87,12 @@ def test_each_benchmark_in_the_docs_exists(doc: str, name: str, rest: str) -> No
     code = source.read_text(encoding="utf-8")
     known = set(re.findall(r'"(--[a-z][\w-]*)"', code))
     if "load_arguments(" in code:  # bench/common.py's options of every load benchmark, and its population
+        calls = re.findall(r"load_arguments\((.*)\)$", code, re.M)  # the bench's call, on its line
+        known |= {f"--{p}" for call in calls for p in re.findall(r'population="(\w+)"', call)}
         common = (ROOT / "bench" / "common.py").read_text(encoding="utf-8")
         shared = common[common.index("def load_arguments(") :]
         known |= set(re.findall(r'"(--[a-z][\w-]*)"', shared[: shared.index("\ndef ")])) - {"--history"}
-        if re.search(r"load_arguments\([^)]*history=", code, re.S):  # only a bench that builds a past has it
+        if any("history=" in call for call in calls):  # only a bench that builds a past has it
             known.add("--history")
-        known |= {f"--{p}" for p in re.findall(r'load_arguments\([^)]*population="(\w+)"', code, re.S)}
     for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
         assert flag in known, f"{doc}: bench.{name} has no option {flag}"
