@@ -12,12 +12,15 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
 from registry.db import migrate, start_embedded
+from registry.ledger import service as ledger
+from registry.principal import Actor
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / ".data"
@@ -39,6 +42,19 @@ def create_database(server_url: str, name: str, *, migrated: bool = True) -> str
     if migrated:
         migrate(url)
     return url
+
+
+def funded_accounts(
+    session: Any, actor: Actor, owner: UUID, n: int, *, quantity: int, project_code: str, project_type: str
+) -> list[UUID]:
+    """`n` new accounts of the owner, each issued one batch of `quantity` CCER."""
+    ids = []
+    for _ in range(n):
+        account = ledger.create_account(session, actor, party_id=owner).id
+        ledger.issue(session, actor, credit_type="CCER", project_code=project_code, project_type=project_type,
+                     vintage=2025, quantity=quantity, account_id=account)  # fmt: skip
+        ids.append(account)
+    return ids
 
 
 def free_port() -> int:

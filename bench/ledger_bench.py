@@ -23,6 +23,7 @@ from bench.common import (
     create_database,
     free_port,
     fresh_server,
+    funded_accounts,
     load_arguments,
     pgbench_tps,
     require_wrk,
@@ -80,12 +81,9 @@ def history(url: str, accounts: int, batches: int) -> None:
         owner = ledger.create_party(
             s, actor, name="Bench History", kind=PartyKind.ENTERPRISE, credit_code=None
         )
-        ids = []
-        for _ in range(accounts):
-            account = ledger.create_account(s, actor, party_id=owner.id).id
-            ledger.issue(s, actor, credit_type="CCER", project_code="HISTORY", project_type="bench",
-                         vintage=2025, quantity=1_000_000, account_id=account)  # fmt: skip
-            ids.append(account)
+        ids = funded_accounts(
+            s, actor, owner.id, accounts, quantity=1_000_000, project_code="HISTORY", project_type="bench"
+        )
     rand = random.Random(11)
     for _ in range(batches if accounts >= 2 else 0):
         lines = []

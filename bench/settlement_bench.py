@@ -28,6 +28,7 @@ from bench.common import (
     create_database,
     free_port,
     fresh_server,
+    funded_accounts,
     pgbench_tps,
     start_app,
 )
@@ -50,12 +51,8 @@ def setup(url: str, accounts: int) -> tuple[str, list[str]]:
         owner = ledger.create_party(
             s, actor, name="Bench Holders", kind=PartyKind.ENTERPRISE, credit_code=None
         )
-        ids = []
-        for _ in range(accounts):
-            account = ledger.create_account(s, actor, party_id=owner.id).id
-            ledger.issue(s, actor, credit_type="CCER", project_code="BENCH", project_type="forestry",
-                         vintage=2025, quantity=1_000_000, account_id=account)  # fmt: skip
-            ids.append(str(account))
+        ids = [str(a) for a in funded_accounts(s, actor, owner.id, accounts, quantity=1_000_000,
+                                                project_code="BENCH", project_type="forestry")]  # fmt: skip
     engine.dispose()
     return key, ids
 
