@@ -68,7 +68,7 @@ def start_app(database_url: str, *, workers: int, port: int) -> subprocess.Popen
         **os.environ,
         "DATABASE_URL": database_url,
         "REGISTRY_KEY_CACHE_SECONDS": "5",
-        "REGISTRY_DB_POOL_SIZE": "20",
+        "REGISTRY_DB_POOL_SIZE": os.environ.get("REGISTRY_DB_POOL_SIZE", "20"),
         "REGISTRY_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
