@@ -108,8 +108,25 @@ def pg_bin(name: str) -> str:
     return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
 
 
+def autovacuum_naptime(server_url: str, seconds: int | None) -> None:
+    """How often autovacuum looks for tables to analyze (None: the server's default, a minute). A bench's
+    tables grow fifty-fold within a run, where a registry in service grows by a fraction a day: the plans a
+    connection cached on the first rows (a scan of a 64-row table) last until the next ANALYZE, so a bench
+    that wants a service's plans has autovacuum keep up (stop 25: a registration cycle's PostgreSQL CPU
+    over 1,500 cycles 10.5–14.3 ms at the default, 6.7–7.6 ms at 1 s)."""
+    admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if seconds is None:
+            conn.execute("ALTER SYSTEM RESET autovacuum_naptime")
+        else:
+            conn.execute(f"ALTER SYSTEM SET autovacuum_naptime = '{int(seconds)}s'")
+        conn.execute("SELECT pg_reload_conf()")
+
+
 def pgbench_tps(server_url: str, *, clients: int, seconds: int, builtin: str = "tpcb-like") -> float:
-    """pgbench on the same server, as the database's own ceiling for this machine."""
+    """pgbench on the same server, as the database's own ceiling for this machine (on the server's own
+    settings: whatever a bench set before is reset)."""
+    autovacuum_naptime(server_url, None)
     url = make_url(create_database(server_url, "pgbench", migrated=False))
     host = url.query["host"]
     base = [pg_bin("pgbench"), "-h", str(host), "-U", "postgres"]
@@ -175,10 +192,12 @@ def wrk_run(wrk: str, url: str, script: str, clients: int, seconds: int) -> dict
             "non_2xx": int(errors.group(1)) if errors else 0, "output": out}  # fmt: skip
 
 
-def load_arguments(description: str, *, population: str, default: int, history: int | None = None) -> Any:
+def load_arguments(
+    description: str, *, population: str, default: int, history: int | None = None, naptime: int | None = None
+) -> Any:
     """The options every HTTP load benchmark takes, plus how many accounts/pledgors to spread load over and,
     for a bench that builds one, how many accounts of a past (bench.ledger_bench.history) the ledger starts
-    with."""
+    with and how often autovacuum looks at it during the runs (autovacuum_naptime)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -190,6 +209,9 @@ def load_arguments(description: str, *, population: str, default: int, history: 
         parser.add_argument(
             "--history", type=int, default=history, help="accounts of the ledger's past (0: none)"
         )
+    if naptime is not None:
+        parser.add_argument("--naptime", type=int, default=naptime,
+                            help="autovacuum_naptime during the runs, seconds (0: the server's default)")  # fmt: skip
     return parser.parse_args()
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from bench.common import (
     ROOT,
+    autovacuum_naptime,
     check_after,
     create_database,
     free_port,
@@ -134,13 +135,14 @@ def run_wrk(
 
 
 def main() -> None:
-    args = load_arguments(__doc__.splitlines()[0], population="pairs", default=64, history=1_000)
+    args = load_arguments(__doc__.splitlines()[0], population="pairs", default=64, history=1_000, naptime=1)
     wrk = require_wrk()
 
     server = fresh_server()
     url = create_database(server, "registry_bench")
     key, pairs = setup(url, args.pairs)
     history(url, args.history, 2)
+    autovacuum_naptime(server, args.naptime or None)
     port = free_port()
     app = start_app(url, workers=args.workers, port=port)
     try:

@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from bench.common import (
     ROOT,
+    autovacuum_naptime,
     check_after,
     create_database,
     free_port,
@@ -134,12 +135,13 @@ def setup(url: str, pledgors: int) -> tuple[str, str, list[str], dict[str, str]]
 
 
 def main() -> None:
-    args = load_arguments(__doc__.splitlines()[0], population="pledgors", default=64, history=0)
+    args = load_arguments(__doc__.splitlines()[0], population="pledgors", default=64, history=0, naptime=1)
     wrk = require_wrk()
     server = fresh_server()
     url = create_database(server, "registry_bench")
     bank_key, exchange_key, bodies, keys = setup(url, args.pledgors)
     history(url, args.history, 2)  # none by default: the figures of earlier stops were measured without
+    autovacuum_naptime(server, args.naptime or None)
     pledgor_keys = ",".join(f'["{account}"] = "Bearer {key}"' for account, key in keys.items())
     script = LUA % (",".join(f"'{b}'" for b in bodies), pledgor_keys, bank_key, exchange_key)
     port = free_port()

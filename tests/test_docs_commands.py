@@ -91,8 +91,8 @@ def test_each_benchmark_in_the_docs_exists(doc: str, name: str, rest: str) -> No
         known |= {f"--{p}" for call in calls for p in re.findall(r'population="(\w+)"', call)}
         common = (ROOT / "bench" / "common.py").read_text(encoding="utf-8")
         shared = common[common.index("def load_arguments(") :]
-        known |= set(re.findall(r'"(--[a-z][\w-]*)"', shared[: shared.index("\ndef ")])) - {"--history"}
-        if any("history=" in call for call in calls):  # only a bench that builds a past has it
-            known.add("--history")
+        optional = {"--history", "--naptime"}  # only a bench that asks for them has them
+        known |= set(re.findall(r'"(--[a-z][\w-]*)"', shared[: shared.index("\ndef ")])) - optional
+        known |= {flag for flag in optional if any(f"{flag[2:]}=" in call for call in calls)}
     for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
         assert flag in known, f"{doc}: bench.{name} has no option {flag}"
