@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from registry import outbound
 from registry.alert import delivery
+from registry.alert import service as alerts
 from registry.alert.service import refresh_maturity
 from registry.calendar import business_days_before
 from registry.clock import FixedClock
@@ -402,3 +403,14 @@ def test_a_few_named_pledges_are_valued_from_their_own_blocks_through_the_blocks
     plan = "\n".join(session.execute(text(f"EXPLAIN {statement}"), params).scalars())
     on_blocks = [line for line in plan.splitlines() if "Index Cond:" in line and "pledge_id = ANY" in line]
     assert on_blocks, plan
+
+
+def test_closing_a_pledge_clears_its_alerts_found_through_the_alerts_index(session: Session) -> None:
+    """Releasing or disposing a pledge clears its open alerts (alert.service.clear_closed): they are looked
+    up by that pledge's id on `alert` itself, the same rule as the valuation's blocks above."""
+    at = datetime(2026, 6, 1, 10, tzinfo=UTC)
+    params = {"now": at, "today": at.date(), "days": [1], "max_days": 1, "part": [uuid4()]}
+    session.execute(text("SET LOCAL enable_seqscan = off"))  # the suite's few alerts: a scan would do
+    plan = "\n".join(session.execute(text(f"EXPLAIN {alerts._maturity('part')}"), params).scalars())
+    on_alerts = [line for line in plan.splitlines() if "Index Cond:" in line and "pledge_id = ANY" in line]
+    assert on_alerts, plan

@@ -54,7 +54,7 @@ cleared AS (
     -- A closed pledge has no open alerts; a reminder of a maturity that has come is done.
     UPDATE alert a SET status = '{AlertStatus.CLEARED}', cleared_at = :now
       FROM pledge p
-     WHERE p.id = a.pledge_id AND a.status = '{AlertStatus.OPEN}' {{pledge_filter}}
+     WHERE p.id = a.pledge_id AND a.status = '{AlertStatus.OPEN}' {{pledge_filter}} {{alert_filter}}
        AND (p.status <> '{ACTIVE_PLEDGE}' OR (a.kind = '{A.MATURITY_UPCOMING}' AND p.maturity_date <= :today))
     RETURNING a.id, a.pledge_id, a.pledgee_party_id, a.kind, a.trigger, a.details
 ),
@@ -94,16 +94,16 @@ def refresh_maturity(
     days = sorted({int(d) for d in days_before if int(d) > 0}, reverse=True) or [1]
     params = {"now": now, "today": exchange_day(now), "days": days, "max_days": max(days)}
 
-    def run(pledge_filter: str, extra: dict[str, Any]) -> tuple[int, int]:
-        row = session.execute(text(_MATURITY.format(pledge_filter=pledge_filter)), {**params, **extra}).one()
+    def run(statement: str, extra: dict[str, Any]) -> tuple[int, int]:
+        row = session.execute(text(statement), {**params, **extra}).one()
         return int(row.raised), int(row.cleared)
 
-    whole = isolation.attempt(session, lambda: run("", {}))
+    whole = isolation.attempt(session, lambda: run(_maturity(), {}))
     if not isinstance(whole, DBAPIError):
         return whole
     ids = list(session.execute(text(_MATURITY_PLEDGES), params).scalars())
     parts = isolation.each_part(
-        session, ids, lambda some: run("AND p.id = ANY(:part)", {"part": list(some)}), what="maturity alerts"
+        session, ids, lambda some: run(_maturity("part"), {"part": list(some)}), what="maturity alerts"
     )
     return sum(r for r, _ in parts.done), sum(c for _, c in parts.done)
 
@@ -112,8 +112,20 @@ def clear_closed(session: Session, pledge_id: UUID, *, now: datetime) -> int:
     """A pledge that was just released or disposed has no open alert any more: cleared (and the bank's
     webhook told) in the transaction that closes it, not at the next revaluation."""
     params = {"now": now, "today": exchange_day(now), "days": [1], "max_days": 1, "part": [pledge_id]}
-    row = session.execute(text(_MATURITY.format(pledge_filter="AND p.id = ANY(:part)")), params).one()
+    row = session.execute(text(_maturity("part")), params).one()
     return int(row.cleared)
+
+
+def _maturity(named: str | None = None) -> str:
+    """_MATURITY for every pledge, or for those whose ids are the parameter `named`: the condition on the
+    pledge and the same one on its alerts, so that the alerts are found through their own index whatever
+    the planner believes of the pledges (a condition on `p.id` does not reach `a.pledge_id` across the join;
+    the same rule as the valuation's, registry/valuation/service.py `_Which`)."""
+    if named is None:
+        return _MATURITY.format(pledge_filter="", alert_filter="")
+    return _MATURITY.format(
+        pledge_filter=f"AND p.id = ANY(:{named})", alert_filter=f"AND a.pledge_id = ANY(:{named})"
+    )
 
 
 # --- reading and acknowledging ---------------------------------------------------------------------
