@@ -196,6 +196,10 @@ def seed(url: str, banks: int, per_bank: int, good_urls: list[str], drip_url: st
                     collateral=Selection(credit_type="CCER", quantity=units),
                     terms=pledges.Terms(Decimal("0.90"), Decimal("1.30"), Decimal("1.10"), "last_close"),
                 )  # fmt: skip
+                holder_actor = Actor(Principal(party_id=holder.id, role=Role.HOLDER), now, request_id="drill")
+                pledges.consent(
+                    s, holder_actor, made.instruction.id
+                )  # the joint application: the pledgor agrees
                 pledges.confirm(s, exchange_actor, made.instruction.id)
                 count += 1
                 if units == 20_000:
