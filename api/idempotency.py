@@ -54,20 +54,16 @@ def respond(
     *,
     status_code: int = 201,
 ) -> Response:
-    if key is None:
+    claim = claim_of(request, actor, key, body)
+    if claim is None:
         content = work().model_dump_json()
         finish(session)
         return Response(content, status_code=status_code, media_type="application/json")
-    if not key.strip() or not key.isprintable():
-        raise InvalidInput("Idempotency-Key", "the key must be printable text")
-    # The key string is the API key's own: another key (another operator of the same party) sending the same
-    # string makes a new request, never a replay of someone else's response.
-    key_id, party_id = actor.principal.key_id, actor.principal.party_id
-    assert key_id is not None and party_id is not None
-    request_print = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
+    key_id, key = claim.key_id, claim.key
     stored = idempotency.claim(
-        session, key_id=key_id, party_id=party_id, key=key, request_fingerprint=request_print, now=actor.at
-    )
+        session, key_id=key_id, party_id=claim.party_id, key=key, request_fingerprint=claim.request_fingerprint,
+        now=claim.now,
+    )  # fmt: skip
     if stored is not None:
         finish(session)
         return Response(
@@ -80,3 +76,17 @@ def respond(
     idempotency.store(session, key_id=key_id, key=key, status_code=status_code, body=payload)
     finish(session)
     return Response(payload, status_code=status_code, media_type="application/json")
+
+
+def claim_of(request: Request, actor: Actor, key: str | None, body: BaseModel) -> idempotency.Claim | None:
+    """What the request claims: its key, as the API key's own, with the fingerprint of what it asks (None:
+    no key sent). The key string is the API key's own: another key (another operator of the same party)
+    sending the same string makes a new request, never a replay of someone else's response."""
+    if key is None:
+        return None
+    if not key.strip() or not key.isprintable():
+        raise InvalidInput("Idempotency-Key", "the key must be printable text")
+    key_id, party_id = actor.principal.key_id, actor.principal.party_id
+    assert key_id is not None and party_id is not None
+    request_print = idempotency.fingerprint(request.method, request.url.path, body.model_dump_json())
+    return idempotency.Claim(key_id, party_id, key, request_print, actor.at)

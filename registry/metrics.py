@@ -5,6 +5,9 @@ queues, read from the database when scraped.
   `registry_http_request_duration_seconds{method,route}` (a histogram), by route *template*
   (`/v1/pledges/{pledge_id}`), never by path, so that ids do not make new series; a path no route
   matches is `route="unmatched"`. Counted by api/observe.py.
+- Transfers written together (registry/together.py): `registry_transfers_together` (a histogram of the
+  batches' sizes) and `registry_transfers_together_alone_total` (transfers a batch gave back to be written
+  alone).
 - Jobs: `registry_job_runs_total{job,outcome}` (`ran`, `skipped`: another process had it, `failed`),
   `registry_job_duration_seconds{job}`, `registry_job_items_total{job}`,
   `registry_job_last_success_timestamp_seconds{job}`; and from the `job_run` table,
@@ -61,6 +64,15 @@ REQUEST_SECONDS = Histogram(
     "Time from a request's arrival to the end of its response, by route template",
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+TOGETHER = Histogram(
+    "registry_transfers_together",
+    "Transfers written together in one transaction (a batch of waiting requests), by the batch's size",
+    buckets=(2, 4, 8, 16, 32, 64, 128),
+)
+TOGETHER_ALONE = Counter(
+    "registry_transfers_together_alone",
+    "Transfers a batch gave back to be written alone (a refused line, a replayed key, a failed batch)",
 )
 JOB_RUNS = Counter(
     "registry_job_runs", "Scheduled job ticks, by outcome (ran, skipped, failed)", ["job", "outcome"]

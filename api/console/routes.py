@@ -4,10 +4,7 @@ session's CSRF token; a refused action is shown as a message on the page."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from api.console import browse, office, signin
 
-router = APIRouter()  # each module's pages are under /console, outside the API's schema
-for pages in (signin, office, browse):
-    router.include_router(pages.router)
+# each module's pages: under /console, outside the API's schema
+routers = [pages.router for pages in (signin, office, browse)]

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from api import together
 from api.auth import ActorDep, PrincipalDep
 from api.deps import SessionDep
-from api.idempotency import IdempotencyKey, Written, respond
+from api.idempotency import IdempotencyKey, Written, claim_of, respond
 from api.pagination import Cursor, Limit, next_cursor
 from api.routers.common import errors, pair_cursor, uuid_cursor
 from api.schemas.common import CreditTypeCode
@@ -35,6 +37,8 @@ from registry.ledger import service as ledger
 from registry.ledger import settlement
 from registry.ledger.models import Issuance
 from registry.ledger.service import Movement, Selection, SerialRange
+from registry.principal import Actor
+from registry.together import Alone, Combiner
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
@@ -151,29 +155,52 @@ def read_issuance(issuance_id: UUID, session: SessionDep, principal: PrincipalDe
     responses=errors(401, 403, 404, 409, 413, 422, 503),
     summary="Move available units between accounts (exchange)",
 )
-def create_transfer(
-    request: Request,
-    body: TransferCreate,
-    session: SessionDep,
-    actor: ActorDep,
-    idempotency_key: IdempotencyKey = None,
+async def create_transfer(
+    request: Request, body: TransferCreate, actor: ActorDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    def work() -> TransferRead:
-        movement = ledger.transfer(
-            session,
-            actor,
-            from_account_id=body.from_account_id,
-            to_account_id=body.to_account_id,
-            selection=selection(body),
-        )
-        return TransferRead(
-            from_account_id=body.from_account_id,
-            to_account_id=body.to_account_id,
-            quantity=movement.quantity,
-            blocks=moved(movement),
-        )
+    # `async`, with no session among its dependencies: a transfer written together with others waits on the
+    # event loop and costs no thread; one written alone takes a thread and a unit of work here.
+    combiner: Combiner[together.Transfer, bytes] | None = request.app.state.transfers_together
+    if combiner is None:
+        return await run_in_threadpool(transfer_alone, request, body, actor, idempotency_key)
+    line = settlement.Line(body.from_account_id, body.to_account_id, selection(body), actor=actor)
+    claim = claim_of(request, actor, idempotency_key, body)
+    async with combiner.turn(together.Transfer(actor, line, claim)) as outcome:
+        if isinstance(outcome, Alone):
+            return await run_in_threadpool(transfer_alone, request, body, actor, idempotency_key)
+    return Response(outcome, status_code=201, media_type="application/json")
 
-    return respond(request, session, actor, idempotency_key, body, work)
+
+def transfer_alone(
+    request: Request, body: TransferCreate, actor: Actor, idempotency_key: str | None
+) -> Response:
+    with request.app.state.unit_of_work() as session:
+
+        def work() -> TransferRead:
+            movement = ledger.transfer(
+                session,
+                actor,
+                from_account_id=body.from_account_id,
+                to_account_id=body.to_account_id,
+                selection=selection(body),
+            )
+            return transfer_read(body.from_account_id, body.to_account_id, movement)
+
+        return respond(request, session, actor, idempotency_key, body, work)
+
+
+def transfer_read(from_account_id: UUID, to_account_id: UUID, movement: Movement) -> TransferRead:
+    return TransferRead(
+        from_account_id=from_account_id,
+        to_account_id=to_account_id,
+        quantity=movement.quantity,
+        blocks=moved(movement),
+    )
+
+
+def transfer_json(line: settlement.Line, movement: Movement) -> bytes:
+    """The answer of a transfer written together with others: what it would have been alone."""
+    return transfer_read(line.from_account_id, line.to_account_id, movement).model_dump_json().encode()
 
 
 @router.post(

@@ -187,21 +187,29 @@ class EventStream:
     may use the session's connection in between."""
 
     def __init__(self, session: Session, actor: Actor, kind: EventKind) -> None:
-        principal = actor.principal
-        actor_fields = (principal.role.value, principal.party_id, principal.key_id, principal.operator,
-                        actor.on_behalf_of, actor.request_id, actor.instruction_id)  # fmt: skip
         self._session = session
         self._canonical = Canonical().value
         self._cell = cell = CopyText().value
         # what every event of the stream shares, printed once (the hashed form and the COPY cells)
         self._kind = kind.value
         self._kind_canonical, self._kind_cell = self._canonical(kind.value), cell(kind.value)
-        self._actor_canonical = ",".join(map(self._canonical, actor_fields))
-        self._actor_cells = "\t".join(map(cell, actor_fields))
-        self._at_canonical, self._at_cell = self._canonical(actor.at), cell(actor.at)
+        self._actor: Actor | None = None
+        self.act(actor)
         self.heads: dict[UUID, tuple[int, bytes]] = {}
         self._copy: CopyIn | None = None
-        self._last_key: tuple[Any, ...] = (object(),) * 8
+
+    def act(self, actor: Actor) -> None:
+        """The events from here on are this actor's (transfers done together: each request's own)."""
+        if actor is self._actor:
+            return
+        self._actor = actor
+        principal = actor.principal
+        actor_fields = (principal.role.value, principal.party_id, principal.key_id, principal.operator,
+                        actor.on_behalf_of, actor.request_id, actor.instruction_id)  # fmt: skip
+        self._actor_canonical = ",".join(map(self._canonical, actor_fields))
+        self._actor_cells = "\t".join(map(self._cell, actor_fields))
+        self._at_canonical, self._at_cell = self._canonical(actor.at), self._cell(actor.at)
+        self._last_key: tuple[Any, ...] = (object(),) * 8  # nothing printed before is this actor's
         self._last_printed: tuple[str, ...] = ()
 
     def add(self, chain: ChainHead, c: Change, reason: str | None) -> None:

@@ -49,6 +49,7 @@ class Line:
     to_account_id: UUID
     selection: Selection
     ref: str | None = None
+    actor: Actor | None = None  # whose transfer it is, when not the batch's (transfers done together)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,8 @@ def _insert_joined(blocks: list[Block], new: Block) -> None:
 
 def settle(session: Session, actor: Actor, lines: Sequence[Line]) -> list[Movement]:
     """Apply every line, in order, or none (BatchRefused naming each line that cannot apply)."""
-    authz.require_role(actor.principal, *authz.WRITERS_OF_REFERENCE_DATA)
+    for principal in {actor.principal} | {ln.actor.principal for ln in lines if ln.actor is not None}:
+        authz.require_role(principal, *authz.WRITERS_OF_REFERENCE_DATA)
     if not 1 <= len(lines) <= MAX_LINES:
         raise BatchRefused([LineError(0, "validation_error", "transfers", f"1 to {MAX_LINES} lines", None)])
     codes = repo.credit_type_codes(session)
@@ -223,6 +225,7 @@ def settle(session: Session, actor: Actor, lines: Sequence[Line]) -> list[Moveme
             book.move(line.from_account_id, line.to_account_id, ct_id, pieces)
             if not errors:  # once a line is refused, the others are only checked
                 chain = accounts[line.from_account_id]
+                trail.act(line.actor or actor)
                 for p in pieces:
                     trail.add(chain, audit.Change(
                         credit_type_id=ct_id, batch_id=p.block.batch_id, serial_start=p.start, serial_end=p.end,
