@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from sqlmodel import Session
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import openapi, problems, together
@@ -117,7 +117,24 @@ def create_app(
         # request it matches (its routes' version, then each candidate), ~8 % of a transfer's CPU under load.
         # Each route already carries its router's prefix, tags and responses.
         app.router.routes.extend(router.routes)
+    app.router.routes[:] = fixed_first(app.router.routes)
     return app
+
+
+def fixed_first(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """The routes with fixed paths (`/v1/transfers`) ahead of the others wherever no route before them could
+    take their path, so that the router, which tries them in turn, reaches the busiest ones in a few tries
+    rather than twenty; every path still goes to the route it went to (tests/test_openapi.py)."""
+    fixed: list[BaseRoute] = []
+    rest: list[BaseRoute] = []
+    for n, route in enumerate(routes):
+        path = getattr(route, "path", "")
+        shadowed = any(
+            (pattern := getattr(before, "path_regex", None)) is not None and pattern.match(path)
+            for before in routes[:n]
+        )
+        (fixed if isinstance(route, Route) and "{" not in path and not shadowed else rest).append(route)
+    return [*fixed, *rest]
 
 
 def _equip(app: FastAPI, settings: Settings, engine: Engine, clock: Clock) -> None:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # Transfers that arrive while others are being written are written together, up to this many in one
     # transaction (registry/together.py); 0: each alone. Batches a process writes at once: the lanes.
     transfers_together: int = Field(default=32, ge=0, le=1000)
-    transfers_together_lanes: int = Field(default=2, ge=1, le=32)
+    transfers_together_lanes: int = Field(default=1, ge=1, le=32)
     # API keys are looked up once per request; a short cache saves a query per call,
     # at the price of a revoked key working for at most this long.
     key_cache_seconds: float = Field(default=5.0, ge=0, le=300)

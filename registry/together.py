@@ -58,7 +58,7 @@ class Combiner(Generic[T, R]):
         run: Callable[[Sequence[T]], Sequence[R | Alone]],
         *,
         most: int,
-        lanes: int = 2,
+        lanes: int = 1,
         patience: float = 0.5,
         key: Callable[[T], object] = lambda item: None,
         observe: Callable[[int], None] = lambda size: None,

@@ -24,6 +24,7 @@ from registry.audit.chain import (
 )
 from registry.audit.models import EventKind
 from registry.copy import CopyIn, CopyText
+from registry.db import run
 from registry.errors import NotFound
 from registry.principal import Actor, Principal
 
@@ -102,9 +103,9 @@ def record(
 # Many chains at once (a settlement batch): every event in one COPY (rows land in the order given, and the
 # trail's link check runs once over them, as after any insert), every head in one statement.
 _COPY_EVENTS = f"COPY audit_event ({', '.join(_COLUMNS)}) FROM STDIN"
-_HEADS = text(
+_HEADS = (
     "UPDATE account a SET audit_seq = v.seq, audit_head = v.head "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS bigint[]), CAST(:heads AS bytea[])) AS v(id, seq, head) "
+    "FROM unnest(%(ids)s::uuid[], %(seqs)s::bigint[], %(heads)s::bytea[]) AS v(id, seq, head) "
     "WHERE a.id = v.id"
 )
 
@@ -252,8 +253,8 @@ class EventStream:
         self._copy.close()
         self._copy = None
         heads = self.heads
-        self._session.execute(_HEADS, {"ids": list(heads), "seqs": [h[0] for h in heads.values()],
-                                       "heads": [h[1] for h in heads.values()]})  # fmt: skip
+        run(self._session, _HEADS, {"ids": list(heads), "seqs": [h[0] for h in heads.values()],
+                                    "heads": [h[1] for h in heads.values()]})  # fmt: skip
 
     def abort(self) -> None:
         if self._copy is not None:

@@ -66,7 +66,7 @@ def get_credit_type_by_id(session: Session, credit_type_id: int) -> CreditType |
 
 
 def credit_type_codes(session: Session) -> dict[int, str]:
-    rows = session.execute(text("SELECT id, code FROM credit_type"))
+    rows = run(session, "SELECT id, code FROM credit_type", {})
     return {row.id: row.code for row in rows}
 
 
@@ -189,6 +189,12 @@ def move(
     )  # fmt: skip
 
 
+_LOCK_ACCOUNTS = (
+    "SELECT id, party_id, status, audit_seq, audit_head FROM account "
+    "WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+)
+
+
 def lock_accounts(session: Session, account_ids: Sequence[UUID]) -> dict[UUID, LockedAccount]:
     """Row-lock the accounts, in id order so that two transactions never wait on each other in a cycle.
 
@@ -196,13 +202,7 @@ def lock_accounts(session: Session, account_ids: Sequence[UUID]) -> dict[UUID, L
     'read the blocks, then rewrite them' safe, and it also guards the account's audit chain head.
     NO KEY UPDATE, not UPDATE: rows that merely reference the account (a new pledge, a new block) take
     KEY SHARE locks, which must not queue behind (or deadlock with) the owner's lock."""
-    rows = session.execute(
-        text(
-            "SELECT id, party_id, status, audit_seq, audit_head FROM account "
-            "WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE"
-        ),
-        {"ids": sorted(set(account_ids))},
-    )
+    rows = run(session, _LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))})
     return {r.id: LockedAccount(r.id, r.party_id, r.status, r.audit_seq, r.audit_head) for r in rows}
 
 

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlmodel import Session
 
 from registry import authz
@@ -325,9 +324,9 @@ def _write(session: Session, book: _Book) -> None:
     deleted = [b.id for b in gone if b.id not in taken]
     cell = CopyText().value
     if deleted:
-        session.execute(_DELETE_BLOCKS, {"ids": _array(map(str, deleted))})
+        run(session, _DELETE_BLOCKS, {"ids": _array(map(str, deleted))})
     if updates:
-        session.execute(_UPDATE_BLOCKS, {
+        run(session, _UPDATE_BLOCKS, {
             "ids": _array(str(i) for i, _ in updates), "starts": _array(str(b.serial_start) for _, b in updates),
             "ends": _array(str(b.serial_end) for _, b in updates),
             "accounts": _array(cell(b.account_id) for _, b in updates),
@@ -369,11 +368,11 @@ def _array(items: Iterable[str]) -> str:
 
 
 # The arrays go as text (see _array) and are cast by PostgreSQL.
-_DELETE_BLOCKS = text("DELETE FROM holding WHERE id = ANY(CAST(CAST(:ids AS text) AS bigint[]))")
-_UPDATE_BLOCKS = text(
+_DELETE_BLOCKS = "DELETE FROM holding WHERE id = ANY(CAST(CAST(%(ids)s AS text) AS bigint[]))"
+_UPDATE_BLOCKS = (
     "UPDATE holding h SET serial_start = v.s, serial_end = v.e, account_id = v.a "
-    "FROM unnest(CAST(CAST(:ids AS text) AS bigint[]), CAST(CAST(:starts AS text) AS bigint[]), "
-    "CAST(CAST(:ends AS text) AS bigint[]), CAST(CAST(:accounts AS text) AS uuid[])) AS v(id, s, e, a) "
+    "FROM unnest(CAST(CAST(%(ids)s AS text) AS bigint[]), CAST(CAST(%(starts)s AS text) AS bigint[]), "
+    "CAST(CAST(%(ends)s AS text) AS bigint[]), CAST(CAST(%(accounts)s AS text) AS uuid[])) AS v(id, s, e, a) "
     "WHERE h.id = v.id"
 )
 _COPY_BLOCKS = (
