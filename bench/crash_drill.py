@@ -55,6 +55,7 @@ class World:
     banks: list[dict[str, str]]
     accounts: list[str]  # one enterprise account per client
     parties: list[str]
+    holders: list[dict[str, str]]  # each client's enterprise's own key: the pledgor consents with it
 
 
 @dataclass
@@ -81,11 +82,12 @@ def seed(url: str, clients: int) -> World:
         ]
         for bank in banks:
             ledger.create_account(s, actor, party_id=bank.id)
-        parties, accounts = [], []
+        parties, accounts, enterprises = [], [], []
         for c in range(clients):
             party = ledger.create_party(
                 s, actor, name=f"Drill Co {c}", kind=PartyKind.ENTERPRISE, credit_code=None
             )
+            enterprises.append(party)
             account = ledger.create_account(s, actor, party_id=party.id)
             ledger.issue(
                 s,
@@ -113,11 +115,16 @@ def seed(url: str, clients: int) -> World:
         bank_keys = [
             access.create_key(s, party=b, role=Role.BANK, operator=None, now=actor.at).key for b in banks
         ]
+        holder_keys = [
+            access.create_key(s, party=party, role=Role.HOLDER, operator=None, now=actor.at).key
+            for party in enterprises
+        ]
     return World(
         {"Authorization": f"Bearer {op}"},
         [{"Authorization": f"Bearer {k}"} for k in bank_keys],
         accounts,
         parties,
+        [{"Authorization": f"Bearer {k}"} for k in holder_keys],
     )
 
 
@@ -285,9 +292,16 @@ def client(n: int, world: World, base: str, until: float, tally: Tally, seed_: i
                 }
                 r = send(http, tally, "POST", "/v1/pledges", body, bank)
                 if r.status_code == 201:
-                    pending.append((r.json()["id"], r.json()["instructions"][0]["id"]))
+                    pledge, instruction = r.json()["id"], r.json()["instructions"][0]["id"]
                     with tally.lock:
-                        tally.pledges.append(r.json()["id"])
+                        tally.pledges.append(pledge)
+                    # The joint application: the pledgor agrees (its units are held), then the exchange decides.
+                    agreed = send(http, tally, "POST", f"/v1/instructions/{instruction}/consent", None,
+                                  world.holders[n])  # fmt: skip
+                    with tally.lock:
+                        (tally.successes if agreed.status_code < 300 else tally.refusals)["consent"] += 1
+                    if agreed.status_code == 200:
+                        pending.append((pledge, instruction))
                 kind = "register"
             elif roll < 0.8 and pending:
                 pledge, instruction = pending.pop(0)

@@ -5,7 +5,6 @@ answer, its refusal, its own audit events and its own idempotency record."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -24,6 +23,7 @@ from registry.ledger.models import PartyKind
 from registry.principal import Role
 from tests import factories as f
 from tests.conftest import Live
+from tests.invariants.test_races import _available
 
 
 def _histogram(name: str) -> tuple[float, float]:
@@ -37,18 +37,6 @@ def _until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
-
-
-def _available(engine: Engine, account_id: uuid.UUID) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT coalesce(sum(quantity), 0) FROM holding WHERE account_id = :a AND status = 'available'"
-                ),
-                {"a": account_id},
-            ).scalar_one()
-        )
 
 
 def test_transfers_waiting_for_a_turn_are_written_together_each_as_it_would_be_alone(
