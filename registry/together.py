@@ -51,7 +51,8 @@ class _Ticket(Generic[T, R]):
 class Combiner(Generic[T, R]):
     """`run(items)`, called in a worker thread, writes the items together in one transaction and returns one
     outcome per item (ALONE for those it did not do); an exception from it sends every item alone. `key(item)`
-    names what two items of one batch may not share (an idempotency key): the second waits for the next."""
+    names what two items of one batch may not share (an idempotency key): the second waits for the next.
+    `observe(size)` hears of every batch written, `gave_back(n)` of the items each batch sent alone."""
 
     def __init__(
         self,
@@ -62,10 +63,11 @@ class Combiner(Generic[T, R]):
         patience: float = 0.5,
         key: Callable[[T], object] = lambda item: None,
         observe: Callable[[int], None] = lambda size: None,
+        gave_back: Callable[[int], None] = lambda alone: None,
     ) -> None:
         if most < 2 or lanes < 1 or patience <= 0:
             raise ValueError("a batch takes at least two items, a combiner a lane and some patience")
-        self._run, self._most, self._key, self._observe = run, most, key, observe
+        self._run, self._most, self._key, self._observe, self._gave_back = run, most, key, observe, gave_back
         self._lanes, self._patience = lanes, patience
         self._busy = 0  # turns running: items alone with a lane, and batches
         self._waiting: deque[_Ticket[T, R]] = deque()
@@ -144,6 +146,7 @@ class Combiner(Generic[T, R]):
             log.warning("a batch of %d failed (%s): each item goes alone", len(batch), type(exc).__name__)
         finally:
             self._hand_on()
+            self._gave_back(sum(outcome is ALONE for outcome in outcomes))
             for ticket, outcome in zip(batch, outcomes, strict=True):
                 if not ticket.future.done():
                     ticket.future.set_result(outcome)

@@ -5,6 +5,7 @@ answer, its refusal, its own audit events and its own idempotency record."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -21,6 +22,7 @@ from registry.db import unit_of_work
 from registry.ledger.consistency import find_problems
 from registry.ledger.models import PartyKind
 from registry.principal import Role
+from registry.together import Combiner
 from tests import factories as f
 from tests.conftest import Live
 from tests.invariants.test_races import _available
@@ -32,25 +34,45 @@ def _histogram(name: str) -> tuple[float, float]:
     return found[f"{name}_count"], found[f"{name}_sum"]
 
 
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 20
+def _until(condition: Callable[[], bool], what: str, *, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
 
 
-def test_transfers_waiting_for_a_turn_are_written_together_each_as_it_would_be_alone(
-    committed_engine: Engine, live: Live
-) -> None:
+def _one_lane(live: Live) -> Combiner[together.Transfer, bytes]:
+    """The app's combiner with one lane and a long patience: the queue waits for the lane the test holds."""
     app = live.app
     combiner = together.combiner(
         app.state.settings.model_copy(update={"transfers_together": 32, "transfers_together_lanes": 1}),
         app.state.unit_of_work,
         ledger_routes.transfer_json,
-        patience=30,  # the queue waits for the lane the test holds
+        patience=30,
     )
     assert combiner is not None
     app.state.transfers_together = combiner
+    return combiner
+
+
+def _body(a: uuid.UUID, b: uuid.UUID, quantity: int) -> dict[str, object]:
+    return {"from_account_id": str(a), "to_account_id": str(b), "credit_type": "CCER", "quantity": quantity}
+
+
+def _lock_waits(watch: psycopg.Connection[Any], n: int) -> Callable[[], bool]:
+    def waiting() -> bool:  # its own connection: a transaction sees one snapshot of the activity
+        row = watch.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).fetchone()
+        return row is not None and row[0] >= n
+
+    return waiting
+
+
+def test_transfers_waiting_for_a_turn_are_written_together_each_as_it_would_be_alone(
+    committed_engine: Engine, live: Live
+) -> None:
+    combiner = _one_lane(live)
     with unit_of_work(committed_engine) as s:
         exchange = f.party(s, PartyKind.EXCHANGE)
         keys = [f.key(s, exchange, Role.EXCHANGE, operator=f"op-{n}") for n in (1, 2)]
@@ -90,13 +112,7 @@ def test_transfers_waiting_for_a_turn_are_written_together_each_as_it_would_be_a
         lock.execute("SELECT 1 FROM account WHERE id = %s FOR UPDATE", [blocked])
         first: Future[httpx.Response] = pool.submit(post, None)  # alone, with the lane: it waits on the lock
 
-        def first_waits() -> bool:
-            row = watch.execute(  # its own connection: a transaction sees one snapshot of the activity
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            ).fetchone()
-            return row is not None and row[0] >= 1
-
-        _until(first_waits, "the first transfer to wait on the account's lock")
+        _until(_lock_waits(watch, 1), "the first transfer to wait on the account's lock")
         answers = [pool.submit(post, n) for n in range(6)]
         _until(lambda: combiner.waiting == 6, "the six transfers to queue behind it")
         lock.commit()  # the lock goes: the first is written, then the six as one batch
@@ -196,3 +212,55 @@ def test_many_concurrent_transfers_some_refused_keep_the_ledger_whole(
     with unit_of_work(committed_engine) as s:
         assert find_problems(s) == []
     assert verify_chains(committed_engine).ok
+
+
+def test_a_batch_stuck_on_a_lock_held_elsewhere_gives_its_transfers_back_to_go_alone(
+    committed_engine: Engine, live: Live
+) -> None:
+    """A batch waits a second for a lock (not the ten a request alone may), then fails whole; its transfers
+    are written alone, each waiting only for its own accounts."""
+    combiner = _one_lane(live)
+    with unit_of_work(committed_engine) as s:
+        key = f.key(s, f.party(s, PartyKind.EXCHANGE), Role.EXCHANGE)
+        blocked, beyond = f.account(s).id, f.account(s).id
+        busy, free, to_busy, to_free = (f.account(s).id for _ in range(4))
+        for account in (blocked, busy, free):
+            f.issue(s, account, 100)
+    before = _histogram("registry_transfers_together")
+    alone_before = metrics.TOGETHER_ALONE._value.get()
+
+    def post(body: dict[str, object]) -> httpx.Response:
+        headers = {**f.auth(key), "Idempotency-Key": str(uuid.uuid4())}
+        return httpx.post(f"{live.url}/v1/transfers", json=body, headers=headers, timeout=60)
+
+    url = committed_engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with (
+        psycopg.connect(url) as holds_lane,
+        psycopg.connect(url) as elsewhere,
+        psycopg.connect(url, autocommit=True) as watch,
+        ThreadPoolExecutor(max_workers=4) as pool,
+    ):
+        holds_lane.execute("SELECT 1 FROM account WHERE id = %s FOR UPDATE", [blocked])
+        elsewhere.execute(
+            "SELECT 1 FROM account WHERE id = %s FOR UPDATE", [busy]
+        )  # a long transaction's lock
+        first = pool.submit(post, _body(blocked, beyond, 10))
+        _until(_lock_waits(watch, 1), "the first transfer to wait on its account's lock")
+        answers = [pool.submit(post, _body(busy, to_busy, 10)), pool.submit(post, _body(free, to_free, 10))]
+        _until(lambda: combiner.waiting == 2, "both to queue behind it")
+        holds_lane.commit()  # the first goes; the two as a batch, which meets the other lock
+        assert first.result().status_code == 201
+        # within a few seconds: the batch's own lock timeout (1 s), not a request's (10 s)
+        _until(
+            lambda: metrics.TOGETHER_ALONE._value.get() - alone_before == 2,
+            "the batch to give both back",
+            seconds=6,
+        )
+        assert answers[1].result().status_code == 201  # alone, it needs no lock held elsewhere
+        assert not answers[0].done()  # alone, it waits for its own account's lock
+        elsewhere.commit()
+        assert answers[0].result().status_code == 201
+    assert _histogram("registry_transfers_together") == before  # no batch was written
+    assert _available(committed_engine, to_busy) == 10 and _available(committed_engine, to_free) == 10
+    with unit_of_work(committed_engine) as s:
+        assert find_problems(s) == []
