@@ -161,7 +161,8 @@ async def create_transfer(
     # `async`, with no session among its dependencies: a transfer written together with others waits on the
     # event loop and costs no thread; one written alone takes a thread and a unit of work here.
     combiner: Combiner[together.Transfer, bytes] | None = request.app.state.transfers_together
-    if combiner is None:
+    if combiner is None or not ledger.may_transfer(actor.principal):
+        # A caller who may not transfer is refused alone, at once: never queued, never in a batch it would fail.
         return await run_in_threadpool(transfer_alone, request, body, actor, idempotency_key)
     line = settlement.Line(body.from_account_id, body.to_account_id, selection(body), actor=actor)
     claim = claim_of(request, actor, idempotency_key, body)

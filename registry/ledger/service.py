@@ -225,6 +225,11 @@ def issue(
     return batch
 
 
+def may_transfer(principal: Principal) -> bool:
+    """Who moves units between accounts: the exchange (settlement), never a bank or a holder."""
+    return principal.role in authz.WRITERS_OF_REFERENCE_DATA
+
+
 def transfer(
     session: Session, actor: Actor, *, from_account_id: UUID, to_account_id: UUID, selection: Selection
 ) -> Movement:

@@ -76,6 +76,7 @@ def test_transfers_waiting_for_a_turn_are_written_together_each_as_it_would_be_a
     with unit_of_work(committed_engine) as s:
         exchange = f.party(s, PartyKind.EXCHANGE)
         keys = [f.key(s, exchange, Role.EXCHANGE, operator=f"op-{n}") for n in (1, 2)]
+        bank_key = f.key(s, f.party(s, PartyKind.BANK), Role.BANK)
         blocked, beyond = f.account(s).id, f.account(s).id
         f.issue(s, blocked, 10)
         sources = [f.account(s).id for _ in range(6)]
@@ -115,6 +116,11 @@ def test_transfers_waiting_for_a_turn_are_written_together_each_as_it_would_be_a
         _until(_lock_waits(watch, 1), "the first transfer to wait on the account's lock")
         answers = [pool.submit(post, n) for n in range(6)]
         _until(lambda: combiner.waiting == 6, "the six transfers to queue behind it")
+        # A bank may not transfer: refused at once, alone, while the lane is still held (never in the batch,
+        # which it would fail for everyone)
+        banks = httpx.post(f"{live.url}/v1/transfers", json=_body(sources[0], targets[0], 1), headers=f.auth(bank_key),
+                           timeout=60)  # fmt: skip
+        assert banks.status_code == 403 and combiner.waiting == 6
         lock.commit()  # the lock goes: the first is written, then the six as one batch
         assert first.result().status_code == 201
         responses = [a.result() for a in answers]
