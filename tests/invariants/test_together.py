@@ -17,15 +17,13 @@ from sqlalchemy import Engine, text
 from api import together
 from api.routers import ledger as ledger_routes
 from registry import metrics
-from registry.audit.service import verify_chains
 from registry.db import unit_of_work
-from registry.ledger.consistency import find_problems
 from registry.ledger.models import PartyKind
 from registry.principal import Role
 from registry.together import Combiner
 from tests import factories as f
 from tests.conftest import Live
-from tests.invariants.test_races import _available
+from tests.invariants.test_races import _assert_whole, _available
 
 
 def _histogram(name: str) -> tuple[float, float]:
@@ -171,9 +169,7 @@ def test_transfers_waiting_for_a_turn_are_written_together_each_as_it_would_be_a
             "batch-4",
         ]  # the refused one's key given back
 
-    with unit_of_work(committed_engine) as s:
-        assert find_problems(s) == []
-    assert verify_chains(committed_engine).ok
+    _assert_whole(committed_engine)
 
 
 def test_many_concurrent_transfers_some_refused_keep_the_ledger_whole(
@@ -215,9 +211,7 @@ def test_many_concurrent_transfers_some_refused_keep_the_ledger_whole(
             {"a": accounts},
         ).scalar_one()
     assert transfers == sum(status == 201 for status, _ in outcomes)
-    with unit_of_work(committed_engine) as s:
-        assert find_problems(s) == []
-    assert verify_chains(committed_engine).ok
+    _assert_whole(committed_engine)
 
 
 def test_a_batch_stuck_on_a_lock_held_elsewhere_gives_its_transfers_back_to_go_alone(
@@ -268,5 +262,4 @@ def test_a_batch_stuck_on_a_lock_held_elsewhere_gives_its_transfers_back_to_go_a
         assert answers[0].result().status_code == 201
     assert _histogram("registry_transfers_together") == before  # no batch was written
     assert _available(committed_engine, to_busy) == 10 and _available(committed_engine, to_free) == 10
-    with unit_of_work(committed_engine) as s:
-        assert find_problems(s) == []
+    _assert_whole(committed_engine)
