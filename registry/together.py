@@ -89,13 +89,17 @@ class Combiner(Generic[T, R]):
             ticket = _Ticket[T, R](item, asyncio.get_running_loop().create_future())
             self._waiting.append(ticket)
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(ticket.future), self._patience)
-            except TimeoutError:
-                if ticket in self._waiting:
-                    self._waiting.remove(ticket)
-                    outcome = ALONE  # it goes alone, without a lane, rather than queue behind a slow turn
-                else:
-                    outcome = await ticket.future  # a batch has it already
+                try:
+                    outcome = await asyncio.wait_for(asyncio.shield(ticket.future), self._patience)
+                except TimeoutError:
+                    if ticket in self._waiting:
+                        self._waiting.remove(ticket)
+                        outcome = ALONE  # it goes alone, without a lane, rather than queue behind a slow turn
+                    else:
+                        outcome = await ticket.future  # a batch has it already
+            except asyncio.CancelledError:
+                self._leave(ticket)
+                raise
         if outcome is _TURN:
             try:
                 yield ALONE
@@ -103,6 +107,15 @@ class Combiner(Generic[T, R]):
                 self._hand_on()
             return
         yield outcome
+
+    def _leave(self, ticket: _Ticket[T, R]) -> None:
+        """A waiting request cancelled (its client gone): out of the queue, or, if the lane was already
+        handed to it, the lane handed on — a lane no one holds would be lost for good. In a batch, it is
+        written all the same (a retry with its key replays it)."""
+        if ticket in self._waiting:
+            self._waiting.remove(ticket)
+        elif ticket.future.done() and ticket.future.result() is _TURN:
+            self._hand_on()
 
     def _hand_on(self) -> None:
         """A turn ended: its lane passes to the waiting tickets, one batch of them; one waiting goes alone."""

@@ -163,6 +163,39 @@ def test_a_batch_already_being_written_is_waited_for_past_the_patience() -> None
     assert run(scenario()) == ["done a", "done b"]  # written once, not also alone
 
 
+def test_a_waiting_request_cancelled_leaves_no_lane_taken() -> None:
+    """Its client gone, a waiting request is cancelled: whether still queued or handed the lane in the same
+    moment, the lane is free again for the next (which would otherwise wait its whole patience, and every one
+    after it)."""
+
+    async def scenario(in_the_moment_of_hand_on: bool) -> object:
+        combiner = Combiner(Writer(), most=8, lanes=1, patience=30)
+        until = asyncio.Event()
+        gone: asyncio.Task[object] | None = None
+
+        async def hold() -> None:
+            async with combiner.turn("first"):
+                await until.wait()
+            if in_the_moment_of_hand_on:
+                assert gone is not None
+                gone.cancel()  # the lane was just handed to it; it has not run since
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        gone = asyncio.create_task(_ask(combiner, "gone"))
+        await asyncio.sleep(0.01)
+        if not in_the_moment_of_hand_on:
+            gone.cancel()
+            await asyncio.sleep(0)
+        until.set()
+        await holder
+        await asyncio.gather(gone, return_exceptions=True)
+        return await asyncio.wait_for(_ask(combiner, "next"), 2)  # at once: the lane is free
+
+    assert run(scenario(False)) is ALONE
+    assert run(scenario(True)) is ALONE
+
+
 def test_a_combiner_needs_room_for_two() -> None:
     with pytest.raises(ValueError):
         Combiner(Writer(), most=1)
