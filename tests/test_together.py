@@ -17,8 +17,9 @@ T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run in a thread of its own: a test that left an event loop marked running in the main thread
-    (seen once in CI, order-dependent) cannot make this one fail."""
+    """asyncio.run in a thread of its own: once a worker has run a browser test, Playwright's sync API (its
+    session-scoped browser, tests/browser/conftest.py) keeps its event loop marked running in the main thread
+    for the rest of the session, and asyncio.run there refuses to start (seen in CI, order-dependent)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, main).result()
 
