@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -121,6 +122,24 @@ def autovacuum_naptime(server_url: str, seconds: int | None) -> None:
         else:
             conn.execute(f"ALTER SYSTEM SET autovacuum_naptime = '{int(seconds)}s'")
         conn.execute("SELECT pg_reload_conf()")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """pgbench before and after a bench's API runs on the same server, both printed; a ratio is taken against
+    the higher, so that it never flatters. Until stop 26 pgbench ran after the runs only, and there it is
+    often the lower: the server then still has the runs' checkpoint and autovacuum to do, and this machine's
+    speed moves within minutes (in one hour of stop 26, 4,052 before and 1,455 after in one run)."""
+
+    before: float
+    after: float
+
+    @property
+    def tps(self) -> float:
+        return max(self.before, self.after)
+
+    def __str__(self) -> str:
+        return f"{self.tps:.0f} TPS, the higher of before {self.before:.0f} and after {self.after:.0f}"
 
 
 def pgbench_tps(server_url: str, *, clients: int, seconds: int, builtin: str = "tpcb-like") -> float:

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from bench.common import (
     ROOT,
+    Baseline,
     autovacuum_naptime,
     check_after,
     create_database,
@@ -142,9 +143,7 @@ def main() -> None:
     url = create_database(server, "registry_bench")
     key, pairs = setup(url, args.pairs)
     history(url, args.history, 2)
-    # pgbench before and after the API's runs, on the same server: this machine's speed moves within minutes
-    # (pgbench 1,800–6,700 TPS in one hour), so the ratio is taken against their mean and both are printed.
-    before = pgbench_tps(server, clients=8, seconds=args.seconds)
+    before = pgbench_tps(server, clients=8, seconds=args.seconds)  # and after: Baseline
     autovacuum_naptime(server, args.naptime or None)
     port = free_port()
     app = start_app(url, workers=args.workers, port=port)
@@ -154,8 +153,8 @@ def main() -> None:
         app.terminate()
         app.wait(timeout=30)
     time.sleep(1)
-    after = pgbench_tps(server, clients=8, seconds=args.seconds)
-    pgbench = (before + after) / 2
+    baseline = Baseline(before, pgbench_tps(server, clients=8, seconds=args.seconds))
+    pgbench = baseline.tps
 
     problems, verified = check_after(url)
     engine = make_engine(url, pool_size=1)
@@ -175,9 +174,7 @@ def main() -> None:
             f"{r['clients']:>8} {r['rps']:>12.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx']:>8}"
         )
     best = max(r["rps"] for r in results)
-    print(
-        f"pgbench tpcb-like, 8 clients, same server: {pgbench:.0f} TPS (before {before:.0f}, after {after:.0f})"
-    )
+    print(f"pgbench tpcb-like, 8 clients, same server: {baseline}")
     print(f"ratio best API transfers/s / pgbench TPS: {best / pgbench:.2f}")
     print(
         f"after the run: {transfers} transfers committed for {sum(r['requests'] for r in results)} requests "
@@ -191,7 +188,7 @@ def main() -> None:
             {
                 "results": results,
                 "pgbench_tps": pgbench,
-                "pgbench_before_after": [before, after],
+                "pgbench_before_after": [baseline.before, baseline.after],
                 "ratio": best / pgbench,
                 "workers": args.workers,
             },

@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from bench.common import (
     ROOT,
+    Baseline,
     autovacuum_naptime,
     check_after,
     create_database,
@@ -141,6 +142,7 @@ def main() -> None:
     url = create_database(server, "registry_bench")
     bank_key, exchange_key, bodies, keys = setup(url, args.pledgors)
     history(url, args.history, 2)  # none by default: the figures of earlier stops were measured without
+    before = pgbench_tps(server, clients=8, seconds=args.seconds)  # and after: Baseline
     autovacuum_naptime(server, args.naptime or None)
     pledgor_keys = ",".join(f'["{account}"] = "Bearer {key}"' for account, key in keys.items())
     script = LUA % (",".join(f"'{b}'" for b in bodies), pledgor_keys, bank_key, exchange_key)
@@ -174,7 +176,8 @@ def main() -> None:
         app.terminate()
         app.wait(timeout=30)
     time.sleep(1)
-    pgbench = pgbench_tps(server, clients=8, seconds=args.seconds)
+    baseline = Baseline(before, pgbench_tps(server, clients=8, seconds=args.seconds))
+    pgbench = baseline.tps
     problems, verified = check_after(url)
     engine = make_engine(url, pool_size=1)
     with engine.connect() as conn:
@@ -187,7 +190,7 @@ def main() -> None:
         print(f"{r['clients']:>8} {r['cycles_per_s']:>9.0f} {r['requests_per_s']:>7.0f} {r['p50_ms']:>8.1f} "
               f"{r['p99_ms']:>8.1f} {r['non_2xx']:>8}")  # fmt: skip
     best = max(r["cycles_per_s"] for r in results)
-    print(f"pgbench tpcb-like, 8 clients, same server: {pgbench:.0f} TPS")
+    print(f"pgbench tpcb-like, 8 clients, same server: {baseline}")
     print(f"ratio best full registrations/s (ask, consent, confirm) / pgbench TPS: {best / pgbench:.3f}")
     print(f"certificates: {issued} issued, {rendered} rendered by the end of the runs (the rest wait for "
           f"idle CPU and the sweep)")  # fmt: skip
@@ -196,6 +199,7 @@ def main() -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "pledge.json").write_text(json.dumps({"results": results, "pgbench_tps": pgbench,
+                                                  "pgbench_before_after": [baseline.before, baseline.after],
                                                   "ratio": best / pgbench, "certificates_issued": issued,
                                                   "certificates_rendered": rendered}, indent=2))  # fmt: skip
 
