@@ -124,7 +124,7 @@ def create_app(
 def fixed_first(routes: list[BaseRoute]) -> list[BaseRoute]:
     """The routes with fixed paths (`/v1/transfers`) ahead of the others wherever no route before them could
     take their path, so that the router, which tries them in turn, reaches the busiest ones in a few tries
-    rather than twenty; every path still goes to the route it went to (tests/test_openapi.py)."""
+    rather than twenty; every path still goes to the route it went to (tests/test_routes.py)."""
     fixed: list[BaseRoute] = []
     rest: list[BaseRoute] = []
     for n, route in enumerate(routes):
@@ -157,10 +157,9 @@ def _equip(app: FastAPI, settings: Settings, engine: Engine, clock: Clock) -> No
     )
     app.state.report_renderer = ReportRenderer.from_settings(settings)
 
-    # Transfers that arrive while others are being written are written together (api/together.py).
-    def current_unit_of_work() -> AbstractContextManager[
-        Session
-    ]:  # looked up at each batch: tests replace it
+    # Transfers that arrive while others are being written are written together (api/together.py), in the
+    # unit of work the app has at each batch (tests replace it after the app is made).
+    def current_unit_of_work() -> AbstractContextManager[Session]:
         unit: AbstractContextManager[Session] = app.state.unit_of_work()
         return unit
 

@@ -59,11 +59,7 @@ def respond(
         content = work().model_dump_json()
         finish(session)
         return Response(content, status_code=status_code, media_type="application/json")
-    key_id, key = claim.key_id, claim.key
-    stored = idempotency.claim(
-        session, key_id=key_id, party_id=claim.party_id, key=key, request_fingerprint=claim.request_fingerprint,
-        now=claim.now,
-    )  # fmt: skip
+    stored = idempotency.claim(session, claim)
     if stored is not None:
         finish(session)
         return Response(
@@ -73,7 +69,7 @@ def respond(
             headers={"Idempotent-Replayed": "true"},
         )
     payload = work().model_dump_json().encode()
-    idempotency.store(session, key_id=key_id, key=key, status_code=status_code, body=payload)
+    idempotency.store(session, key_id=claim.key_id, key=claim.key, status_code=status_code, body=payload)
     finish(session)
     return Response(payload, status_code=status_code, media_type="application/json")
 

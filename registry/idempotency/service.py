@@ -38,15 +38,28 @@ def fingerprint(method: str, path: str, canonical_body: str) -> bytes:
     return hashlib.sha256(f"{method} {path}\n{canonical_body}".encode()).digest()
 
 
-def claim(
-    session: Session, *, key_id: UUID, party_id: UUID, key: str, request_fingerprint: bytes, now: datetime
-) -> StoredResponse | None:
+@dataclass(frozen=True, slots=True)
+class Claim:
+    key_id: UUID
+    party_id: UUID
+    key: str
+    request_fingerprint: bytes
+    now: datetime
+
+
+def claim(session: Session, claim: Claim) -> StoredResponse | None:
     """None: the key is ours, do the work. Otherwise the first request's response, to replay."""
     inserted = run(
         session,
         "INSERT INTO idempotency_record (key_id, party_id, key, fingerprint, created_at) "
         "VALUES (%(i)s, %(p)s, %(k)s, %(f)s, %(now)s) ON CONFLICT DO NOTHING RETURNING 1",
-        {"i": key_id, "p": party_id, "k": key, "f": request_fingerprint, "now": now},
+        {
+            "i": claim.key_id,
+            "p": claim.party_id,
+            "k": claim.key,
+            "f": claim.request_fingerprint,
+            "now": claim.now,
+        },
     )
     if inserted:
         return None
@@ -54,10 +67,10 @@ def claim(
         text(
             "SELECT fingerprint, status_code, response FROM idempotency_record WHERE key_id = :i AND key = :k"
         ),
-        {"i": key_id, "k": key},
+        {"i": claim.key_id, "k": claim.key},
     ).one()
-    if bytes(row.fingerprint) != request_fingerprint:
-        raise IdempotencyKeyReused(key)
+    if bytes(row.fingerprint) != claim.request_fingerprint:
+        raise IdempotencyKeyReused(claim.key)
     return StoredResponse(row.status_code, bytes(row.response))
 
 
@@ -67,15 +80,6 @@ def store(session: Session, *, key_id: UUID, key: str, status_code: int, body: b
         "UPDATE idempotency_record SET status_code = %(s)s, response = %(b)s WHERE key_id = %(i)s AND key = %(k)s",
         {"s": status_code, "b": body, "i": key_id, "k": key},
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    key_id: UUID
-    party_id: UUID
-    key: str
-    request_fingerprint: bytes
-    now: datetime
 
 
 def claim_many(session: Session, claims: Sequence[Claim]) -> set[tuple[UUID, str]]:

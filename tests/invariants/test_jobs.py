@@ -121,12 +121,11 @@ def test_two_schedulers_on_one_database_run_the_catch_up_once(committed_engine: 
 
 def test_idempotency_keys_are_kept_for_their_ttl_then_purged(committed_engine: Engine) -> None:
     from registry.config import Settings
-    from registry.idempotency.service import claim, fingerprint
+    from registry.idempotency.service import Claim, claim, fingerprint
 
     with unit_of_work(committed_engine) as s:
         party = f.party(s, PartyKind.BANK)
-        assert claim(s, key_id=uuid4(), party_id=party.id, key="k-1",
-                     request_fingerprint=fingerprint("POST", "/x", "{}"), now=f.AT) is None  # fmt: skip
+        assert claim(s, Claim(uuid4(), party.id, "k-1", fingerprint("POST", "/x", "{}"), f.AT)) is None
     settings = Settings(database_url="postgresql://unused/unused", idempotency_ttl_hours=24)
     job = purge_keys(settings)
     assert scheduler.guarded(committed_engine, FixedClock(f.AT + timedelta(hours=23)), "purge", job)() == 0
