@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from bench.common import (
     ROOT,
+    Baseline,
     create_database,
     free_port,
     fresh_server,
@@ -69,6 +70,7 @@ def measure(server: str, *, workers: int, clients: list[int], seconds: int) -> d
     """The floor's figures at each client count, and pgbench's, on `server`, one after the other."""
     wrk = require_wrk()
     url = create_database(server, "floor", migrated=False)
+    before = pgbench_tps(server, clients=8, seconds=seconds)  # and after: Baseline
     port = free_port()
     app = start_floor(url, workers=workers, port=port)
     try:
@@ -80,10 +82,11 @@ def measure(server: str, *, workers: int, clients: list[int], seconds: int) -> d
         app.terminate()
         app.wait(timeout=30)
     time.sleep(1)
-    pgbench = pgbench_tps(server, clients=8, seconds=seconds)
+    baseline = Baseline(before, pgbench_tps(server, clients=8, seconds=seconds))
     for run in runs:
         run.pop("output", None)
-    return {"runs": runs, "pgbench_tps": pgbench, "workers": workers}
+    return {"runs": runs, "pgbench_tps": baseline.tps, "pgbench_before_after": [baseline.before, baseline.after],
+            "workers": workers}  # fmt: skip
 
 
 def main() -> None:
@@ -97,7 +100,8 @@ def main() -> None:
             f"{r['clients']:>8} {r['rps']:>11.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['non_2xx']:>8}"
         )
     best = max(r["rps"] for r in figures["runs"])
-    print(f"pgbench tpcb-like, 8 clients, same server: {figures['pgbench_tps']:.0f} TPS")
+    before, after = figures["pgbench_before_after"]
+    print(f"pgbench tpcb-like, 8 clients, same server: {Baseline(before, after)}")
     print(f"ratio floor requests/s / pgbench TPS: {best / figures['pgbench_tps']:.2f}")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

@@ -24,6 +24,7 @@ import httpx
 from bench.common import (
     DATA,
     ROOT,
+    Baseline,
     check_after,
     create_database,
     free_port,
@@ -94,6 +95,7 @@ def main() -> None:
     server = fresh_server()
     url = create_database(server, "registry_bench")
     key, ids = setup(url, args.accounts)
+    before = pgbench_tps(server, clients=8, seconds=args.pgbench_seconds)  # and after: Baseline
     port = free_port()
     app = start_app(url, workers=1, port=port)
     rng = random.Random(7)
@@ -115,7 +117,8 @@ def main() -> None:
         app.terminate()
         app.wait(timeout=30)
     time.sleep(1)
-    pgbench = pgbench_tps(server, clients=8, seconds=args.pgbench_seconds)
+    baseline = Baseline(before, pgbench_tps(server, clients=8, seconds=args.pgbench_seconds))
+    pgbench = baseline.tps
     problems, verified = check_after(url)
 
     print(
@@ -126,13 +129,18 @@ def main() -> None:
         print(f"{r['batch']:>6} {r['seconds']:>9.2f} {r['transfers_per_s']:>12.0f} {r['app_cpu_s']:>10.2f} "
               f"{r['postgres_cpu_s']:>17.2f}")  # fmt: skip
     best = max(r["transfers_per_s"] for r in runs)
-    print(f"pgbench tpcb-like, 8 clients, same server: {pgbench:.0f} TPS (ratio best batch rate / pgbench: "
+    print(f"pgbench tpcb-like, 8 clients, same server: {baseline} (ratio best batch rate / pgbench: "
           f"{best / pgbench:.2f})")  # fmt: skip
     print(f"after the run: ledger {problems or 'consistent'}, audit chains "
           f"{'verify' if verified.ok else 'BROKEN'} ({verified.events} events)")  # fmt: skip
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "settlement.json").write_text(json.dumps({"runs": runs, "pgbench_tps": pgbench}, indent=2))
+    (out / "settlement.json").write_text(
+        json.dumps(
+            {"runs": runs, "pgbench_tps": pgbench, "pgbench_before_after": [baseline.before, baseline.after]},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
