@@ -16,7 +16,7 @@ from sqlmodel import Session
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import openapi, problems, together
+from api import heap, openapi, problems, together
 from api.auth import ApiKeyMiddleware, KeyCache, public_routes
 from api.console import routes as console
 from api.limits import BodyLimitMiddleware
@@ -83,6 +83,7 @@ def create_app(
 
             jobs = scheduler.build(app.state.engine, app.state.clock, settings, app.state.renderer)
             jobs.start()
+        heap.freeze_startup_objects()
         yield
         if jobs is not None:
             jobs.shutdown(wait=False)

@@ -34,6 +34,34 @@ def fresh_server() -> str:
     return start_embedded(DATA)
 
 
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU of a process so far (Linux /proc: steadier than wall time on a shared machine), with
+    its waited-for children's if asked; 0 for a process that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    used = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of proc(5))
+    if children:
+        used += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    """The running children of a process (uvicorn's workers; a worker's certificate renderers)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def postgres_cpu() -> float:
+    """The CPU the bench's PostgreSQL has spent so far: the postmaster with its exited children, and every
+    running backend and helper (WAL writer, checkpointer, autovacuum)."""
+    postmaster = int((DATA / "postmaster.pid").read_text().split()[0])
+    return cpu_seconds(postmaster, children=True) + sum(cpu_seconds(p) for p in children_of(postmaster))
+
+
 def create_database(server_url: str, name: str, *, migrated: bool = True) -> str:
     admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:

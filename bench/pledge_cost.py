@@ -14,7 +14,6 @@ these CPU figures (much)."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -28,44 +27,18 @@ from typing import Any
 
 import psycopg
 
-from bench.common import DATA, create_database, free_port, fresh_server, require_wrk, start_app, wrk_run
+from bench.common import (
+    children_of,
+    cpu_seconds,
+    create_database,
+    free_port,
+    fresh_server,
+    postgres_cpu,
+    require_wrk,
+    start_app,
+    wrk_run,
+)
 from bench.pledge_bench import LUA, setup
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """utime + stime (and the waited-for children's, if asked) of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    used = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of proc(5))
-    if children:
-        used += int(fields[13]) + int(fields[14])  # cutime, cstime
-    return used / TICK
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def postgres_cpu(postmaster: int) -> float:
-    """The server's CPU: the postmaster with its exited children, and every running backend and helper."""
-    total = cpu_seconds(postmaster, children=True)
-    for pid in children_of(postmaster):
-        try:
-            total += cpu_seconds(pid)
-        except OSError:  # exited meanwhile: its time moved to the postmaster's children
-            continue
-    return total
-
 
 _counting = threading.local()
 
@@ -186,17 +159,16 @@ def main() -> None:
     script = LUA % (",".join(f"'{b}'" for b in bodies), pledgor_keys, bank_key, exchange_key)
     port = free_port()
     app = start_app(url, workers=args.workers, port=port)
-    postmaster = int((DATA / "postmaster.pid").read_text().split()[0])
     try:
         workers = children_of(app.pid)  # uvicorn's workers (their renderers are their children)
         wrk_run(wrk, f"http://127.0.0.1:{port}", script.replace("B-CONTRACT", "W-CONTRACT"), args.clients, 3)
         app_before = sum(cpu_seconds(p) for p in workers)
-        db_before = postgres_cpu(postmaster)
+        db_before = postgres_cpu()
         spies = [_spy(pid, args.profile / f"worker-{n}.txt", args.seconds) for n, pid in enumerate(workers)
                  ] if args.profile else []  # fmt: skip
         run = wrk_run(wrk, f"http://127.0.0.1:{port}", script, args.clients, args.seconds)
         app_used = sum(cpu_seconds(p) for p in workers) - app_before
-        db_used = postgres_cpu(postmaster) - db_before
+        db_used = postgres_cpu() - db_before
         for spy in spies:
             spy.wait(timeout=60)
     finally:

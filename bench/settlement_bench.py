@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import time
-from pathlib import Path
 
 import httpx
 
 from bench.common import (
-    DATA,
     ROOT,
     Baseline,
     check_after,
+    cpu_seconds,
     create_database,
     free_port,
     fresh_server,
     funded_accounts,
     pgbench_tps,
+    postgres_cpu,
     start_app,
 )
 from registry.access import service as access
@@ -65,23 +64,6 @@ def batch(ids: list[str], transfers: int, rng: random.Random) -> dict[str, objec
         lines.append({"from_account_id": a, "to_account_id": b, "credit_type": "CCER",
                       "quantity": rng.randint(1, 10), "ref": f"T-{n}"})  # fmt: skip
     return {"transfers": lines}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc): steadier than wall time on a shared machine."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu() -> float:
-    """The CPU of every process of the bench's PostgreSQL (the postmaster's children: the backends, the
-    WAL writer, the checkpointer, autovacuum), so far."""
-    postmaster = int((DATA / "postmaster.pid").read_text().split()[0])
-    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-    return sum(cpu_seconds(int(c)) for c in children)
 
 
 def main() -> None:
