@@ -16,7 +16,7 @@ from sqlmodel import Session
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import openapi, problems, together
+from api import heap, openapi, problems, together
 from api.auth import ApiKeyMiddleware, KeyCache, public_routes
 from api.console import routes as console
 from api.limits import BodyLimitMiddleware
@@ -24,7 +24,7 @@ from api.observe import ObserveMiddleware
 from api.offline import OfflineDocsMiddleware
 from api.operations import router as operations
 from api.routers import audit, certificates, ledger, pledges, reference, reports, valuation
-from registry import heap, metrics, outbound
+from registry import metrics, outbound
 from registry.certificate.renderer import Renderer
 from registry.clock import Clock, SystemClock
 from registry.config import Settings, get_settings

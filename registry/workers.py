@@ -13,7 +13,6 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from registry import heap
 from registry.config import RECYCLE_AFTER
 from registry.errors import Busy
 
@@ -33,14 +32,6 @@ def _yield_to_requests() -> None:
     os.nice(19)
 
 
-def _settled(fn: Callable[..., T], *args: Any) -> T:
-    """A task in a worker; after the first, what the worker loaded for it (modules, fonts, kept styles)
-    is frozen out of the collector's walks (registry/heap.py)."""
-    done = fn(*args)
-    heap.freeze_startup_objects()
-    return done
-
-
 class WorkerPool:
     def __init__(
         self, *, workers: int, recycle_after: int = RECYCLE_AFTER, timeout_s: float = 60, what: str = "task"
@@ -58,11 +49,11 @@ class WorkerPool:
             return fn(*args)
         try:
             try:
-                return self._executor().submit(_settled, fn, *args).result(self._timeout_s)
+                return self._executor().submit(fn, *args).result(self._timeout_s)
             except BrokenProcessPool:
                 # A worker died (killed, out of memory): start a fresh pool and try once more.
                 self._reset()
-                return self._executor().submit(_settled, fn, *args).result(self._timeout_s)
+                return self._executor().submit(fn, *args).result(self._timeout_s)
         except (BrokenProcessPool, TimeoutError) as exc:
             log.exception("%s failed in the worker pool", self._what)
             raise WorkUnavailable(f"the {self._what} could not be made just now; retry") from exc

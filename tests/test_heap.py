@@ -1,16 +1,13 @@
-"""What a process's start-up made is frozen out of the garbage collector's walks (registry/heap.py): the app's
-once it has started, in a process of its own as a served worker is; a PDF worker's after its first task."""
+"""The app's start-up objects are frozen out of the garbage collector's walks (api/heap.py), once the app has
+started, in a process of its own as a served worker is."""
 
 from __future__ import annotations
 
-import gc
 import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-
-from registry.workers import WorkerPool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,13 +43,3 @@ def test_starting_the_app_freezes_what_start_up_made_and_collects_its_garbage_fi
     assert seen["before"] == 0
     assert seen["started"] > 50_000  # the framework's, the ORM's and the app's objects
     assert seen["freed"]  # start-up's garbage was collected, not frozen with the rest
-
-
-def test_a_pdf_worker_freezes_what_its_first_task_loaded() -> None:
-    pool = WorkerPool(workers=1, what="test")
-    try:
-        first, second = pool.run(gc.get_freeze_count), pool.run(gc.get_freeze_count)
-    finally:
-        pool.close()
-    assert first == 0  # a fresh worker: nothing frozen while its first task runs
-    assert second > 1_000  # after it: the worker's modules and what the task loaded
