@@ -3,8 +3,8 @@
 By the time the app serves, a process holds ~150,000 objects that live as long as it does: modules, the
 ORM's mappers and compiled statements, FastAPI's routes, pydantic's validators. CPython's full collection
 walks every one of them each time, and the collections come more often as a busy process's young objects
-age: under the benches' load a worker made 8–17 full collections a run, each pausing every request of that
-process for tens to hundreds of milliseconds (docs/benchmarks.md, stop 28). Frozen once they exist
+age: under the benches' load a worker made 10–17 full collections a run, each pausing every request of that
+process for up to 300–400 ms (docs/benchmarks.md, stop 28). Frozen once they exist
 (`gc.freeze`), those objects are left out of every collection; what requests make is collected as before."""
 
 from __future__ import annotations
