@@ -14,8 +14,9 @@ the run's time; a thread that has run out sends its last request again until the
 after, is the baseline (bench.common.Baseline). Beside each rate, the CPU a request cost the app's request
 workers (their certificate renderers not counted) and PostgreSQL over its run (/proc), and the cap: the
 rate PostgreSQL's CPU alone would allow on this machine's cores if the app cost nothing, against the same
-pgbench — how far any change on the app's side could take that request. Results go to
-bench/results/lifecycle.json."""
+pgbench — how far any change on the app's side could take that request; and, after the runs, the
+framework's floor (bench/floor_app.py, one `UPDATE` a request, the same workers) at each client count, and
+each request's rate as a share of it. Results go to bench/results/lifecycle.json."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ from bench.common import (
     start_app,
     wrk_run,
 )
+from bench.floor_bench import ACCOUNTS, start_floor
+from bench.floor_bench import LUA as FLOOR_LUA
 from bench.ledger_bench import history
 from bench.pledge_bench import setup
 
@@ -188,6 +191,22 @@ class Spent:
         self.db = postgres_cpu() - self.db
 
 
+def floor(server: str, workers: int, clients: list[int], seconds: int) -> dict[int, float]:
+    """The framework's floor (bench/floor_app.py: one UPDATE a request) at each client count, on the same
+    server with the same workers, after the registry's runs."""
+    wrk = require_wrk()
+    port = free_port()
+    app = start_floor(create_database(server, "floor", migrated=False), workers=workers, port=port)
+    try:
+        return {
+            c: wrk_run(wrk, f"http://127.0.0.1:{port}", FLOOR_LUA % ACCOUNTS, c, seconds)["rps"]
+            for c in clients
+        }
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
 def main() -> None:
     args = load_arguments(__doc__.splitlines()[0], population="pledgors", default=64, history=0, naptime=1)
     wrk = require_wrk()
@@ -221,6 +240,7 @@ def main() -> None:
     finally:
         app.terminate()
         app.wait(timeout=30)
+    floors = floor(server, args.workers, [r["clients"] for r in results if r["kind"] == "ask"], args.seconds)
     time.sleep(1)
     baseline = Baseline(before, pgbench_tps(server, clients=8, seconds=args.seconds))
     problems, verified = check_after(url)
@@ -233,18 +253,26 @@ def main() -> None:
     cores = os.cpu_count() or 1
     for r in results:
         r["ratio"] = r["per_s"] / baseline.tps
+        r["of_floor"] = r["per_s"] / floors[r["clients"]]
         r["database_cap_ratio"] = (
             cores * 1000 / r["postgres_cpu_ms"] / baseline.tps if r["postgres_cpu_ms"] else 0.0
         )
         print(f"{r['kind']:>16} {r['clients']:>8} {r['answered']:>9} {r['per_s']:>7.0f} {r['p50_ms']:>8.1f} "
               f"{r['p99_ms']:>8.1f} {r['refused']:>8} {r['app_cpu_ms']:>7.2f} {r['postgres_cpu_ms']:>6.2f} "
               f"{r['ratio']:>6.3f} {r['database_cap_ratio']:>6.3f}")  # fmt: skip
+    for clients, rps in floors.items():
+        print(
+            f"the framework's floor (bench/floor_app.py), {clients} clients: {rps:.0f} requests/s, "
+            f"{rps / baseline.tps:.2f}x pgbench; each request above at that count, of the floor: "
+            + ", ".join(f"{r['kind']} {r['of_floor']:.2f}" for r in results if r["clients"] == clients)
+        )
     print(f"pgbench tpcb-like, 8 clients, same server: {baseline}")
     print(f"after the runs: ledger {problems or 'consistent'}, "
           f"audit chains {'verify' if verified.ok else 'BROKEN'} ({verified.events} events)")  # fmt: skip
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "lifecycle.json").write_text(json.dumps({"results": results, "pgbench_tps": baseline.tps,
+                                                     "floor_per_s": floors,
                                                      "pgbench_before_after": [baseline.before, baseline.after]},
                                                     indent=2))  # fmt: skip
 
