@@ -31,14 +31,11 @@ import psycopg
 from bench.common import (
     ROOT,
     Baseline,
-    autovacuum_naptime,
     check_after,
     children_of,
     cpu_seconds,
     create_database,
     free_port,
-    fresh_server,
-    load_arguments,
     pgbench_tps,
     postgres_cpu,
     require_wrk,
@@ -47,8 +44,7 @@ from bench.common import (
 )
 from bench.floor_bench import ACCOUNTS, start_floor
 from bench.floor_bench import LUA as FLOOR_LUA
-from bench.ledger_bench import history
-from bench.pledge_bench import setup
+from bench.pledge_bench import prepare
 
 # Each thread takes every n-th item (n threads); when its share runs out it stops, resending its last item
 # to the connections still asking (a request the API refuses: the same decision twice).
@@ -208,14 +204,9 @@ def floor(server: str, workers: int, clients: list[int], seconds: int) -> dict[i
 
 
 def main() -> None:
-    args = load_arguments(__doc__.splitlines()[0], population="pledgors", default=64, history=0, naptime=1)
-    wrk = require_wrk()
-    server = fresh_server()
-    url = create_database(server, "registry_bench")
-    bank_key, exchange_key, bodies, keys = setup(url, args.pledgors)
-    history(url, args.history, 2)
-    before = pgbench_tps(server, clients=8, seconds=args.seconds)
-    autovacuum_naptime(server, args.naptime or None)
+    world = prepare(__doc__.splitlines()[0])
+    args, wrk, server, url, before = world.args, world.wrk, world.server, world.url, world.pgbench_before
+    bank_key, exchange_key, bodies, keys = world.bank_key, world.exchange_key, world.bodies, world.keys
     port = free_port()
     app = start_app(url, workers=args.workers, port=port)
     base = f"http://127.0.0.1:{port}"

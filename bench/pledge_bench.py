@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 
@@ -135,15 +137,38 @@ def setup(url: str, pledgors: int) -> tuple[str, str, list[str], dict[str, str]]
     return bank_key, exchange_key, bodies, keys
 
 
-def main() -> None:
-    args = load_arguments(__doc__.splitlines()[0], population="pledgors", default=64, history=0, naptime=1)
+@dataclass(frozen=True)
+class World:
+    """What a pledge load bench starts from: its options, a fresh server and database with the bench's
+    parties, keys and prints (setup), its past, and pgbench's figure before the runs (and after: Baseline)."""
+
+    args: Any
+    wrk: str
+    server: str
+    url: str
+    bank_key: str
+    exchange_key: str
+    bodies: list[str]
+    keys: dict[str, str]
+    pgbench_before: float
+
+
+def prepare(description: str) -> World:
+    args = load_arguments(description, population="pledgors", default=64, history=0, naptime=1)
     wrk = require_wrk()
     server = fresh_server()
     url = create_database(server, "registry_bench")
     bank_key, exchange_key, bodies, keys = setup(url, args.pledgors)
     history(url, args.history, 2)  # none by default: the figures of earlier stops were measured without
-    before = pgbench_tps(server, clients=8, seconds=args.seconds)  # and after: Baseline
+    before = pgbench_tps(server, clients=8, seconds=args.seconds)
     autovacuum_naptime(server, args.naptime or None)
+    return World(args, wrk, server, url, bank_key, exchange_key, bodies, keys, before)
+
+
+def main() -> None:
+    world = prepare(__doc__.splitlines()[0])
+    args, wrk, server, url, before = world.args, world.wrk, world.server, world.url, world.pgbench_before
+    bank_key, exchange_key, bodies, keys = world.bank_key, world.exchange_key, world.bodies, world.keys
     pledgor_keys = ",".join(f'["{account}"] = "Bearer {key}"' for account, key in keys.items())
     script = LUA % (",".join(f"'{b}'" for b in bodies), pledgor_keys, bank_key, exchange_key)
     port = free_port()
