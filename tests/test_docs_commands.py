@@ -86,6 +86,9 @@ def test_each_benchmark_in_the_docs_exists(doc: str, name: str, rest: str) -> No
     assert source.exists(), f"{doc}: bench.{name} does not exist"
     code = source.read_text(encoding="utf-8")
     known = set(re.findall(r'"(--[a-z][\w-]*)"', code))
+    # A bench that starts as another does (pledge_bench.prepare) takes that one's options.
+    for other in re.findall(r"^from bench\.(\w+) import .*\bprepare\b", code, re.M):
+        code += (ROOT / "bench" / f"{other}.py").read_text(encoding="utf-8")
     if "load_arguments(" in code:  # bench/common.py's options of every load benchmark, and its population
         calls = re.findall(r"load_arguments\((.*)\)$", code, re.M)  # the bench's call, on its line
         known |= {f"--{p}" for call in calls for p in re.findall(r'population="(\w+)"', call)}
