@@ -431,3 +431,28 @@ def test_an_instruction_of_a_pledge_one_may_not_see_names_no_pledge(client: Test
     assert read.status_code == 404 and pledge["id"] not in read.text and instruction_id in read.text
     unknown = client.post(f"/v1/instructions/{pledge['id']}/cancel", headers=desk.other_bank)
     assert unknown.status_code == 404 and unknown.json()["title"] == refused.json()["title"]
+
+
+def _instruction_writes(session: Session) -> int:
+    """UPDATEs of instruction rows so far in the test's transaction (the requests' savepoints included)."""
+    return int(
+        session.execute(
+            text(
+                "SELECT coalesce(sum(n_tup_upd), 0) FROM pg_stat_xact_user_tables WHERE relname = 'instruction'"
+            )
+        ).scalar_one()
+    )
+
+
+@pytest.mark.parametrize("quantity", [None, 1000])  # the whole pledge (it closes), part of it (it stays)
+def test_a_release_s_confirmation_writes_its_instruction_once(
+    client: TestClient, desk: Desk, session: Session, quantity: int | None
+) -> None:
+    pledge = register(client, desk, 4000)
+    assert confirm(client, desk.op1, pledge["instructions"][0]).status_code == 200
+    release = ask(client, desk, pledge, type="release", **({"quantity": quantity} if quantity else {}))
+    before = _instruction_writes(session)
+    done = confirm(client, desk.op1, release)
+    assert done.status_code == 200 and done.json()["applied_quantity"] == (quantity or 4000)
+    # The decision (status, who, when, the applied quantity) in one statement, not a flush and then that.
+    assert _instruction_writes(session) - before == 1

@@ -250,14 +250,17 @@ def frozen_quantity(session: Session, pledge_id: UUID) -> int:
 
 
 def units_of_pledge(session: Session, pledge_id: UUID) -> tuple[int, int]:
-    """(held, frozen) units of the pledge."""
-    row = session.execute(
-        text(f"""
-            SELECT coalesce(sum(quantity) FILTER (WHERE status = '{B.HELD}'), 0) AS held,
+    """(held, frozen) units of the pledge. Through `run`, which does not flush the session first: blocks are
+    written by plain statements only, so nothing pending in the session changes the answer, while a flush
+    wrote what a decision had set so far (a release's applied quantity) in an UPDATE of its own, before the
+    decision's one statement wrote the instruction again."""
+    row = run(
+        session,
+        f"""SELECT coalesce(sum(quantity) FILTER (WHERE status = '{B.HELD}'), 0) AS held,
                    coalesce(sum(quantity) FILTER (WHERE status = '{B.FROZEN}'), 0) AS frozen
-              FROM holding WHERE pledge_id = :p"""),
+              FROM holding WHERE pledge_id = %(p)s""",
         {"p": pledge_id},
-    ).one()
+    )[0]
     return int(row.held), int(row.frozen)
 
 
