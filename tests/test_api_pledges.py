@@ -456,3 +456,17 @@ def test_a_release_s_confirmation_writes_its_instruction_once(
     assert done.status_code == 200 and done.json()["applied_quantity"] == (quantity or 4000)
     # The decision (status, who, when, the applied quantity) in one statement, not a flush and then that.
     assert _instruction_writes(session) - before == 1
+
+
+def test_a_disposal_s_applying_confirmation_writes_its_instruction_once(
+    client: TestClient, desk: Desk, session: Session
+) -> None:
+    pledge = register(client, desk, 4000)
+    assert confirm(client, desk.op1, pledge["instructions"][0]).status_code == 200
+    dispose = ask(client, desk, pledge, type="dispose", quantity=1000)
+    assert confirm(client, desk.op1, dispose, price="68.50").json()["status"] == "pending"  # 张三 reviews
+    before = _instruction_writes(session)
+    applied = confirm(client, desk.op2, dispose)  # 李四 applies exactly what 张三 reviewed
+    assert applied.status_code == 200 and applied.json()["applied_quantity"] == 1000
+    # The terms, the applied quantity and the decision in one statement, not a flush and then that.
+    assert _instruction_writes(session) - before == 1
