@@ -12,10 +12,9 @@ from __future__ import annotations
 import gc
 
 
-def freeze_startup_objects() -> int:
+def freeze_startup_objects() -> None:
     """Once a process, after the app has started: collect what start-up left over, then freeze the rest (a
-    later app in the same process, as in the tests, finds them frozen already). Returns how many are."""
+    later app in the same process, as in the tests, finds them frozen already)."""
     if gc.get_freeze_count() == 0:
         gc.collect()  # garbage frozen would never be collected
         gc.freeze()
-    return gc.get_freeze_count()
