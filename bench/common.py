@@ -62,6 +62,21 @@ def postgres_cpu() -> float:
     return cpu_seconds(postmaster, children=True) + sum(cpu_seconds(p) for p in children_of(postmaster))
 
 
+class Spent:
+    """The CPU the app's request workers (not their certificate renderers) and PostgreSQL spend over a run."""
+
+    def __init__(self, app: subprocess.Popen[bytes]) -> None:
+        self.workers = children_of(app.pid)  # uvicorn's workers (their renderers are their children)
+
+    def __enter__(self) -> Spent:
+        self.app, self.db = sum(cpu_seconds(p) for p in self.workers), postgres_cpu()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.app = sum(cpu_seconds(p) for p in self.workers) - self.app
+        self.db = postgres_cpu() - self.db
+
+
 def create_database(server_url: str, name: str, *, migrated: bool = True) -> str:
     admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:

@@ -31,13 +31,11 @@ import psycopg
 from bench.common import (
     ROOT,
     Baseline,
+    Spent,
     check_after,
-    children_of,
-    cpu_seconds,
     create_database,
     free_port,
     pgbench_tps,
-    postgres_cpu,
     require_wrk,
     start_app,
     wrk_run,
@@ -170,21 +168,6 @@ def measured(run: dict[str, Any], kind: str, clients: int, cpu: tuple[float, flo
         "app_cpu_ms": 1000 * cpu[0] / answered if answered else 0.0,
         "postgres_cpu_ms": 1000 * cpu[1] / answered if answered else 0.0,
     }
-
-
-class Spent:
-    """The CPU the app's request workers (not their certificate renderers) and PostgreSQL spend over a run."""
-
-    def __init__(self, app: Any) -> None:
-        self.workers = children_of(app.pid)
-
-    def __enter__(self) -> Spent:
-        self.app, self.db = sum(cpu_seconds(p) for p in self.workers), postgres_cpu()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.app = sum(cpu_seconds(p) for p in self.workers) - self.app
-        self.db = postgres_cpu() - self.db
 
 
 def floor(server: str, workers: int, clients: list[int], seconds: int) -> dict[int, float]:

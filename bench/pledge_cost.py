@@ -28,12 +28,10 @@ from typing import Any
 import psycopg
 
 from bench.common import (
-    children_of,
-    cpu_seconds,
+    Spent,
     create_database,
     free_port,
     fresh_server,
-    postgres_cpu,
     require_wrk,
     start_app,
     wrk_run,
@@ -160,15 +158,12 @@ def main() -> None:
     port = free_port()
     app = start_app(url, workers=args.workers, port=port)
     try:
-        workers = children_of(app.pid)  # uvicorn's workers (their renderers are their children)
         wrk_run(wrk, f"http://127.0.0.1:{port}", script.replace("B-CONTRACT", "W-CONTRACT"), args.clients, 3)
-        app_before = sum(cpu_seconds(p) for p in workers)
-        db_before = postgres_cpu()
-        spies = [_spy(pid, args.profile / f"worker-{n}.txt", args.seconds) for n, pid in enumerate(workers)
-                 ] if args.profile else []  # fmt: skip
-        run = wrk_run(wrk, f"http://127.0.0.1:{port}", script, args.clients, args.seconds)
-        app_used = sum(cpu_seconds(p) for p in workers) - app_before
-        db_used = postgres_cpu() - db_before
+        with Spent(app) as spent:
+            spies = [_spy(pid, args.profile / f"worker-{n}.txt", args.seconds)
+                     for n, pid in enumerate(spent.workers)] if args.profile else []  # fmt: skip
+            run = wrk_run(wrk, f"http://127.0.0.1:{port}", script, args.clients, args.seconds)
+        app_used, db_used = spent.app, spent.db
         for spy in spies:
             spy.wait(timeout=60)
     finally:
