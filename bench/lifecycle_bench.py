@@ -8,11 +8,13 @@ bench/pledge_bench.py measures the full registration, its three requests mixed; 
 of its own, so that its rate and its latencies are its own. At each client count the asks run for
 `--seconds`; each later phase takes what the one before left (the asked requests are consented, the
 consented ones confirmed, the pledges so made released, the releases confirmed), each request on its own
-instruction, and ends when they run out or after `--seconds`. A rate is the requests answered 2xx over
-the run's time; a thread that has run out sends its last request again until the run stops, answered
-409 (at most one a connection): those are not counted as refusals. The same server's pgbench, before and
-after, is the baseline (bench.common.Baseline). Beside each rate, the CPU a request cost the app's request
-workers (their certificate renderers not counted) and PostgreSQL over its run (/proc), and the cap: the
+instruction, and ends when they run out or after `--seconds`. A rate is the requests answered 2xx from
+the run's first request to its last answer (wrk's own duration is the whole `-d`, even for a run that ran
+out); a thread that has run out sends its last request again until the run stops, answered 409 (at most
+one a connection): those are not counted as refusals. The same server's pgbench, before and after, is the
+baseline (bench.common.Baseline). Beside each rate, the CPU a request cost the app's request workers
+(their certificate renderers not counted) and PostgreSQL over the whole run (/proc: for a run that ran
+out, what the idle rest of it did too, the catching up of certificates' storage and autovacuum), and the cap: the
 rate PostgreSQL's CPU alone would allow on this machine's cores if the app cost nothing, against the same
 pgbench — how far any change on the app's side could take that request; and, after the runs, the
 framework's floor (bench/floor_app.py, one `UPDATE` a request, the same workers) at each client count, and
@@ -45,10 +47,17 @@ from bench.floor_bench import LUA as FLOOR_LUA
 from bench.pledge_bench import prepare
 
 # Each thread takes every n-th item (n threads); when its share runs out it stops, resending its last item
-# to the connections still asking (a request the API refuses: the same decision twice).
+# to the connections still asking (a request the API refuses: the same decision twice). wrk's own duration
+# is always the whole `-d` (its main thread sleeps it out), so a phase that runs out is timed here: from
+# the first request sent to the last 2xx answered, over all threads.
 ITEMS = """
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_usec; } bench_timeval;
+           int gettimeofday(bench_timeval *tv, void *tz); ]]
+local tv = ffi.new("bench_timeval")
+local function now() ffi.C.gettimeofday(tv, nil); return tonumber(tv.tv_sec) * 1e6 + tonumber(tv.tv_usec) end
 local items = {%s}
-ok, again, other, last = 0, 0, 0, nil
+ok, again, other, last, first, final = 0, 0, 0, nil, nil, nil
 local mine, at = {}, 1
 setup = function(thread) table.insert(threads, thread); thread:set("tid", #threads) end
 init = function()
@@ -56,6 +65,7 @@ init = function()
   for i = tid, #items, n do table.insert(mine, items[i]) end
 end
 request = function()
+  first = first or now()
   local item = mine[at]
   if item == nil then
     wrk.thread:stop()
@@ -68,7 +78,7 @@ request = function()
   return wrk.format("POST", item[1], headers, item[3])
 end
 response = function(status, headers, body)
-  if status < 300 then ok = ok + 1
+  if status < 300 then ok = ok + 1; final = now()
   elseif status == 409 then again = again + 1; seen409 = seen409 or body
   else
     other = other + 1
@@ -76,11 +86,15 @@ response = function(status, headers, body)
   end
 end
 done = function(summary, latency, requests)
-  local n, a, o, s = 0, 0, 0, nil
+  local n, a, o, s, from, to = 0, 0, 0, nil, nil, nil
   for _, t in ipairs(threads) do
     n = n + t:get("ok"); a = a + t:get("again"); o = o + t:get("other"); s = s or t:get("seen409")
+    local f, l = t:get("first"), t:get("final")
+    if f and (not from or f < from) then from = f end
+    if l and (not to or l > to) then to = l end
   end
-  io.write(string.format("DONE ok=%%d us=%%d again=%%d other=%%d\\n", n, summary.duration, a, o))
+  local us = (from and to) and (to - from) or summary.duration
+  io.write(string.format("DONE ok=%%d us=%%d again=%%d other=%%d\\n", n, us, a, o))
   if s then io.write("CONFLICT " .. s .. "\\n") end
 end
 threads = {}
