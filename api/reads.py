@@ -83,10 +83,7 @@ def instruction_reads(
     session: Session, items: list[Instruction], actor: Actor, window_days: int
 ) -> list[InstructionRead]:
     """Instructions as read, each open registration or top-up with its valuation at today's price."""
-    found = {p.id: p for p in reads.pledges_by_id(session, {i.pledge_id for i in items})}
-    judged = reads.assessments(
-        session, [(found[i.pledge_id], i) for i in items], at=actor.at, window_days=window_days
-    )
+    judged = reads.assessments(session, items, at=actor.at, window_days=window_days)
     return [instruction_read(i, judged.get(i.id)) for i in items]
 
 

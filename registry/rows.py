@@ -82,7 +82,18 @@ def _blank(model: Any) -> Any:
     return model._sa_class_manager.new_instance()
 
 
-def insert_new(session: Session, *rows: SQLModel) -> None:
+@dataclass(frozen=True, slots=True)
+class Along:
+    """Writes that ride in the statement saving rows (a decision's event with its chain head): its
+    data-modifying CTEs, `name AS (…)`, their names and their parameters' names unique within the
+    statement. PostgreSQL runs each such CTE once, to completion, whether or not the statement reads it;
+    the rows' triggers check only their own row, so nothing in them depends on the order."""
+
+    ctes: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def insert_new(session: Session, *rows: SQLModel, along: Along | None = None) -> None:
     """New rows (a pledge and its first instruction; a certificate) written in one statement, in the
     order given, then taken into the session as if loaded from it. Identity columns are read back."""
     ctes, generated, params = [], [], {}
@@ -96,6 +107,9 @@ def insert_new(session: Session, *rows: SQLModel) -> None:
         ctes.append(f"r{n} AS (INSERT INTO {table.name} ({', '.join(given)}) VALUES ({placeholders}) "
                     f"RETURNING {', '.join(made) or '1'})")  # fmt: skip
         generated += [(row, name, f"(SELECT {name} FROM r{n}) AS r{n}_{name}") for name in made]
+    if along is not None:
+        ctes.append(along.ctes)
+        params.update(along.params)
     found = run(
         session, f"WITH {', '.join(ctes)} SELECT {', '.join(g[2] for g in generated) or '1'}", params
     )[0]
@@ -121,10 +135,10 @@ def compute(row: SQLModel, name: str, value: Computed) -> None:
     setattr(row, name, value)
 
 
-def save_changes(session: Session, *rows: SQLModel) -> None:
+def save_changes(session: Session, *rows: SQLModel, along: Along | None = None) -> None:
     """What changed on loaded rows (a pledge and its instruction; a certificate; each locked by the caller)
-    written in one statement, then marked saved. Their triggers see only their own row, so one statement
-    checks what two would."""
+    written in one statement, with the writes `along` (if any), then marked saved. Their triggers see only
+    their own row, so one statement checks what two would."""
     ctes, saved, computed = [], [], []
     params: dict[str, Any] = {}
     for n, row in enumerate(rows):
@@ -147,6 +161,9 @@ def save_changes(session: Session, *rows: SQLModel) -> None:
         ctes.append(f"u{n} AS (UPDATE {row.__tablename__} SET {', '.join(sets)} WHERE id = %(u{n}_id)s "
                     f"RETURNING {back})")  # fmt: skip
         saved.append((n, row, changed))
+    if along is not None:
+        ctes.append(along.ctes)
+        params.update(along.params)
     if not ctes:
         return
     found = run(session, f"WITH {', '.join(ctes)} SELECT {', '.join(c[2] for c in computed) or '1'}", params)

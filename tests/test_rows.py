@@ -91,3 +91,36 @@ def test_a_rolled_back_savepoint_takes_back_what_was_written_in_it(session: Sess
     savepoint.rollback()
     assert account.number == before  # reloaded
     assert made not in session and session.get(Account, made.id) is None
+
+
+def _seen_along(account_id: object) -> rows.Along:
+    """Writes along that record the account's number as their statement's snapshot shows it."""
+    return rows.Along(
+        "seen AS (INSERT INTO seen_number SELECT number FROM account WHERE id = %(seen_id)s RETURNING 1)",
+        {"seen_id": account_id},
+    )
+
+
+def test_writes_along_are_made_by_the_statement_that_saves_the_rows(session: Session) -> None:
+    """One statement, one snapshot: the writes along see the row as it was before this very statement
+    changed it, which a statement of their own after the save would not."""
+    session.execute(text("CREATE TEMP TABLE seen_number (number text) ON COMMIT DROP"))
+    account = _read(session, f.account(session).id)
+    before = account.number
+    account.number = "ALONG-1"
+    rows.save_changes(session, account, along=_seen_along(account.id))
+    assert session.execute(text("SELECT number FROM seen_number")).scalars().all() == [before]
+    stored = session.execute(text("SELECT number FROM account WHERE id = :i"), {"i": account.id}).scalar_one()
+    assert stored == "ALONG-1" and not session.is_modified(account)
+
+
+def test_writes_along_are_made_with_new_rows_and_with_nothing_else_to_save(session: Session) -> None:
+    session.execute(text("CREATE TEMP TABLE seen_number (number text) ON COMMIT DROP"))
+    owner = f.party(session)
+    made = rows.new(Account, number="ALONG-2", party_id=owner.id, created_at=datetime.now(UTC))
+    rows.insert_new(session, made, along=_seen_along(made.id))
+    account = _read(session, f.account(session).id)
+    rows.save_changes(session, account, along=_seen_along(account.id))  # nothing changed on the row
+    seen = session.execute(text("SELECT number FROM seen_number")).scalars().all()
+    # The new row is not in its own statement's snapshot; the unchanged one is.
+    assert seen == [account.number] and session.get(Account, made.id) is made

@@ -17,8 +17,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlmodel import Session
 
+from registry import rows
 from registry.audit.chain import DECISION_FIELDS, GENESIS, hash_sql
-from registry.db import run
 from registry.principal import Actor
 
 
@@ -42,20 +42,22 @@ _TYPES = {
     "occurred_at": "timestamptz",
 }
 _GIVEN = tuple(name for name in DECISION_FIELDS if name != "seq")
-# One round trip: the chain's head read, the event hashed by the same SQL expression the verifier
-# recomputes it with (registry/audit/service.py), the head moved and the event written. The caller holds
-# the pledge's row lock, so nobody else moves the head meanwhile; the trigger pledge_event_links still
-# checks that the event extends its chain.
+# The chain's head read, the event hashed by the same SQL expression the verifier recomputes it with
+# (registry/audit/service.py), the head moved and the event written: CTEs that ride in the statement
+# saving the decision's rows (rows.Along), or make a statement of their own. The caller holds the pledge's
+# row lock, so nobody else moves the head meanwhile; the trigger pledge_event_links still checks that the
+# event extends its chain.
 _APPEND = (
-    "WITH head AS (SELECT seq, head FROM pledge_chain WHERE pledge_id = %(pledge_id)s::uuid), "
+    "head AS (SELECT seq, head FROM pledge_chain WHERE pledge_id = %(pledge_id)s::uuid), "
     "event AS (SELECT "
     + ", ".join(f"%({c})s::{_TYPES.get(c, 'text')} AS {c}" for c in _GIVEN)
     + ", coalesce((SELECT seq FROM head), 0) + 1 AS seq"
     + ", coalesce((SELECT head FROM head), %(genesis)s::bytea) AS prev_hash), "
     f"hashed AS (SELECT *, {hash_sql(DECISION_FIELDS)} AS hash FROM event), "
     "moved AS (INSERT INTO pledge_chain (pledge_id, seq, head) SELECT pledge_id, seq, hash FROM hashed "
-    "ON CONFLICT (pledge_id) DO UPDATE SET seq = EXCLUDED.seq, head = EXCLUDED.head) "
-    f"INSERT INTO pledge_event ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM hashed"
+    "ON CONFLICT (pledge_id) DO UPDATE SET seq = EXCLUDED.seq, head = EXCLUDED.head), "
+    f"logged AS (INSERT INTO pledge_event ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM hashed "
+    "RETURNING 1)"
 )
 
 
@@ -72,8 +74,7 @@ def terms_text(terms: Mapping[str, Any] | None) -> str | None:
     )
 
 
-def record(
-    session: Session,
+def event(
     actor: Actor,
     *,
     pledge_id: UUID,
@@ -81,12 +82,11 @@ def record(
     kind: DecisionKind,
     reason: str | None = None,
     terms: Mapping[str, Any] | None = None,
-) -> None:
-    """Append one decision to the pledge's chain, in the caller's transaction (which holds the pledge's
-    row lock)."""
+) -> rows.Along:
+    """One decision appended to the pledge's chain, as writes for the statement that saves the decision
+    (rows.save_changes or rows.insert_new, in the caller's transaction, which holds the pledge's row lock)."""
     principal = actor.principal
-    run(
-        session,
+    return rows.Along(
         _APPEND,
         {
             "pledge_id": pledge_id,

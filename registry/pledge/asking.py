@@ -280,12 +280,14 @@ def _ask(
         created_at=actor.at,
         **fields,
     )
-    # A registration's pledge is new too: both rows in one statement.
-    rows.insert_new(session, *(() if kind is not InstructionType.REGISTER else (pledge,)), instruction)
-    decisions.record(
-        session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.ASK,
+    asked = decisions.event(
+        actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.ASK,
         reason=instruction.reason,
     )  # fmt: skip
+    # A registration's pledge is new too: both rows and the ask's event in one statement.
+    rows.insert_new(
+        session, *(() if kind is not InstructionType.REGISTER else (pledge,)), instruction, along=asked
+    )
     if joint and principal.party_id == pledge.pledgor_party_id:
         steps.hold(session, actor, pledge, instruction)
     return instruction

@@ -111,11 +111,11 @@ def _second_pair_of_eyes(
         terms = four_eyes.resolve(session, pledge, instruction, offered)
         assert actor.principal.operator is not None
         four_eyes.record_review(instruction, terms, actor.principal.operator.strip(), actor.at)
-        session.flush()
-        decisions.record(
-            session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.REVIEW,
+        reviewed = decisions.event(
+            actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=DecisionKind.REVIEW,
             terms=terms.as_dict(),
         )  # fmt: skip
+        rows.save_changes(session, instruction, along=reviewed)
         return None
     assert instruction.reviewed_by is not None
     if instruction.reviewed_by.strip().casefold() == operator:

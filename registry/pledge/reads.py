@@ -83,22 +83,21 @@ def details(
 
 
 def assessments(
-    session: Session,
-    pairs: list[tuple[Pledge, Instruction]],
-    *,
-    at: datetime,
-    window_days: int,
+    session: Session, instructions: list[Instruction], *, at: datetime, window_days: int
 ) -> dict[UUID, Assessment]:
     """Each open registration or top-up valued at today's reference price, as the exchange would confirm
     it: the pledge's units once this request goes through (frozen + held, or + asked while it waits for
-    the pledgor). One reference price per credit type."""
-    wanted = [(p, i) for p, i in pairs if i.status in OPEN and InstructionType(i.type) in HOLDS_UNITS]
+    the pledgor). One reference price per credit type. The pledges are read only for those: a release's
+    or a disposal's answer needs none (instructions listed here already passed the visibility check)."""
+    wanted = [i for i in instructions if i.status in OPEN and InstructionType(i.type) in HOLDS_UNITS]
     if not wanted:
         return {}
-    units = repo.units_by_pledge(session, [p.id for p, _ in wanted])
+    found = {p.id: p for p in repo.pledges_by_id(session, list({i.pledge_id for i in wanted}))}
+    units = repo.units_by_pledge(session, list(found))
     refs: dict[int, valuation.Reference] = {}
     out: dict[UUID, Assessment] = {}
-    for pledge, instruction in wanted:
+    for instruction in wanted:
+        pledge = found[instruction.pledge_id]
         if pledge.credit_type_id not in refs:
             refs[pledge.credit_type_id] = valuation.reference(
                 session, pledge.credit_type_id, exchange_day(at), window_days

@@ -80,12 +80,13 @@ def decide(
         if after not in (PledgeStatus.PENDING, PledgeStatus.ACTIVE):
             pledge.closed_at = actor.at
             pledge.hold_expires_at = None
-    # The pledge's new state (e.g. its registration number) and its status move together, in one statement.
-    rows.save_changes(session, pledge, instruction)
-    decisions.record(
-        session, actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=TRAIL_KIND[decision],
-        reason=reason, terms=terms,
+    # The pledge's new state (e.g. its registration number), its status and the decision's event in the
+    # pledge's trail move together, in one statement.
+    event = decisions.event(
+        actor, pledge_id=pledge.id, instruction_id=instruction.id, kind=TRAIL_KIND[decision], reason=reason,
+        terms=terms,
     )  # fmt: skip
+    rows.save_changes(session, pledge, instruction, along=event)
     return instruction
 
 
