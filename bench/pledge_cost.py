@@ -3,10 +3,12 @@ PostgreSQL under load.
 
     .venv/bin/python -m bench.pledge_cost [--cycles 50] [--seconds 15] [--clients 8] [--show]
 
-First the three requests of a cycle (the bank's ask, the pledgor's consent, the exchange's confirmation)
-run in this process against a fresh database, every round trip to PostgreSQL counted per request (each
-statement, and the BEGIN and COMMIT psycopg sends); `--show` prints one cycle's statements. Then the
-bench's load (bench/pledge_bench.py's wrk script) for `--seconds` at `--clients`, and the CPU the
+First the requests of a pledge's life (the bank's ask, the pledgor's consent, the exchange's confirmation,
+then the bank's release and its confirmation) run in this process against a fresh database, every round
+trip to PostgreSQL counted per request (each statement, and the BEGIN and COMMIT psycopg sends); `--show`
+prints one life's statements. Then the
+bench's load (bench/pledge_bench.py's wrk script: the registration cycle, its first three requests) for
+`--seconds` at `--clients`, and the CPU the
 uvicorn workers (their own, not the certificate renderers') and every PostgreSQL process spent over it
 (/proc/PID/stat), divided by the cycles confirmed. Other work on the machine changes the wall clock, not
 these CPU figures (much)."""
@@ -106,15 +108,21 @@ def statements(url: str, bank_key: str, exchange_key: str, bodies: list[str], ke
             ("register", "/v1/pledges", bank_key, body),
             ("consent", "/v1/instructions/{id}/consent", keys[account.group(1)], None),
             ("confirm", "/v1/instructions/{id}/confirm", exchange_key, None),
+            ("release", "/v1/pledges/{pledge}/instructions", bank_key, '{"type":"release"}'),
+            ("confirm release", "/v1/instructions/{id}/confirm", exchange_key, None),
         ]
-        instruction = ""
+        instruction = pledge = ""
         for kind, path, key, content in steps:
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
             with counted() as seen:
-                answer = client.post(path.format(id=instruction), headers=headers, content=content)
+                answer = client.post(
+                    path.format(id=instruction, pledge=pledge), headers=headers, content=content
+                )
             assert answer.status_code in (200, 201), answer.text
             if kind == "register":
-                instruction = answer.json()["instructions"][0]["id"]
+                pledge, instruction = answer.json()["id"], answer.json()["instructions"][0]["id"]
+            if kind == "release":
+                instruction = answer.json()["id"]
             if n >= warm:
                 per[kind] += len(seen())
                 if show and not shown:
@@ -123,7 +131,7 @@ def statements(url: str, bank_key: str, exchange_key: str, bodies: list[str], ke
                         print("   ", s[:220])
         shown = shown or n >= warm
     app.state.engine.dispose()
-    return {kind: per[kind] / cycles for kind in ("register", "consent", "confirm")}
+    return {kind: per[kind] / cycles for kind, *_ in steps}
 
 
 def _spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
@@ -174,8 +182,10 @@ def main() -> None:
     cycles = int(found.group(1))
     print(f"\npledge_cost: round trips a request (statements with BEGIN and COMMIT), {args.cycles} cycles")
     for kind, n in counts.items():
-        print(f"  {kind:<9} {n:5.1f}")
-    print(f"  {'cycle':<9} {sum(counts.values()):5.1f}")
+        print(f"  {kind:<15} {n:5.1f}")
+    cycle = ("register", "consent", "confirm")
+    print(f"  {'cycle':<15} {sum(counts[k] for k in cycle):5.1f}  (the three above; the load runs these)")
+    print(f"  {'a life':<15} {sum(counts.values()):5.1f}  (all five)")
     print(f"load: {args.clients} clients, {args.seconds} s, {args.workers} workers: {cycles / args.seconds:.1f} "
           f"cycles/s ({run['rps']:.0f} requests/s, p99 {run['p99_ms']:.0f} ms, non-2xx {run['non_2xx']})")  # fmt: skip
     print(f"CPU a cycle: app {1000 * app_used / cycles:.2f} ms, PostgreSQL {1000 * db_used / cycles:.2f} ms "
