@@ -93,34 +93,6 @@ class Along:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
-def insert_new(session: Session, *rows: SQLModel, along: Along | None = None) -> None:
-    """New rows (a pledge and its first instruction; a certificate) written in one statement, in the
-    order given, then taken into the session as if loaded from it. Identity columns are read back."""
-    ctes, generated, params = [], [], {}
-    for n, row in enumerate(rows):
-        table = row.__table__  # type: ignore[attr-defined]
-        given = [c.name for c in table.columns if c.identity is None]
-        made = [c.name for c in table.columns if c.identity is not None]
-        for name in given:
-            params[f"r{n}_{name}"] = _param(getattr(row, name))
-        placeholders = ", ".join(f"%(r{n}_{name})s" for name in given)
-        ctes.append(f"r{n} AS (INSERT INTO {table.name} ({', '.join(given)}) VALUES ({placeholders}) "
-                    f"RETURNING {', '.join(made) or '1'})")  # fmt: skip
-        generated += [(row, name, f"(SELECT {name} FROM r{n}) AS r{n}_{name}") for name in made]
-    if along is not None:
-        ctes.append(along.ctes)
-        params.update(along.params)
-    found = run(
-        session, f"WITH {', '.join(ctes)} SELECT {', '.join(g[2] for g in generated) or '1'}", params
-    )[0]
-    for n, row in enumerate(rows):
-        for name in (g[1] for g in generated if g[0] is row):
-            setattr(row, name, getattr(found, f"r{n}_{name}"))
-        make_transient_to_detached(row)
-        session.add(row)  # persistent, with nothing to flush
-    _as_flushed(session, rows, inserted=True)
-
-
 @dataclass(frozen=True, slots=True)
 class Computed:
     """A column's new value that the database computes in the statement writing it (a number drawn from a
@@ -135,46 +107,98 @@ def compute(row: SQLModel, name: str, value: Computed) -> None:
     setattr(row, name, value)
 
 
+def insert_new(session: Session, *rows: SQLModel, along: Along | None = None) -> None:
+    """New rows (a pledge and its first instruction; a certificate) written in one statement, in the
+    order given, with the writes `along` (if any), then taken into the session as if loaded from it.
+    Identity columns are read back."""
+    write(session, new=rows, along=along)
+
+
 def save_changes(session: Session, *rows: SQLModel, along: Along | None = None) -> None:
     """What changed on loaded rows (a pledge and its instruction; a certificate; each locked by the caller)
-    written in one statement, with the writes `along` (if any), then marked saved. Their triggers see only
-    their own row, so one statement checks what two would."""
-    ctes, saved, computed = [], [], []
+    written in one statement, with the writes `along` (if any), then marked saved."""
+    write(session, changed=rows, along=along)
+
+
+def write(
+    session: Session,
+    *,
+    new: Sequence[SQLModel] = (),
+    changed: Sequence[SQLModel] = (),
+    along: Along | None = None,
+) -> None:
+    """New rows inserted (in the order given), what changed on loaded rows updated, and the writes `along`:
+    one statement. The rows' triggers see only their own row, so one statement checks what several would."""
     params: dict[str, Any] = {}
-    for n, row in enumerate(rows):
-        state = inspect(row)
-        values, before = state.dict, state.committed_state  # the attributes set since loaded, as they were
-        changed = {name: values[name] for name in before if name in values and values[name] != before[name]}
-        if not changed:
-            continue
-        sets = []
-        for name, value in changed.items():
-            if isinstance(value, Computed):
-                sets.append(f"{name} = ({value.sql})")
-                params.update(value.params)
-                computed.append((row, name, f"(SELECT {name} FROM u{n}) AS u{n}_{name}"))
-            else:
-                sets.append(f"{name} = %(u{n}_{name})s")
-                params[f"u{n}_{name}"] = _param(value)
-        params[f"u{n}_id"] = row.id  # type: ignore[attr-defined]
-        back = ", ".join(name for r, name, _ in computed if r is row) or "1"
-        ctes.append(f"u{n} AS (UPDATE {row.__tablename__} SET {', '.join(sets)} WHERE id = %(u{n}_id)s "
-                    f"RETURNING {back})")  # fmt: skip
-        saved.append((n, row, changed))
+    ctes, back = _inserts(new, params)
+    saved = _updates(changed, params, ctes, back)
     if along is not None:
         ctes.append(along.ctes)
         params.update(along.params)
     if not ctes:
         return
-    found = run(session, f"WITH {', '.join(ctes)} SELECT {', '.join(c[2] for c in computed) or '1'}", params)
-    for n, row, changed in saved:
-        for name, value in changed.items():
-            now = getattr(found[0], f"u{n}_{name}") if isinstance(value, Computed) else value
+    found = run(session, f"WITH {', '.join(ctes)} SELECT {', '.join(back) or '1'}", params)[0]
+    for n, row in enumerate(new):
+        for column in row.__table__.columns:  # type: ignore[attr-defined]
+            if column.identity is not None:
+                setattr(row, column.name, getattr(found, f"r{n}_{column.name}"))
+        make_transient_to_detached(row)
+        session.add(row)  # persistent, with nothing to flush
+    for n, row, diff in saved:
+        for name, value in diff.items():
+            now = getattr(found, f"u{n}_{name}") if isinstance(value, Computed) else value
             set_committed_value(row, name, now)
         # Clean, as after the ORM's own flush (which does this): a row left marked modified, with nothing
         # to write, still costs the next flush (at every savepoint and at commit) its whole bookkeeping.
         inspect(row)._commit_all(inspect(row).dict, session.identity_map)
+    _as_flushed(session, new, inserted=True)
     _as_flushed(session, [row for _, row, _ in saved], inserted=False)
+
+
+def _inserts(new: Sequence[SQLModel], params: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The CTEs inserting the rows (r0, r1, …; their parameters added to `params`) and the select list
+    reading back their identity columns."""
+    ctes, back = [], []
+    for n, row in enumerate(new):
+        table = row.__table__  # type: ignore[attr-defined]
+        given = [c.name for c in table.columns if c.identity is None]
+        made = [c.name for c in table.columns if c.identity is not None]
+        for name in given:
+            params[f"r{n}_{name}"] = _param(getattr(row, name))
+        placeholders = ", ".join(f"%(r{n}_{name})s" for name in given)
+        ctes.append(f"r{n} AS (INSERT INTO {table.name} ({', '.join(given)}) VALUES ({placeholders}) "
+                    f"RETURNING {', '.join(made) or '1'})")  # fmt: skip
+        back += [f"(SELECT {name} FROM r{n}) AS r{n}_{name}" for name in made]
+    return ctes, back
+
+
+def _updates(
+    changed: Sequence[SQLModel], params: dict[str, Any], ctes: list[str], back: list[str]
+) -> list[tuple[int, SQLModel, dict[str, Any]]]:
+    """The CTEs updating what changed on the rows (u0, u1, …) appended to `ctes`, their computed columns'
+    read-back to `back`; each row with a change, with its position and its changed attributes."""
+    saved = []
+    for n, row in enumerate(changed):
+        state = inspect(row)
+        values, before = state.dict, state.committed_state  # the attributes set since loaded, as they were
+        diff = {name: values[name] for name in before if name in values and values[name] != before[name]}
+        if not diff:
+            continue
+        sets, computed = [], []
+        for name, value in diff.items():
+            if isinstance(value, Computed):
+                sets.append(f"{name} = ({value.sql})")
+                params.update(value.params)
+                computed.append(name)
+                back.append(f"(SELECT {name} FROM u{n}) AS u{n}_{name}")
+            else:
+                sets.append(f"{name} = %(u{n}_{name})s")
+                params[f"u{n}_{name}"] = _param(value)
+        params[f"u{n}_id"] = row.id  # type: ignore[attr-defined]
+        ctes.append(f"u{n} AS (UPDATE {row.__tablename__} SET {', '.join(sets)} WHERE id = %(u{n}_id)s "
+                    f"RETURNING {', '.join(computed) or '1'})")  # fmt: skip
+        saved.append((n, row, diff))
+    return saved
 
 
 def _as_flushed(session: Session, rows: Sequence[SQLModel], *, inserted: bool) -> None:

@@ -470,3 +470,33 @@ def test_a_disposal_s_applying_confirmation_writes_its_instruction_once(
     assert applied.status_code == 200 and applied.json()["applied_quantity"] == 1000
     # The terms, the applied quantity and the decision in one statement, not a flush and then that.
     assert _instruction_writes(session) - before == 1
+
+
+def test_a_confirmation_the_database_will_not_value_is_not_made(
+    client: TestClient, desk: Desk, session: Session
+) -> None:
+    """The confirmation values its pledge in its own transaction, without a savepoint to fall back on: if
+    the database refused that valuation (no input can make it: tests/hostile/test_jobs.py), nothing is
+    confirmed, frozen or certified, and the caller gets a problem, not a 500."""
+    pledge = register(client, desk, 4000)
+    held = units(client, desk)
+    session.execute(text(f"""
+        CREATE FUNCTION pg_temp.refuse_valuation() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.pledge_id = '{pledge["id"]}'::uuid THEN
+                RAISE EXCEPTION 'numeric field overflow' USING ERRCODE = 'numeric_value_out_of_range';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_valuation BEFORE INSERT ON valuation
+            FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse_valuation();
+    """))  # fmt: skip
+    refused = confirm(client, desk.op1, pledge["instructions"][0])
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    after = pledge_of(client, desk, pledge)
+    assert after["status"] == "pending" and after["registration_no"] is None
+    assert after["instructions"][0]["status"] == "pending" and units(client, desk) == held
+    assert client.get(f"/v1/pledges/{pledge['id']}/certificate", headers=desk.bank).status_code == 404
+    session.execute(text("DROP TRIGGER refuse_valuation ON valuation"))
+    assert confirm(client, desk.op1, pledge["instructions"][0]).status_code == 200  # and it can be made

@@ -204,10 +204,9 @@ def request(
             f"instruction {waiting.id} ({waiting.type}) is still {waiting.status}",
             pending_instruction_id=str(waiting.id),
         )
-    code = ledger_repo.get_credit_type_by_id(session, pledge.credit_type_id)
-    assert code is not None
-    selection = steps.same_type(selection, code.code)
-    _check_request(session, pledge, kind, selection, outstanding_principal, to_account_id, code.code)
+    code = repo.credit_type_code(session, pledge.credit_type_id)
+    selection = steps.same_type(selection, code)
+    _check_request(session, pledge, kind, selection, outstanding_principal, to_account_id, code)
     expires = add_business_days(actor.at, hold_business_days) if kind in HOLDS_UNITS else None
     return _ask(
         session, actor, pledge, kind, selection, hold_expires_at=expires, reason=reason,

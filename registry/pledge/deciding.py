@@ -159,8 +159,12 @@ def _confirmed(
         decision = Decision.CONFIRM_PARTIAL
     closed = steps.decide(session, actor, pledge, instruction, decision, terms=terms)
     if pledge.status == PledgeStatus.ACTIVE:
-        # The collateral changed: value it now (this is also the valuation at registration).
-        valuation.revalue(session, now=actor.at, window_days=window_days, pledge_ids=[pledge.id])
+        # The collateral changed: value it now (this is also the valuation at registration), in the
+        # confirmation's transaction without a savepoint of its own: the figures fit whatever the inputs
+        # (tests/hostile/test_jobs.py), and a confirmation the database would not value is not made.
+        valuation.revalue(
+            session, now=actor.at, window_days=window_days, pledge_ids=[pledge.id], isolated=False
+        )
     else:  # released or disposed: nothing is at risk any more
         alerts.clear_closed(session, pledge.id, now=actor.at)
     # The next certificate version (or the revocation of the last one) commits with the change it states.

@@ -23,8 +23,8 @@ OPEN_INSTRUCTION = tuple(sorted(OPEN))  # a sequence for IN (...), in a stable o
 B = BlockStatus
 
 
-def get_pledge(session: Session, pledge_id: UUID, *, lock: bool = False) -> Pledge | None:
-    return session.get(Pledge, pledge_id, with_for_update=lock, populate_existing=lock)
+def get_pledge(session: Session, pledge_id: UUID) -> Pledge | None:
+    return session.get(Pledge, pledge_id)
 
 
 # The pledge locked first (in the CTE, whose rows are locked as the join reads them), then the instruction
@@ -38,6 +38,24 @@ _LOCK = f"""
     SELECT p.credit_type_code, {columns(Pledge, "p_", source="p")}, {columns(Instruction, "i_", source="i")}
       FROM p JOIN instruction i ON i.id = %(i)s
        FOR UPDATE OF i"""
+
+
+_LOCK_PLEDGE = f"""
+    SELECT ct.code AS credit_type_code, {columns(Pledge, "p_", source="pledge")}
+      FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
+     WHERE pledge.id = %(p)s
+       FOR UPDATE OF pledge"""
+
+
+def lock_pledge(session: Session, pledge_id: UUID) -> Pledge | None:
+    """The pledge, row-locked and loaded afresh, with its credit type's code in the same round trip (for
+    `credit_type_code`)."""
+    rows = run(session, _LOCK_PLEDGE, {"p": pledge_id})
+    if not rows:
+        return None
+    pledge: Pledge = loaded(session, Pledge, rows[0], "p_")
+    session.info.setdefault(_CODES, {})[pledge.credit_type_id] = rows[0].credit_type_code
+    return pledge
 
 
 def lock_with_instruction(session: Session, instruction_id: UUID) -> tuple[Pledge, Instruction] | None:

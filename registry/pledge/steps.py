@@ -112,7 +112,7 @@ def hold(session: Session, actor: Actor, pledge: Pledge, instruction: Instructio
 
 
 def lock_visible(session: Session, actor: Actor, pledge_id: UUID) -> Pledge:
-    return policy.require_visible(actor.principal, repo.get_pledge(session, pledge_id, lock=True), pledge_id)
+    return policy.require_visible(actor.principal, repo.lock_pledge(session, pledge_id), pledge_id)
 
 
 def lock_instruction(session: Session, actor: Actor, instruction_id: UUID) -> tuple[Pledge, Instruction]:
