@@ -73,13 +73,6 @@ LOCKED_CURRENT = (
 )
 
 
-def current(session: Session, pledge_id: UUID, *, lock: bool = False) -> Certificate | None:
-    if not lock:
-        return _current(session, pledge_id)
-    found = run(session, LOCKED_CURRENT, {"pledge": pledge_id})
-    return locked_current(session, found[0] if found else None)
-
-
 def locked_current(session: Session, row: Any) -> Certificate | None:
     """The certificate of a row with LOCKED_CURRENT's columns (all None: the pledge has none yet), its
     document left out (read only if asked for)."""
@@ -120,6 +113,17 @@ def issue(session: Session, actor: Actor, new: Issue, previous: Certificate | No
     )
     rows.insert_new(session, certificate)
     return certificate
+
+
+def revoke_current(session: Session, pledge_id: UUID, at: datetime) -> None:
+    """The pledge's valid certificate (at most one: uq_certificate_one_valid), if any, revoked in one
+    statement (the caller holds the pledge's row lock, under which its certificates are issued)."""
+    run(
+        session,
+        f"UPDATE certificate SET status = '{CertificateStatus.REVOKED}', status_changed_at = %(at)s "
+        f"WHERE pledge_id = %(pledge)s AND status = '{CertificateStatus.VALID}'",
+        {"pledge": pledge_id, "at": at},
+    )
 
 
 def retire(session: Session, certificate: Certificate, status: CertificateStatus, at: datetime) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import Session
 
 from registry.certificate import service as certificates
-from registry.certificate.models import Certificate, CertificateStatus
+from registry.certificate.models import Certificate
 from registry.errors import InvalidState
 from registry.pledge import repository as pledge_repo
 from registry.pledge.models import Instruction, Pledge
@@ -44,9 +44,8 @@ def on_confirmed(
             facts=_facts(row, pledge, actor.at),
         )
         return certificates.issue(session, actor, new, certificates.locked_current(session, row))
-    current = certificates.current(session, pledge.id, lock=True)
-    if pledge.status in (PledgeStatus.RELEASED, PledgeStatus.DISPOSED) and current is not None:
-        certificates.retire(session, current, CertificateStatus.REVOKED, actor.at)
+    if pledge.status in (PledgeStatus.RELEASED, PledgeStatus.DISPOSED):
+        certificates.revoke_current(session, pledge.id, actor.at)
     return None
 
 

@@ -87,13 +87,16 @@ def confirm(
             pledge.confirmed_at = actor.at
             pledge.hold_expires_at = None
     else:
+        selection = steps.selection_of(session, pledge, instruction)
         moved = pledged.move_pledged(
             session, steps.acting_for(actor, instruction, pledge), EventKind.UNFREEZE,
-            account_id=pledge.pledgor_account_id, pledge_id=pledge.id,
-            selection=steps.selection_of(session, pledge, instruction), reason=instruction.reason,
+            account_id=pledge.pledgor_account_id, pledge_id=pledge.id, selection=selection,
+            reason=instruction.reason,
         )  # fmt: skip
         if instruction.outstanding_principal is not None:
             pledge.outstanding_principal = instruction.outstanding_principal
+        instruction.applied_quantity = moved.quantity
+        return _confirmed(session, actor, pledge, instruction, window_days, took_all=selection.everything)
     instruction.applied_quantity = moved.quantity
     return _confirmed(session, actor, pledge, instruction, window_days)
 
@@ -131,15 +134,17 @@ def _apply_disposal(
     terms: four_eyes.DisposalTerms,
     window_days: int,
 ) -> Instruction:
+    selection = steps.selection_of(session, pledge, instruction)
     moved = pledged.dispose(
         session, steps.acting_for(actor, instruction, pledge), account_id=pledge.pledgor_account_id,
-        pledge_id=pledge.id, to_account_id=terms.to_account_id,
-        selection=steps.selection_of(session, pledge, instruction), reason=instruction.reason,
+        pledge_id=pledge.id, to_account_id=terms.to_account_id, selection=selection, reason=instruction.reason,
     )  # fmt: skip
     instruction.to_account_id = terms.to_account_id
     instruction.price, instruction.proceeds = terms.price, terms.proceeds
     instruction.applied_quantity = moved.quantity
-    return _confirmed(session, actor, pledge, instruction, window_days, terms=terms.as_dict())
+    return _confirmed(
+        session, actor, pledge, instruction, window_days, terms=terms.as_dict(), took_all=selection.everything
+    )
 
 
 def _confirmed(
@@ -149,12 +154,17 @@ def _confirmed(
     instruction: Instruction,
     window_days: int,
     terms: dict[str, Any] | None = None,
+    took_all: bool = False,
 ) -> Instruction:
-    """Close a confirmed instruction; value what is now pledged; issue the certificate that states it."""
+    """Close a confirmed instruction; value what is now pledged; issue the certificate that states it. A
+    release or disposal that `took_all` the pledge's frozen units (the pledge locked) left none: nothing
+    to count to know that it ends the pledge."""
     kind = InstructionType(instruction.type)
     decision = Decision.CONFIRM
-    if kind in (InstructionType.RELEASE, InstructionType.DISPOSE) and repo.frozen_quantity(
-        session, pledge.id
+    if (
+        kind in (InstructionType.RELEASE, InstructionType.DISPOSE)
+        and not took_all
+        and repo.frozen_quantity(session, pledge.id)
     ):
         decision = Decision.CONFIRM_PARTIAL
     closed = steps.decide(session, actor, pledge, instruction, decision, terms=terms)
