@@ -409,8 +409,31 @@ def test_closing_a_pledge_clears_its_alerts_found_through_the_alerts_index(sessi
     """Releasing or disposing a pledge clears its open alerts (alert.service.clear_closed): they are looked
     up by that pledge's id on `alert` itself, the same rule as the valuation's blocks above."""
     at = datetime(2026, 6, 1, 10, tzinfo=UTC)
-    params = {"now": at, "today": at.date(), "days": [1], "max_days": 1, "part": [uuid4()]}
     session.execute(text("SET LOCAL enable_seqscan = off"))  # the suite's few alerts: a scan would do
-    plan = "\n".join(session.execute(text(f"EXPLAIN {alerts._maturity('part')}"), params).scalars())
-    on_alerts = [line for line in plan.splitlines() if "Index Cond:" in line and "pledge_id = ANY" in line]
+    plan = "\n".join(
+        session.execute(text(f"EXPLAIN {alerts._CLEAR_CLOSED}"), {"now": at, "pledge": uuid4()}).scalars()
+    )
+    on_alerts = [line for line in plan.splitlines() if "Index Cond:" in line and "pledge_id =" in line]
     assert on_alerts, plan
+
+
+def test_releasing_a_pledge_clears_its_open_alerts_at_once_and_tells_the_bank(session: Session) -> None:
+    """In the release's own transaction, before any job runs: the margin alert cleared, and the bank's
+    webhook queued with the `alert.cleared` event; another pledge's open alert is left as it is."""
+    trades(session, ("2026-02-27", "70.00", 1000))
+    book, other = active_pledge(session), active_pledge(session)
+    session.execute(text("INSERT INTO webhook (party_id, url, secret, updated_at) VALUES (:p, :u, :s, :t)"),
+                    {"p": book.bank.id, "u": "https://bank.example/hook", "s": "x" * 16, "t": MONDAY})  # fmt: skip
+    trades(session, ("2026-03-02", "50.00", 1000))
+    revalue(session, now=MONDAY)
+    assert open_alerts(session, book.pledge_id, "margin%") == open_alerts(session, other.pledge_id, "margin%")
+    assert open_alerts(session, book.pledge_id, "margin%")  # a warning each
+    release = pledges.request(session, f.bank_actor(book.bank), book.pledge_id, kind=InstructionType.RELEASE)
+    pledges.confirm(session, f.exchange_actor(session), release.id)
+    assert open_alerts(session, book.pledge_id) == [] and open_alerts(session, other.pledge_id, "margin%")
+    queued = session.execute(text(
+        "SELECT d.event, d.payload->>'pledge_id' AS pledge FROM webhook_delivery d JOIN alert a ON a.id = d.alert_id "
+        "WHERE a.pledge_id = :p ORDER BY d.id"), {"p": book.pledge_id}).all()  # fmt: skip
+    n = sum(q.event == "alert.raised" for q in queued)
+    assert n and [q.event for q in queued] == ["alert.raised"] * n + ["alert.cleared"] * n
+    assert {q.pledge for q in queued} == {str(book.pledge_id)}

@@ -19,6 +19,7 @@ from registry.alert import policy as alert_policy
 from registry.alert.models import AlertKind, AlertStatus, DeliveryStatus, WebhookEvent
 from registry.calendar import exchange_day
 from registry.config import MATURITY_ALERT_DAYS
+from registry.db import driver_sql, run
 from registry.errors import InvalidInput, NotFound
 from registry.principal import Actor, Principal
 
@@ -26,6 +27,27 @@ from registry.principal import Actor, Principal
 # tests/test_vocabulary.py holds it equal to PledgeStatus.ACTIVE.
 ACTIVE_PLEDGE = "active"
 A = AlertKind
+
+
+def _outbox(events: str) -> str:
+    """The CTE queueing a webhook delivery for each alert event of `events` (rows of alert columns and an
+    `event`) whose bank has a webhook: in the statement that raises or clears the alerts."""
+    return f"""outbox AS (
+    INSERT INTO webhook_delivery (alert_id, party_id, event, payload, next_attempt_at, created_at)
+    SELECT e.id, e.pledgee_party_id, e.event,
+           jsonb_build_object('event', e.event, 'alert_id', e.id, 'pledge_id', e.pledge_id, 'kind', e.kind,
+                              'trigger', e.trigger, 'details', e.details, 'at', :now),
+           :now, :now
+      FROM ({events}) e
+      JOIN webhook wh ON wh.party_id = e.pledgee_party_id
+    RETURNING 1
+)"""
+
+
+_MATURITY_EVENTS = f"""SELECT *, '{WebhookEvent.RAISED}' AS event FROM upcoming
+            UNION ALL SELECT *, '{WebhookEvent.RAISED}' FROM matured
+            UNION ALL SELECT *, '{WebhookEvent.CLEARED}' FROM cleared"""
+_CLEARED_EVENTS = f"SELECT *, '{WebhookEvent.CLEARED}' AS event FROM cleared"
 
 _MATURITY = f"""
 WITH due AS (
@@ -58,20 +80,22 @@ cleared AS (
        AND (p.status <> '{ACTIVE_PLEDGE}' OR (a.kind = '{A.MATURITY_UPCOMING}' AND p.maturity_date <= :today))
     RETURNING a.id, a.pledge_id, a.pledgee_party_id, a.kind, a.trigger, a.details
 ),
-outbox AS (
-    INSERT INTO webhook_delivery (alert_id, party_id, event, payload, next_attempt_at, created_at)
-    SELECT e.id, e.pledgee_party_id, e.event,
-           jsonb_build_object('event', e.event, 'alert_id', e.id, 'pledge_id', e.pledge_id, 'kind', e.kind,
-                              'trigger', e.trigger, 'details', e.details, 'at', :now),
-           :now, :now
-      FROM (SELECT *, '{WebhookEvent.RAISED}' AS event FROM upcoming
-            UNION ALL SELECT *, '{WebhookEvent.RAISED}' FROM matured
-            UNION ALL SELECT *, '{WebhookEvent.CLEARED}' FROM cleared) e
-      JOIN webhook wh ON wh.party_id = e.pledgee_party_id
-    RETURNING 1
-)
+{_outbox(_MATURITY_EVENTS)}
 SELECT (SELECT count(*) FROM upcoming) + (SELECT count(*) FROM matured) AS raised,
        (SELECT count(*) FROM cleared) AS cleared
+"""
+
+# A pledge just released or disposed (the caller holds its row lock and knows it closed): its open alerts
+# cleared, with their webhooks. What _MATURITY does for a closed pledge (it raises nothing for one that is
+# not active), without planning the rest; looked up through the alerts' own index on the pledge.
+_CLEAR_CLOSED = f"""
+WITH cleared AS (
+    UPDATE alert a SET status = '{AlertStatus.CLEARED}', cleared_at = :now
+     WHERE a.pledge_id = :pledge AND a.status = '{AlertStatus.OPEN}'
+    RETURNING a.id, a.pledge_id, a.pledgee_party_id, a.kind, a.trigger, a.details
+),
+{_outbox(_CLEARED_EVENTS)}
+SELECT count(*) AS cleared FROM cleared
 """
 
 
@@ -94,16 +118,16 @@ def refresh_maturity(
     days = sorted({int(d) for d in days_before if int(d) > 0}, reverse=True) or [1]
     params = {"now": now, "today": exchange_day(now), "days": days, "max_days": max(days)}
 
-    def run(statement: str, extra: dict[str, Any]) -> tuple[int, int]:
+    def refresh(statement: str, extra: dict[str, Any]) -> tuple[int, int]:
         row = session.execute(text(statement), {**params, **extra}).one()
         return int(row.raised), int(row.cleared)
 
-    whole = isolation.attempt(session, lambda: run(_maturity(), {}))
+    whole = isolation.attempt(session, lambda: refresh(_maturity(), {}))
     if not isinstance(whole, DBAPIError):
         return whole
     ids = list(session.execute(text(_MATURITY_PLEDGES), params).scalars())
     parts = isolation.each_part(
-        session, ids, lambda some: run(_maturity("part"), {"part": list(some)}), what="maturity alerts"
+        session, ids, lambda some: refresh(_maturity("part"), {"part": list(some)}), what="maturity alerts"
     )
     return sum(r for r, _ in parts.done), sum(c for _, c in parts.done)
 
@@ -111,9 +135,10 @@ def refresh_maturity(
 def clear_closed(session: Session, pledge_id: UUID, *, now: datetime) -> int:
     """A pledge that was just released or disposed has no open alert any more: cleared (and the bank's
     webhook told) in the transaction that closes it, not at the next revaluation."""
-    params = {"now": now, "today": exchange_day(now), "days": [1], "max_days": 1, "part": [pledge_id]}
-    row = session.execute(text(_maturity("part")), params).one()
-    return int(row.cleared)
+    return int(run(session, _CLEAR_CLOSED_SQL, {"now": now, "pledge": pledge_id})[0].cleared)
+
+
+_CLEAR_CLOSED_SQL = driver_sql(_CLEAR_CLOSED)  # prepared (registry.db.run): one statement a closing
 
 
 def _maturity(named: str | None = None) -> str:
