@@ -1,12 +1,15 @@
 """Where a registration cycle's cost goes: statements per request, and CPU per cycle of the app and of
 PostgreSQL under load.
 
-    .venv/bin/python -m bench.pledge_cost [--cycles 50] [--seconds 15] [--clients 8] [--show]
+    .venv/bin/python -m bench.pledge_cost [--cycles 50] [--seconds 15] [--clients 8] [--show] [--backend-cpu]
 
 First the requests of a pledge's life (the bank's ask, the pledgor's consent, the exchange's confirmation,
 then the bank's release and its confirmation) run in this process against a fresh database, every round
 trip to PostgreSQL counted per request (each statement, and the BEGIN and COMMIT psycopg sends); `--show`
-prints one life's statements. Then the
+prints one life's statements; `--backend-cpu` has PostgreSQL log each protocol message's CPU
+(`log_statement_stats`, over the counted lives only) and prints, per statement of a life, the backend's
+CPU to bind and execute it (a registry_move call's triggers and index writes included; the COMMIT's
+deferred checks in the COMMIT), which no client-side timing shows. Then the
 bench's load (bench/pledge_bench.py's wrk script: the registration cycle, its first three requests) for
 `--seconds` at `--clients`, and the CPU the
 uvicorn workers (their own, not the certificate renderers') and every PostgreSQL process spent over it
@@ -28,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 from bench.common import (
+    DATA,
     Spent,
     create_database,
     free_port,
@@ -85,8 +90,78 @@ def counted() -> Iterator[Callable[[], list[str]]]:
         psycopg.Connection._exec_command = original_command  # type: ignore[attr-defined]
 
 
+# One entry of the server log (log_line_prefix '%m [%p] '): its pid, its kind and its text.
+_ENTRY = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] (LOG|DETAIL|STATEMENT):  (.*)", re.S)
+_STATEMENT = re.compile(r"duration: [\d.]+ ms  (?:(?:bind|execute|parse) [^:]*: |statement: )(.*)", re.S)
+_USAGE = re.compile(r"([\d.]+) s user, ([\d.]+) s system")
+
+
+def backend_cpu(log: str) -> dict[tuple[str, str], float]:
+    """CPU seconds by (protocol message, statement's first words) in a server log written with
+    `log_statement_stats` and `log_min_duration_statement = 0`: each message's usage line follows the
+    line naming its statement (in the same backend)."""
+    spent: dict[tuple[str, str], float] = {}
+    last: dict[str, str] = {}
+    message = "?"
+    for entry in re.split(r"\n(?=\S+ \S+ \S+ \[\d+\] )", log):
+        found = _ENTRY.match(entry)
+        if not found:
+            continue
+        pid, kind, body = found.groups()
+        named = _STATEMENT.match(body) if kind == "LOG" else None
+        if named:
+            last[pid] = " ".join(named.group(1).split())[:100]
+        elif kind == "LOG" and body.endswith("STATISTICS"):
+            message = body.split()[0]  # BIND, EXECUTE, PARSE, QUERY (a simple query: BEGIN, COMMIT)
+        elif kind == "DETAIL" and (usage := _USAGE.search(body)):
+            key = (message, last.get(pid, "?"))
+            spent[key] = spent.get(key, 0.0) + float(usage.group(1)) + float(usage.group(2))
+    return spent
+
+
+class BackendLog:
+    """The server log from `mark()` (the counted lives' start) to the end of `logging_backend_cpu`."""
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.text = ""
+
+    def mark(self) -> None:
+        time.sleep(0.5)  # the logging collector's lines of what came before
+        self.start = (DATA / "log").stat().st_size
+
+
+@contextmanager
+def logging_backend_cpu(url: str) -> Iterator[BackendLog]:
+    """While the block runs, new sessions of the database log every message's CPU (ALTER DATABASE: the
+    app's connections made in the block take it, the bench's load after it does not)."""
+    name = make_url(url).database
+    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    log = BackendLog()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'ALTER DATABASE "{name}" SET log_statement_stats = on')
+        connection.execute(f'ALTER DATABASE "{name}" SET log_min_duration_statement = 0')
+        try:
+            yield log
+        finally:
+            connection.execute(f'ALTER DATABASE "{name}" RESET log_statement_stats')
+            connection.execute(f'ALTER DATABASE "{name}" RESET log_min_duration_statement')
+    time.sleep(0.5)
+    with (DATA / "log").open("rb") as f:
+        f.seek(log.start)
+        log.text = f.read().decode(errors="replace")
+
+
+def print_backend_cpu(spent: dict[tuple[str, str], float], lives: int, top: int = 30) -> None:
+    total = sum(spent.values())
+    print(f"\nPostgreSQL's backend CPU a life (log_statement_stats, {lives} lives in process, one client): "
+          f"{1000 * total / lives:.2f} ms")  # fmt: skip
+    for (message, statement), cpu in sorted(spent.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {1000 * cpu / lives:6.3f} ms  {message:<8} {statement}")
+
+
 def statements(url: str, bank_key: str, exchange_key: str, bodies: list[str], keys: dict[str, str],
-               cycles: int, show: bool) -> dict[str, float]:  # fmt: skip
+               cycles: int, show: bool, *, mark: Callable[[], None] = lambda: None) -> dict[str, float]:  # fmt: skip
     """Round trips per request kind, averaged over `cycles` cycles after a few to warm up."""
     from fastapi.testclient import TestClient
 
@@ -101,6 +176,8 @@ def statements(url: str, bank_key: str, exchange_key: str, bodies: list[str], ke
     shown = False
     warm = len(bodies)  # a cycle per pledgor first, so that every key is cached (as under load)
     for n in range(cycles + warm):
+        if n == warm:
+            mark()
         body = bodies[n % len(bodies)].replace("CONTRACT", f"count-{n}")
         account = re.search(r'"pledgor_account_id":"([^"]+)"', body)
         assert account
@@ -150,7 +227,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="app processes")
     parser.add_argument("--pledgors", type=int, default=64)
-    parser.add_argument("--show", action="store_true", help="print one cycle's statements")
+    parser.add_argument("--show", action="store_true", help="print one life's statements")
+    parser.add_argument(
+        "--backend-cpu", action="store_true", help="PostgreSQL's CPU per statement of a life (server log)"
+    )
     parser.add_argument(
         "--profile", type=Path, help="py-spy (--gil) each worker over the load, raw stacks here"
     )
@@ -159,7 +239,14 @@ def main() -> None:
     server = fresh_server()
     url = create_database(server, "registry_bench")
     bank_key, exchange_key, bodies, keys = setup(url, args.pledgors)
-    counts = statements(url, bank_key, exchange_key, bodies, keys, args.cycles, args.show)
+    if args.backend_cpu:
+        with logging_backend_cpu(url) as log:
+            counts = statements(
+                url, bank_key, exchange_key, bodies, keys, args.cycles, args.show, mark=log.mark
+            )
+        print_backend_cpu(backend_cpu(log.text), args.cycles)
+    else:
+        counts = statements(url, bank_key, exchange_key, bodies, keys, args.cycles, args.show)
 
     pledgor_keys = ",".join(f'["{account}"] = "Bearer {key}"' for account, key in keys.items())
     script = LUA % (",".join(f"'{b}'" for b in bodies), pledgor_keys, bank_key, exchange_key)
