@@ -574,3 +574,22 @@ def test_a_borrower_without_an_account_is_found_by_its_credit_code(
     exchange = f.the_exchange(session)
     miss = client.get("/v1/parties/lookup", headers=desk.bank, params={"credit_code": exchange.credit_code})
     assert miss.status_code == 404  # only parties that can borrow
+
+
+def test_a_top_up_is_judged_on_every_unit_it_leaves_frozen(client: TestClient, desk: Desk) -> None:
+    """At its confirmation a top-up counts the units the pledge already secures with the ones it adds: a
+    top-up that brings the loan back within the cap is confirmed, one too small is refused and the pledge
+    keeps exactly what it had."""
+    prices(client, desk, ("2026-02-27", "400.00"))  # 4,000 units worth 1.6 M against 1 M: 0.625
+    pledge = register(client, desk, 4000)
+    assert confirm(client, desk.op1, instruction_of(pledge)).status_code == 200
+    prices(client, desk, ("2026-03-02", "300.00"))  # 4,000 units now worth 1.2 M: 0.8333, over 0.70
+    small = ask(client, desk, pledge, type="top_up", quantity=100)  # 4,100 × 300: 0.8130, still over
+    refused = confirm(client, desk.op1, small)
+    assert refused.status_code == 409 and refused.json()["pledge_rate"] == "0.8130"
+    assert units(client, desk) == {"available": 5900, "held": 100, "frozen": 4000}
+    assert client.post(f"/v1/instructions/{small['id']}/cancel", headers=desk.bank).status_code == 200
+    enough = ask(client, desk, pledge, type="top_up", quantity=1000)  # 5,000 × 300 = 1.5 M: 0.6667
+    confirmed = confirm(client, desk.op1, enough)
+    assert confirmed.status_code == 200, confirmed.text
+    assert units(client, desk) == {"available": 5000, "frozen": 5000}

@@ -15,7 +15,7 @@ from registry.alert import service as alerts
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.audit.models import EventKind
-from registry.calendar import EXCHANGE_TZ, exchange_day
+from registry.calendar import EXCHANGE_TZ
 from registry.config import VWAP_DAYS
 from registry.errors import InvalidInput
 from registry.ledger import pledged
@@ -52,7 +52,7 @@ def confirm(
     """The exchange confirms. A registration or top-up only while the loan is within its terms at today's
     price; a disposal only by a second person, on the terms the first reviewed."""
     authz.require_role(actor.principal, Role.EXCHANGE, Role.SYSTEM)
-    pledge, instruction = steps.lock_instruction(session, actor, instruction_id)
+    pledge, instruction, ref = steps.lock_to_confirm(session, actor, instruction_id, window_days)
     kind = InstructionType(instruction.type)
     steps.require_status(instruction, InstructionStatus.PENDING)
     steps.require_not_lapsed(instruction, actor.at)
@@ -65,20 +65,22 @@ def confirm(
             return instruction  # reviewed: still pending, waiting for another person
         return _apply_disposal(session, actor, pledge, instruction, terms, window_days)
     if kind in HOLDS_UNITS:
-        held, frozen, ref = repo.units_and_reference(
-            session, pledge.id, pledge.credit_type_id, exchange_day(actor.at), window_days
-        )
-        judged = assessment.of_pledge(
-            session, pledge, quantity=held + frozen, at=actor.at, window_days=window_days, reference=ref
-        )
-        if not judged.within_terms:
-            raise CollateralShort(judged)
+        # A registration's pledge has nothing frozen yet; a top-up's has what it secures already.
+        frozen = 0 if kind is InstructionType.REGISTER else repo.units_of_pledge(session, pledge.id)[1]
         moved = pledged.freeze(
             session,
             steps.acting_for(actor, instruction, pledge),
             account_id=pledge.pledgor_account_id,
             pledge_id=pledge.id,
         )
+        # Judged on the units now frozen, the held ones included: a refusal rolls the freeze back with
+        # everything else the confirmation did.
+        judged = assessment.of_pledge(
+            session, pledge, quantity=moved.quantity + frozen, at=actor.at, window_days=window_days,
+            reference=ref,
+        )  # fmt: skip
+        if not judged.within_terms:
+            raise CollateralShort(judged)
         if kind is InstructionType.REGISTER:
             # Drawn when the confirmation is saved (steps.decide), in the statement that writes it.
             rows.compute(

@@ -30,14 +30,47 @@ def get_pledge(session: Session, pledge_id: UUID) -> Pledge | None:
 # The pledge locked first (in the CTE, whose rows are locked as the join reads them), then the instruction
 # (locked as the joined row comes out): the one lock order of every pledge operation, in one round trip.
 # Each row as it is after any concurrent change it waited for (FOR UPDATE re-reads a row it waited on).
+# A confirmation's variant also reads the pledge's credit type's reference prices (`r_…`): prices are no
+# locked state, so that they are read in the statement's snapshot, taken before any wait, changes nothing.
 _LOCK = f"""
     WITH p AS (SELECT pledge.*, ct.code AS credit_type_code
                  FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
                 WHERE pledge.id = (SELECT pledge_id FROM instruction WHERE id = %(i)s)
                   FOR UPDATE OF pledge)
     SELECT p.credit_type_code, {columns(Pledge, "p_", source="p")}, {columns(Instruction, "i_", source="i")}
+           {{prices}}
       FROM p JOIN instruction i ON i.id = %(i)s
+           {{reference}}
        FOR UPDATE OF i"""
+_LOCK_ONLY = _LOCK.format(prices="", reference="")
+_LOCK_PRICED = _LOCK.format(
+    prices=", r.vwap, r.vwap_date, r.last_close, r.last_date",
+    reference=f"LEFT JOIN LATERAL ({valuation.REFERENCE_SQL} WHERE ct.id = p.credit_type_id) r ON true",
+)
+
+
+def lock_with_instruction(session: Session, instruction_id: UUID) -> tuple[Pledge, Instruction] | None:
+    """The instruction's pledge and the instruction, row-locked in that order (the instruction's pledge
+    never changes), as the session's objects: loaded afresh, as a locking read must be."""
+    rows = run(session, _LOCK_ONLY, {"i": instruction_id})
+    return _locked(session, rows[0]) if rows else None
+
+
+def lock_with_instruction_and_prices(
+    session: Session, instruction_id: UUID, as_of: date, window_days: int
+) -> tuple[Pledge, Instruction, valuation.Reference] | None:
+    """As `lock_with_instruction`, with the pledge's credit type's reference prices as of a day (what a
+    confirmation judges the request on), in the same round trip."""
+    rows = run(session, _LOCK_PRICED, {"i": instruction_id, **valuation.reference_params(as_of, window_days)})
+    if not rows:
+        return None
+    pledge, instruction = _locked(session, rows[0])
+    row = rows[0]
+    return (
+        pledge,
+        instruction,
+        valuation.Reference(pledge.credit_type_id, row.vwap, row.vwap_date, row.last_close, row.last_date),
+    )
 
 
 _LOCK_PLEDGE = f"""
@@ -58,13 +91,7 @@ def lock_pledge(session: Session, pledge_id: UUID) -> Pledge | None:
     return pledge
 
 
-def lock_with_instruction(session: Session, instruction_id: UUID) -> tuple[Pledge, Instruction] | None:
-    """The instruction's pledge and the instruction, row-locked in that order (the instruction's pledge
-    never changes), as the session's objects: loaded afresh, as a locking read must be."""
-    rows = run(session, _LOCK, {"i": instruction_id})
-    if not rows:
-        return None
-    row = rows[0]
+def _locked(session: Session, row: Any) -> tuple[Pledge, Instruction]:
     pledge = loaded(session, Pledge, row, "p_")
     instruction = loaded(session, Instruction, row, "i_")
     # The code comes along, so that a hold needs no query for it (credit types never change their code).
@@ -321,22 +348,6 @@ def registration_facts(
          **valuation.reference_params(as_of, window_days)},
     )  # fmt: skip
     return rows[0]
-
-
-def units_and_reference(
-    session: Session, pledge_id: UUID, credit_type_id: int, as_of: date, window_days: int
-) -> tuple[int, int, valuation.Reference]:
-    """(held, frozen) units of the pledge and its credit type's reference prices as of a day, in one round
-    trip: what a confirmation judges the request on."""
-    rows = run(
-        session,
-        f"""SELECT u.held, u.frozen, r.* FROM ({valuation.REFERENCE_SQL} WHERE ct.id = %(ct)s) r,
-                   (SELECT coalesce(sum(quantity) FILTER (WHERE status = '{B.HELD}'), 0) AS held,
-                           coalesce(sum(quantity) FILTER (WHERE status = '{B.FROZEN}'), 0) AS frozen
-                      FROM holding WHERE pledge_id = %(p)s) u""",
-        {"p": pledge_id, "ct": credit_type_id, **valuation.reference_params(as_of, window_days)},
-    )
-    return int(rows[0].held), int(rows[0].frozen), valuation.reference_of(rows[0])
 
 
 def queue(session: Session, limit: int) -> list[Any]:

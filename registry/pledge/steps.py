@@ -15,6 +15,7 @@ from registry import rows
 from registry.audit import decisions
 from registry.audit.decisions import DecisionKind
 from registry.audit.models import EventKind
+from registry.calendar import exchange_day
 from registry.errors import InvalidInput, InvalidState, NotFound
 from registry.ledger import pledged
 from registry.ledger.service import Selection, SerialRange
@@ -33,6 +34,7 @@ from registry.pledge.states import (
     next_status,
 )
 from registry.principal import Actor
+from registry.valuation import service as valuation
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,19 @@ def lock_instruction(session: Session, actor: Actor, instruction_id: UUID) -> tu
     order of every pledge operation. An instruction of a pledge the caller may not see is not found, as
     one that does not exist: the answer names no pledge."""
     found = repo.lock_with_instruction(session, instruction_id)
+    if found is None or not policy.can_see(actor.principal, found[0]):
+        raise NotFound("instruction", instruction_id)
+    return found
+
+
+def lock_to_confirm(
+    session: Session, actor: Actor, instruction_id: UUID, window_days: int
+) -> tuple[Pledge, Instruction, valuation.Reference]:
+    """As `lock_instruction`, with the reference prices a confirmation judges on (as of the exchange day of
+    the decision), in the same round trip."""
+    found = repo.lock_with_instruction_and_prices(
+        session, instruction_id, exchange_day(actor.at), window_days
+    )
     if found is None or not policy.can_see(actor.principal, found[0]):
         raise NotFound("instruction", instruction_id)
     return found
