@@ -15,7 +15,7 @@ from registry.db import run
 from registry.ledger.models import AccountStatus, BlockStatus, CreditType
 from registry.pledge.models import Instruction, Pledge
 from registry.pledge.policy import PledgeScope
-from registry.pledge.states import OPEN, InstructionStatus, PledgeStatus
+from registry.pledge.states import HOLDS_UNITS, OPEN, InstructionStatus, PledgeStatus
 from registry.rows import Computed, columns, loaded
 from registry.valuation import service as valuation
 
@@ -30,8 +30,9 @@ def get_pledge(session: Session, pledge_id: UUID) -> Pledge | None:
 # The pledge locked first (in the CTE, whose rows are locked as the join reads them), then the instruction
 # (locked as the joined row comes out): the one lock order of every pledge operation, in one round trip.
 # Each row as it is after any concurrent change it waited for (FOR UPDATE re-reads a row it waited on).
-# A confirmation's variant also reads the pledge's credit type's reference prices (`r_…`): prices are no
-# locked state, so that they are read in the statement's snapshot, taken before any wait, changes nothing.
+# A confirmation's variant also reads the pledge's credit type's reference prices, for the kinds of request
+# judged on them (a release's are all NULL, not looked up): prices are no locked state, so that they are
+# read in the statement's snapshot, taken before any wait, changes nothing.
 _LOCK = f"""
     WITH p AS (SELECT pledge.*, ct.code AS credit_type_code
                  FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
@@ -45,7 +46,8 @@ _LOCK = f"""
 _LOCK_ONLY = _LOCK.format(prices="", reference="")
 _LOCK_PRICED = _LOCK.format(
     prices=", r.vwap, r.vwap_date, r.last_close, r.last_date",
-    reference=f"LEFT JOIN LATERAL ({valuation.REFERENCE_SQL} WHERE ct.id = p.credit_type_id) r ON true",
+    reference=f"LEFT JOIN LATERAL ({valuation.REFERENCE_SQL} WHERE ct.id = p.credit_type_id "
+    f"AND {one_of('i.type', sorted(HOLDS_UNITS))}) r ON true",
 )
 
 
@@ -60,7 +62,8 @@ def lock_with_instruction_and_prices(
     session: Session, instruction_id: UUID, as_of: date, window_days: int
 ) -> tuple[Pledge, Instruction, valuation.Reference] | None:
     """As `lock_with_instruction`, with the pledge's credit type's reference prices as of a day (what a
-    confirmation judges the request on), in the same round trip."""
+    confirmation of a registration or a top-up judges it on; for other kinds, none), in the same round
+    trip."""
     rows = run(session, _LOCK_PRICED, {"i": instruction_id, **valuation.reference_params(as_of, window_days)})
     if not rows:
         return None
