@@ -187,7 +187,7 @@ def request(
     """A top-up (the bank or the pledgor asks, the other consents), a release or a disposal (the bank)."""
     principal = actor.principal
     authz.require_role(principal, Role.BANK, Role.HOLDER)
-    pledge = steps.lock_visible(session, actor, pledge_id)
+    pledge, waiting = steps.lock_visible(session, actor, pledge_id)
     if not policy.is_pledgee(principal, pledge) and not (
         kind is InstructionType.TOP_UP and policy.is_pledgor(principal, pledge)
     ):
@@ -198,7 +198,6 @@ def request(
         raise InvalidState(
             f"a {pledge.status} pledge takes no {kind.value} instruction", pledge_status=pledge.status
         )
-    waiting = repo.open_instruction(session, pledge.id)
     if waiting is not None:
         raise InvalidState(
             f"instruction {waiting.id} ({waiting.type}) is still {waiting.status}",

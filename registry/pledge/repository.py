@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import text
@@ -76,22 +76,41 @@ def lock_with_instruction_and_prices(
     )
 
 
+# A request on a pledge: the pledge locked with its credit type's code and its instruction still waiting, if
+# any (at most one: uq_instruction_one_open). The waiting one is read in the statement's snapshot, taken
+# before any wait for the lock: a request that waited on one committed meanwhile does not see it here, and
+# its own instruction is then refused by that index (the same invalid_state problem, without the other's id).
 _LOCK_PLEDGE = f"""
-    SELECT ct.code AS credit_type_code, {columns(Pledge, "p_", source="pledge")}
+    SELECT ct.code AS credit_type_code, {columns(Pledge, "p_", source="pledge")},
+           w.id AS waiting_id, w.type AS waiting_type, w.status AS waiting_status
       FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
+      LEFT JOIN LATERAL (SELECT id, type, status FROM instruction
+                          WHERE pledge_id = pledge.id AND {one_of("status", OPEN_INSTRUCTION)} LIMIT 1) w ON true
      WHERE pledge.id = %(p)s
        FOR UPDATE OF pledge"""
 
 
-def lock_pledge(session: Session, pledge_id: UUID) -> Pledge | None:
-    """The pledge, row-locked and loaded afresh, with its credit type's code in the same round trip (for
-    `credit_type_code`)."""
+class Waiting(NamedTuple):
+    """A pledge's instruction still waiting for a consent or for the exchange."""
+
+    id: UUID
+    type: str
+    status: str
+
+
+def lock_pledge(session: Session, pledge_id: UUID) -> tuple[Pledge, Waiting | None] | None:
+    """The pledge, row-locked and loaded afresh, with its credit type's code (for `credit_type_code`) and its
+    waiting instruction, in one round trip."""
     rows = run(session, _LOCK_PLEDGE, {"p": pledge_id})
     if not rows:
         return None
-    pledge: Pledge = loaded(session, Pledge, rows[0], "p_")
-    session.info.setdefault(_CODES, {})[pledge.credit_type_id] = rows[0].credit_type_code
-    return pledge
+    row = rows[0]
+    pledge: Pledge = loaded(session, Pledge, row, "p_")
+    session.info.setdefault(_CODES, {})[pledge.credit_type_id] = row.credit_type_code
+    waiting = (
+        None if row.waiting_id is None else Waiting(row.waiting_id, row.waiting_type, row.waiting_status)
+    )
+    return pledge, waiting
 
 
 def _locked(session: Session, row: Any) -> tuple[Pledge, Instruction]:
@@ -117,14 +136,6 @@ def credit_type_code(session: Session, credit_type_id: int) -> str:
 
 def get_instruction(session: Session, instruction_id: UUID, *, lock: bool = False) -> Instruction | None:
     return session.get(Instruction, instruction_id, with_for_update=lock, populate_existing=lock)
-
-
-def open_instruction(session: Session, pledge_id: UUID) -> Instruction | None:
-    """The pledge's instruction still waiting for a consent or for the exchange (at most one)."""
-    query = select(Instruction).where(
-        Instruction.pledge_id == pledge_id, col(Instruction.status).in_(OPEN_INSTRUCTION)
-    )
-    return session.exec(query).first()
 
 
 def open_pledge_for_loan(session: Session, pledgee_party_id: UUID, contract_no: str) -> Any:

@@ -113,8 +113,12 @@ def hold(session: Session, actor: Actor, pledge: Pledge, instruction: Instructio
     )  # fmt: skip
 
 
-def lock_visible(session: Session, actor: Actor, pledge_id: UUID) -> Pledge:
-    return policy.require_visible(actor.principal, repo.lock_pledge(session, pledge_id), pledge_id)
+def lock_visible(session: Session, actor: Actor, pledge_id: UUID) -> tuple[Pledge, repo.Waiting | None]:
+    """The pledge, locked, and its instruction still waiting (if any); a pledge the caller may not see is
+    not found."""
+    found = repo.lock_pledge(session, pledge_id)
+    pledge = policy.require_visible(actor.principal, found[0] if found else None, pledge_id)
+    return pledge, found[1] if found else None
 
 
 def lock_instruction(session: Session, actor: Actor, instruction_id: UUID) -> tuple[Pledge, Instruction]:

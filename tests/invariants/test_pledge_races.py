@@ -209,3 +209,24 @@ def test_a_decline_and_a_consent_then_confirmation_never_both_apply(
             assert final["status"] == "declined" and final["quantity"] + final["held_quantity"] == 0
     with unit_of_work(committed_engine) as s:
         assert find_problems(s) == []
+
+
+def test_asks_on_one_pledge_at_once_make_one_instruction(committed_engine: Engine, live_url: str) -> None:
+    """Six releases asked of one active pledge at once: one is made, every other is a 409 problem (whether
+    it saw the first one waiting or only met the one-open-instruction index), never a second instruction."""
+    exchange, bank, (pledgor_key, _), account, borrower = _joint_world(committed_engine)
+    for _ in range(4):
+        pledge_id, url = _ask(live_url, bank, account, borrower, 300)
+        assert _post(f"{url}/consent", pledgor_key) == 200 and _post(f"{url}/confirm", exchange) == 200
+        asks = f"{live_url}/v1/pledges/{pledge_id}/instructions"
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            codes = sorted(pool.map(partial(_post, key=bank, body={"type": "release"}), [asks] * 6))
+        assert codes == [201] + [409] * 5, codes
+        with committed_engine.connect() as conn:
+            waiting = conn.execute(
+                text("SELECT count(*) FROM instruction WHERE pledge_id = :p AND type = 'release'"),
+                {"p": pledge_id},
+            ).scalar()
+        assert waiting == 1
+    with unit_of_work(committed_engine) as s:
+        assert find_problems(s) == []
