@@ -86,8 +86,10 @@ def _blank(model: Any) -> Any:
 class Along:
     """Writes that ride in the statement saving rows (a decision's event with its chain head): its
     data-modifying CTEs, `name AS (…)`, their names and their parameters' names unique within the
-    statement. PostgreSQL runs each such CTE once, to completion, whether or not the statement reads it;
-    the rows' triggers check only their own row, so nothing in them depends on the order."""
+    statement (so one Along a statement: a decision's event names its CTEs `head`, `event`, …). PostgreSQL
+    runs each such CTE once, to completion, whether or not the statement reads it, in no promised order;
+    the rows' triggers check only their own row and foreign keys are checked at the statement's end, so
+    nothing here depends on that order."""
 
     ctes: str
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -133,6 +135,8 @@ def write(
     ctes, back = _inserts(new, params)
     saved = _updates(changed, params, ctes, back)
     if along is not None:
+        clash = params.keys() & along.params.keys()
+        assert not clash, f"writes along reuse the parameters {sorted(clash)}"  # one Along a statement
         ctes.append(along.ctes)
         params.update(along.params)
     if not ctes:

@@ -477,7 +477,7 @@ def test_a_confirmation_the_database_will_not_value_is_not_made(
 ) -> None:
     """The confirmation values its pledge in its own transaction, without a savepoint to fall back on: if
     the database refused that valuation (no input can make it: tests/hostile/test_jobs.py), nothing is
-    confirmed, frozen or certified, and the caller gets a problem, not a 500."""
+    confirmed, frozen or certified, and the caller gets a 409 problem saying so, not a 500."""
     pledge = register(client, desk, 4000)
     held = units(client, desk)
     session.execute(text(f"""
@@ -492,7 +492,8 @@ def test_a_confirmation_the_database_will_not_value_is_not_made(
             FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse_valuation();
     """))  # fmt: skip
     refused = confirm(client, desk.op1, pledge["instructions"][0])
-    assert refused.status_code == 422, refused.text
+    assert refused.status_code == 409 and refused.json()["code"] == "invalid_state", refused.text
+    assert "cannot be valued" in refused.json()["detail"] and pledge["id"] not in refused.json()["detail"]
     assert refused.headers["content-type"].startswith("application/problem+json")
     after = pledge_of(client, desk, pledge)
     assert after["status"] == "pending" and after["registration_no"] is None

@@ -21,6 +21,7 @@ from uuid import UUID
 from sqlalchemy import Engine, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from registry import rows
@@ -117,13 +118,19 @@ def issue(session: Session, actor: Actor, new: Issue, previous: Certificate | No
 
 def revoke_current(session: Session, pledge_id: UUID, at: datetime) -> None:
     """The pledge's valid certificate (at most one: uq_certificate_one_valid), if any, revoked in one
-    statement (the caller holds the pledge's row lock, under which its certificates are issued)."""
-    run(
+    statement (the caller holds the pledge's row lock, under which its certificates are issued); the
+    session's object for it, if it has one, shows the revocation."""
+    revoked = run(
         session,
         f"UPDATE certificate SET status = '{CertificateStatus.REVOKED}', status_changed_at = %(at)s "
-        f"WHERE pledge_id = %(pledge)s AND status = '{CertificateStatus.VALID}'",
+        f"WHERE pledge_id = %(pledge)s AND status = '{CertificateStatus.VALID}' RETURNING id",
         {"pledge": pledge_id, "at": at},
     )
+    for row in revoked:
+        known = session.identity_map.get(session.identity_key(Certificate, row.id))
+        if known is not None:
+            set_committed_value(known, "status", CertificateStatus.REVOKED)
+            set_committed_value(known, "status_changed_at", at)
 
 
 def retire(session: Session, certificate: Certificate, status: CertificateStatus, at: datetime) -> None:

@@ -198,7 +198,7 @@ def request(
         raise InvalidState(
             f"a {pledge.status} pledge takes no {kind.value} instruction", pledge_status=pledge.status
         )
-    if waiting is not None:
+    if waiting is not None and (waiting := repo.waiting_now(session, pledge.id)) is not None:
         raise InvalidState(
             f"instruction {waiting.id} ({waiting.type}) is still {waiting.status}",
             pending_instruction_id=str(waiting.id),

@@ -31,8 +31,10 @@ def get_pledge(session: Session, pledge_id: UUID) -> Pledge | None:
 # (locked as the joined row comes out): the one lock order of every pledge operation, in one round trip.
 # Each row as it is after any concurrent change it waited for (FOR UPDATE re-reads a row it waited on).
 # A confirmation's variant also reads the pledge's credit type's reference prices, for the kinds of request
-# judged on them (a release's are all NULL, not looked up): prices are no locked state, so that they are
-# read in the statement's snapshot, taken before any wait, changes nothing.
+# judged on them (a release's are all NULL, not looked up), in the statement's snapshot, taken before any
+# wait for the locks: a print committed during that wait (milliseconds) is not in the judgement, though
+# the valuation the confirmation writes a statement later has it. Prints are daily closes, posted by the
+# exchange; the judgement is the one the exchange would have made a moment earlier.
 _LOCK = f"""
     WITH p AS (SELECT pledge.*, ct.code AS credit_type_code
                  FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
@@ -78,8 +80,9 @@ def lock_with_instruction_and_prices(
 
 # A request on a pledge: the pledge locked with its credit type's code and its instruction still waiting, if
 # any (at most one: uq_instruction_one_open). The waiting one is read in the statement's snapshot, taken
-# before any wait for the lock: a request that waited on one committed meanwhile does not see it here, and
-# its own instruction is then refused by that index (the same invalid_state problem, without the other's id).
+# before any wait for the lock. A request that waited on one made meanwhile does not see it here, and its
+# own instruction is then refused by that index (the same invalid_state problem, without the other's id);
+# one that waited on a decision closing it still sees it open here, so a refusal asks `waiting_now` first.
 _LOCK_PLEDGE = f"""
     SELECT ct.code AS credit_type_code, {columns(Pledge, "p_", source="pledge")},
            w.id AS waiting_id, w.type AS waiting_type, w.status AS waiting_status
@@ -111,6 +114,16 @@ def lock_pledge(session: Session, pledge_id: UUID) -> tuple[Pledge, Waiting | No
         None if row.waiting_id is None else Waiting(row.waiting_id, row.waiting_type, row.waiting_status)
     )
     return pledge, waiting
+
+
+def waiting_now(session: Session, pledge_id: UUID) -> Waiting | None:
+    """The pledge's waiting instruction as committed now (a statement after the pledge's lock is held)."""
+    rows = run(
+        session,
+        f"SELECT id, type, status FROM instruction WHERE pledge_id = %(p)s AND {one_of('status', OPEN_INSTRUCTION)}",
+        {"p": pledge_id},
+    )
+    return Waiting(rows[0].id, rows[0].type, rows[0].status) if rows else None
 
 
 def _locked(session: Session, row: Any) -> tuple[Pledge, Instruction]:

@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlmodel import Session
 
 from registry import isolation
@@ -31,6 +31,7 @@ from registry.base import one_of
 from registry.calendar import business_days_before, exchange_day
 from registry.config import VWAP_DAYS
 from registry.db import driver_sql, run
+from registry.errors import InvalidState
 from registry.ledger.models import BlockStatus
 from registry.money import money, money_sql, ratio, ratio_sql
 from registry.valuation.models import TradeKind, ValuationError, ValuationLevel, ValuationMethod
@@ -311,8 +312,9 @@ def revalue(
     The columns hold every value the inputs allow (migration 0009), so the pass should never fail on a
     row; if one still does, the others are valued all the same (registry/isolation.py) and that pledge
     gets a valuation without figures whose `error` says why. Not `isolated` (a confirmation valuing its
-    own pledge): no savepoint, two round trips fewer; a refusal then fails the caller's transaction as a
-    whole, so that nothing is confirmed without its valuation."""
+    own pledge): no savepoint, two round trips fewer; the database refusing the figures is then an
+    InvalidState that fails the caller's transaction as a whole, so that nothing is confirmed without its
+    valuation (a lock conflict or a lost connection stays what it is: busy, retry)."""
     as_of = exchange_day(now)
     params: dict[str, Any] = {
         "now": now,
@@ -336,7 +338,12 @@ def revalue(
         return Revaluation(row.valued, row.raised, row.cleared)
 
     if not isolated:
-        return value(which, {})
+        try:
+            return value(which, {})
+        except (DataError, IntegrityError) as refused:  # the row, not the moment: no retry would value it
+            raise InvalidState(
+                "the pledge cannot be valued as it stands (the database refused its figures); nothing was done"
+            ) from refused
     whole = isolation.attempt(session, lambda: value(which, {}))
     if not isinstance(whole, DBAPIError):
         return whole

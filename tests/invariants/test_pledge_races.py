@@ -230,3 +230,45 @@ def test_asks_on_one_pledge_at_once_make_one_instruction(committed_engine: Engin
         assert waiting == 1
     with unit_of_work(committed_engine) as s:
         assert find_problems(s) == []
+
+
+def test_an_ask_that_waited_on_the_close_of_the_waiting_one_is_made(
+    committed_engine: Engine, live_url: str
+) -> None:
+    """A bank's release waits for the pledge's lock while the release before it is being cancelled: once
+    that commits, nothing is waiting any more, so the new one is made (not refused as if the old one were
+    still open, which the ask's locking read, taken before its wait, still shows)."""
+    import time
+    from uuid import UUID
+
+    from registry.ledger.models import Party
+    from registry.pledge import service as pledges
+
+    exchange, bank, (pledgor_key, _), account, borrower = _joint_world(committed_engine)
+    pledge_id, url = _ask(live_url, bank, account, borrower, 300)
+    assert _post(f"{url}/consent", pledgor_key) == 200 and _post(f"{url}/confirm", exchange) == 200
+    asks = f"{live_url}/v1/pledges/{pledge_id}/instructions"
+    first = httpx.post(asks, headers=bank, json={"type": "release"}, timeout=30).json()
+    with ThreadPoolExecutor(max_workers=1) as pool, committed_engine.connect() as watcher:
+        with unit_of_work(committed_engine) as s:
+            lender = s.get(Party, s.execute(text("SELECT pledgee_party_id FROM pledge WHERE id = :p"),
+                                            {"p": pledge_id}).scalar_one())  # fmt: skip
+            assert lender is not None
+            pledges.cancel(s, f.bank_actor(lender), UUID(first["id"]))  # holds the pledge's lock until commit
+            second = pool.submit(_post, asks, bank, {"type": "release"})
+            for _ in range(200):  # until the second ask waits for that lock
+                waiting = watcher.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()")).scalar()  # fmt: skip
+                watcher.rollback()
+                if waiting:
+                    break
+                time.sleep(0.05)
+            assert waiting, "the second ask never waited for the pledge's lock"
+        assert second.result(timeout=30) == 201
+    statuses = httpx.get(f"{live_url}/v1/pledges/{pledge_id}", headers=bank, timeout=30).json()[
+        "instructions"
+    ]
+    assert sorted(i["status"] for i in statuses if i["type"] == "release") == ["cancelled", "pending"]
+    with unit_of_work(committed_engine) as s:
+        assert find_problems(s) == []
