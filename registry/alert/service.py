@@ -97,6 +97,7 @@ WITH cleared AS (
 {_outbox(_CLEARED_EVENTS)}
 SELECT count(*) AS cleared FROM cleared
 """
+_CLEAR_CLOSED_SQL = driver_sql(_CLEAR_CLOSED)  # prepared (registry.db.run): one statement a closing
 
 
 # The pledges the statement above may touch: due ones, and those with open alerts.
@@ -136,9 +137,6 @@ def clear_closed(session: Session, pledge_id: UUID, *, now: datetime) -> int:
     """A pledge that was just released or disposed has no open alert any more: cleared (and the bank's
     webhook told) in the transaction that closes it, not at the next revaluation."""
     return int(run(session, _CLEAR_CLOSED_SQL, {"now": now, "pledge": pledge_id})[0].cleared)
-
-
-_CLEAR_CLOSED_SQL = driver_sql(_CLEAR_CLOSED)  # prepared (registry.db.run): one statement a closing
 
 
 def _maturity(named: str | None = None) -> str:

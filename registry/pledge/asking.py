@@ -198,7 +198,9 @@ def request(
         raise InvalidState(
             f"a {pledge.status} pledge takes no {kind.value} instruction", pledge_status=pledge.status
         )
-    if waiting is not None and (waiting := repo.waiting_now(session, pledge.id)) is not None:
+    if waiting is not None:  # the locking read predates its wait for the lock: as committed now
+        waiting = repo.waiting_now(session, pledge.id)
+    if waiting is not None:
         raise InvalidState(
             f"instruction {waiting.id} ({waiting.type}) is still {waiting.status}",
             pending_instruction_id=str(waiting.id),

@@ -64,9 +64,10 @@ def confirm(
         if terms is None:
             return instruction  # reviewed: still pending, waiting for another person
         return _apply_disposal(session, actor, pledge, instruction, terms, window_days)
+    took_all = False
     if kind in HOLDS_UNITS:
         # A registration's pledge has nothing frozen yet; a top-up's has what it secures already.
-        frozen = 0 if kind is InstructionType.REGISTER else repo.units_of_pledge(session, pledge.id)[1]
+        frozen = 0 if kind is InstructionType.REGISTER else repo.frozen_quantity(session, pledge.id)
         moved = pledged.freeze(
             session,
             steps.acting_for(actor, instruction, pledge),
@@ -97,10 +98,9 @@ def confirm(
         )  # fmt: skip
         if instruction.outstanding_principal is not None:
             pledge.outstanding_principal = instruction.outstanding_principal
-        instruction.applied_quantity = moved.quantity
-        return _confirmed(session, actor, pledge, instruction, window_days, took_all=selection.everything)
+        took_all = selection.everything
     instruction.applied_quantity = moved.quantity
-    return _confirmed(session, actor, pledge, instruction, window_days)
+    return _confirmed(session, actor, pledge, instruction, window_days, took_all=took_all)
 
 
 def _second_pair_of_eyes(

@@ -47,7 +47,7 @@ _LOCK = f"""
        FOR UPDATE OF i"""
 _LOCK_ONLY = _LOCK.format(prices="", reference="")
 _LOCK_PRICED = _LOCK.format(
-    prices=", r.vwap, r.vwap_date, r.last_close, r.last_date",
+    prices=", p.credit_type_id, r.vwap, r.vwap_date, r.last_close, r.last_date",  # valuation.reference_of's
     reference=f"LEFT JOIN LATERAL ({valuation.REFERENCE_SQL} WHERE ct.id = p.credit_type_id "
     f"AND {one_of('i.type', sorted(HOLDS_UNITS))}) r ON true",
 )
@@ -70,12 +70,7 @@ def lock_with_instruction_and_prices(
     if not rows:
         return None
     pledge, instruction = _locked(session, rows[0])
-    row = rows[0]
-    return (
-        pledge,
-        instruction,
-        valuation.Reference(pledge.credit_type_id, row.vwap, row.vwap_date, row.last_close, row.last_date),
-    )
+    return pledge, instruction, valuation.reference_of(rows[0])
 
 
 # A request on a pledge: the pledge locked with its credit type's code and its instruction still waiting, if
@@ -83,12 +78,16 @@ def lock_with_instruction_and_prices(
 # before any wait for the lock. A request that waited on one made meanwhile does not see it here, and its
 # own instruction is then refused by that index (the same invalid_state problem, without the other's id);
 # one that waited on a decision closing it still sees it open here, so a refusal asks `waiting_now` first.
+# (at most one row: uq_instruction_one_open)
+_WAITING = (
+    "SELECT id, type, status FROM instruction "
+    f"WHERE pledge_id = {{pledge}} AND {one_of('status', OPEN_INSTRUCTION)}"
+)
 _LOCK_PLEDGE = f"""
     SELECT ct.code AS credit_type_code, {columns(Pledge, "p_", source="pledge")},
            w.id AS waiting_id, w.type AS waiting_type, w.status AS waiting_status
       FROM pledge JOIN credit_type ct ON ct.id = pledge.credit_type_id
-      LEFT JOIN LATERAL (SELECT id, type, status FROM instruction
-                          WHERE pledge_id = pledge.id AND {one_of("status", OPEN_INSTRUCTION)} LIMIT 1) w ON true
+      LEFT JOIN LATERAL ({_WAITING.format(pledge="pledge.id")}) w ON true
      WHERE pledge.id = %(p)s
        FOR UPDATE OF pledge"""
 
@@ -118,11 +117,7 @@ def lock_pledge(session: Session, pledge_id: UUID) -> tuple[Pledge, Waiting | No
 
 def waiting_now(session: Session, pledge_id: UUID) -> Waiting | None:
     """The pledge's waiting instruction as committed now (a statement after the pledge's lock is held)."""
-    rows = run(
-        session,
-        f"SELECT id, type, status FROM instruction WHERE pledge_id = %(p)s AND {one_of('status', OPEN_INSTRUCTION)}",
-        {"p": pledge_id},
-    )
+    rows = run(session, _WAITING.format(pledge="%(p)s"), {"p": pledge_id})
     return Waiting(rows[0].id, rows[0].type, rows[0].status) if rows else None
 
 
