@@ -61,10 +61,6 @@ def get_credit_type(session: Session, code: str) -> CreditType | None:
     return session.exec(select(CreditType).where(CreditType.code == code)).first()
 
 
-def get_credit_type_by_id(session: Session, credit_type_id: int) -> CreditType | None:
-    return session.get(CreditType, credit_type_id)
-
-
 def credit_type_codes(session: Session) -> dict[int, str]:
     rows = run(session, "SELECT id, code FROM credit_type", {})
     return {row.id: row.code for row in rows}
